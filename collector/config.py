@@ -1,0 +1,146 @@
+"""The service configuration: one TOML file decoded into msgspec Structs.
+
+Every error names the field it is about (`sources[2].rate.per_second: expected float, got str`),
+and `load_config` reports all of them at once rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from collector.rewrite.config import RewriteConfig
+from collector.sources.config import AnySourceConfig
+from collector.upload.config import UploadConfig
+from processors.config import ProcessingConfig
+
+
+class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    data_dir: str = "training-data"
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Bounded queues of batches between stages: this is what keeps memory flat.
+    queue_size: Annotated[int, msgspec.Meta(ge=1)] = 16
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 2
+    # A flush makes output durable (fsync) and only then saves the sources' cursors.
+    flush_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    flush_bytes: Annotated[int, msgspec.Meta(ge=1)] = 8 * 1024 * 1024
+    shutdown_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
+class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "training-data/state/collector.sqlite3"
+    url: str = "redis://127.0.0.1:6379/0"
+    password_env: str = ""
+
+
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    service: ServiceSettings = ServiceSettings()
+    state: StateConfig = StateConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    upload: UploadConfig = UploadConfig()
+    rewrite: RewriteConfig = RewriteConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    sources: list[AnySourceConfig] = []
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` holds one line per problem, each with its field."""
+
+    def __init__(self, path: str, errors: list[str]) -> None:
+        self.path = path
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+def _describe(prefix: str, error: msgspec.ValidationError) -> str:
+    """`Expected float, got str - at $.x.y` -> `prefix.x.y: expected float, got str`."""
+    match = _AT.match(str(error))
+    assert match is not None  # the pattern accepts any string
+    message, path = match.group("msg"), match.group("path") or ""
+    for pattern, text in ((_UNKNOWN, "unknown field"), (_MISSING, "required field is missing")):
+        field = pattern.match(message)
+        if field:
+            path, message = f"{path}.{field.group('field')}", text
+    message = message.replace("`", "")
+    message = message[:1].lower() + message[1:]
+    where = f"{prefix}{path}".lstrip(".") or "(top level)"
+    return f"{where}: {message}"
+
+
+def _sections(raw: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
+    """Each part of the file that is checked on its own, so one mistake hides no other."""
+    for name, field in (
+        ("service", ServiceSettings),
+        ("state", StateConfig),
+        ("processing", ProcessingConfig),
+        ("upload", UploadConfig),
+        ("rewrite", RewriteConfig),
+        ("metrics", MetricsConfig),
+    ):
+        if name in raw:
+            yield name, name, raw[name], field
+    sources = raw.get("sources", [])
+    if isinstance(sources, list):
+        for index, source in enumerate(sources):
+            yield "sources", f"sources[{index}]", source, AnySourceConfig
+
+
+def parse_config(raw: dict[str, Any], origin: str = "<config>") -> Config:
+    errors: list[str] = []
+    known = {f.name for f in msgspec.structs.fields(Config)}
+    errors += [f"{key}: unknown section" for key in raw if key not in known]
+    if "sources" in raw and not isinstance(raw["sources"], list):
+        errors.append("sources: expected an array of tables ([[sources]])")
+    parsed: dict[str, Any] = {}
+    for key, label, value, kind in _sections(raw):
+        try:
+            item = msgspec.convert(value, kind)
+        except msgspec.ValidationError as error:
+            errors.append(_describe(label, error))
+            continue
+        if key == "sources":
+            parsed.setdefault("sources", []).append(item)
+        else:
+            parsed[key] = item
+    names = [source.name for source in parsed.get("sources", [])]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"sources: the name {name!r} is used more than once")
+    for index, name in enumerate(names):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            errors.append(f"sources[{index}].name: use letters, digits, '-', '_' and '.' only")
+    if errors:
+        raise ConfigError(origin, errors)
+    return Config(**parsed)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), [f"not UTF-8 text: {error.reason}"]) from error
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), [f"invalid TOML: {error}"]) from error
+    return parse_config(raw, str(path))

@@ -1,0 +1,234 @@
+"""The streaming pipeline: bounded queues, processor workers and the ordered writer.
+
+    source runners --(work queue)--> workers (processors, in threads) --+
+          |                                                          |  futures
+          +------------(ordered queue: submission order)------> writer (dedupe, split, sinks)
+                                                                     |
+                            ack: cursors saved with the checkpoint <-+
+
+A runner puts each batch on both queues; workers complete the batch's future out of order, and
+the writer takes futures in submission order, so each source's batches are written in the order
+they were fetched and a cursor never runs ahead of the lines before it. Both queues are bounded:
+a slow writer stops the sources (backpressure) instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collector.logging import Logger
+from collector.sinks.base import Sink
+from collector.sources.base import SourceBatch
+from collector.state import StateStore
+from processors.config import SplitConfig
+from processors.dedupe import Deduplicator
+from processors.records import Drop, ProcessedBatch
+from processors.split import assign_split
+
+CURSOR_NAMESPACE = "cursor"
+
+
+def cursor_key(source: str, stream: str) -> str:
+    return f"{source}\x1f{stream}"
+
+
+class Acknowledger:
+    """What a source runner learns back from the writer: durable batches and their counts."""
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.counts: Counter[str] = Counter()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submitted(self) -> None:
+        self.outstanding += 1
+        self._idle.clear()
+
+    def acknowledged(self, counts: Counter[str]) -> None:
+        self.outstanding -= 1
+        self.counts.update(counts)
+        if self.outstanding == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+@dataclass
+class WorkItem:
+    source: str
+    batch: SourceBatch
+    run: Callable[[SourceBatch], ProcessedBatch]
+    ack: Acknowledger
+    future: asyncio.Future[ProcessedBatch] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Pipeline:
+    """Owns the queues, the worker tasks and the writer task."""
+
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        sinks: list[Sink],
+        deduplicator: Deduplicator,
+        split: SplitConfig,
+        workers: int,
+        queue_size: int,
+        flush_interval: float,
+        flush_bytes: int,
+        log: Logger,
+    ) -> None:
+        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
+        self.ordered: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
+        self.writer = Writer(
+            state=state,
+            sinks=sinks,
+            deduplicator=deduplicator,
+            split=split,
+            flush_interval=flush_interval,
+            flush_bytes=flush_bytes,
+            log=log,
+        )
+        self.log = log
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(workers)
+        ]
+        self._writer = asyncio.create_task(self.writer.run(self.ordered), name="writer")
+        self.last_progress = time.monotonic()
+
+    async def submit(self, item: WorkItem) -> None:
+        item.ack.submitted()
+        await self.ordered.put(item)
+        await self.work.put(item)
+
+    async def _work(self) -> None:
+        while (item := await self.work.get()) is not None:
+            try:
+                result = await asyncio.to_thread(item.run, item.batch)
+            except Exception as error:  # a processor bug must not stop the service
+                self.log.exception("processor_failed", source=item.source, error=str(error))
+                result = ProcessedBatch(
+                    examples=[],
+                    drops=[
+                        Drop(r.source, r.dataset, r.id, "processor_error", type(error).__name__)
+                        for r in item.batch.records
+                    ],
+                )
+            if not item.future.done():
+                item.future.set_result(result)
+            self.last_progress = time.monotonic()
+
+    async def drain(self) -> None:
+        """Finish everything submitted, write it, commit the last checkpoint."""
+        for _ in self._workers:
+            await self.work.put(None)
+        await asyncio.gather(*self._workers)
+        await self.ordered.put(None)
+        await self._writer
+
+    def abort(self) -> None:
+        for task in (*self._workers, self._writer):
+            task.cancel()
+
+
+class Writer:
+    """Writes processed batches in submission order and commits checkpoints."""
+
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        sinks: list[Sink],
+        deduplicator: Deduplicator,
+        split: SplitConfig,
+        flush_interval: float,
+        flush_bytes: int,
+        log: Logger,
+    ) -> None:
+        self.state = state
+        self.sinks = sinks
+        self.deduplicator = deduplicator
+        self.split = split
+        self.flush_interval = flush_interval
+        self.flush_bytes = flush_bytes
+        self.log = log
+        self._cursors: dict[str, str] = {}
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._acks: list[tuple[Acknowledger, Counter[str]]] = []
+        self.checkpoints = 0
+        self.last_checkpoint = time.monotonic()
+
+    async def run(self, ordered: asyncio.Queue[WorkItem | None]) -> None:
+        deadline = time.monotonic() + self.flush_interval
+        while True:
+            try:
+                item = await asyncio.wait_for(ordered.get(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:  # nothing arrived before the flush deadline
+                await self.checkpoint()
+                deadline = time.monotonic() + self.flush_interval
+                continue
+            if item is None:
+                break
+            self._write(item, await item.future)
+            pending = sum(sink.pending_bytes for sink in self.sinks)
+            if time.monotonic() >= deadline or pending >= self.flush_bytes:
+                await self.checkpoint()
+                deadline = time.monotonic() + self.flush_interval
+        await self.checkpoint()
+
+    def _write(self, item: WorkItem, processed: ProcessedBatch) -> None:
+        counts: Counter[str] = Counter()
+        batch = item.batch
+        for record in batch.records:
+            self._counts[(record.source, record.dataset, "fetched")] += 1
+        counts["fetched"] += len(batch.records)
+        kept, duplicates = self.deduplicator.filter(processed.examples)
+        drops = [*batch.drops, *processed.drops]
+        drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]
+        for drop in drops:
+            self._counts[(drop.source, drop.dataset, f"drop:{drop.reason}")] += 1
+            counts[f"drop:{drop.reason}"] += 1
+            for sink in self.sinks:
+                note = getattr(sink, "note_drops", None)
+                if note is not None:
+                    note(drop.source, drop.dataset)
+        for example in kept:
+            example.split = assign_split(example.group_key, self.split)
+            what = "pairs" if example.kind == "pairs" else "written"
+            self._counts[(example.source, example.dataset, what)] += 1
+            counts[what] += 1
+        for sink in self.sinks:
+            sink.write(kept)
+        for stream, cursor in batch.cursors.items():
+            self._cursors[cursor_key(item.source, stream)] = cursor
+        self._acks.append((item.ack, counts))
+
+    async def checkpoint(self) -> None:
+        """Make every write durable, then save cursors, dedupe keys and counts in one commit."""
+        if not self._acks and not any(sink.pending_bytes for sink in self.sinks):
+            return
+        puts: dict[str, dict[str, str]] = {}
+        for sink in self.sinks:
+            for namespace, items in (await sink.flush()).items():
+                puts.setdefault(namespace, {}).update(items)
+        puts[CURSOR_NAMESPACE] = self._cursors
+        for namespace, items in self.deduplicator.take_pending().items():
+            puts.setdefault(namespace, {}).update(items)
+        await asyncio.to_thread(self.state.commit, puts, dict(self._counts))
+        self.deduplicator.committed()
+        acks, self._acks = self._acks, []
+        self._cursors, self._counts = {}, Counter()
+        self.checkpoints += 1
+        self.last_checkpoint = time.monotonic()
+        for sink in self.sinks:
+            await sink.committed()
+        for ack, counts in acks:
+            ack.acknowledged(counts)

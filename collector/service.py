@@ -1,0 +1,303 @@
+"""The service: wires sources, the pipeline and the sinks together, and handles signals.
+
+It holds no business logic. `run` polls every source on its own interval until SIGTERM;
+`once` makes one pass over every source and exits. SIGHUP re-reads the config and applies the
+difference to the sources: added ones start, removed ones drain and stop, changed ones restart,
+the others are not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from collector.config import Config, ConfigError, load_config
+from collector.logging import Logger, configure_logging, get_logger
+from collector.pipeline import CURSOR_NAMESPACE, Acknowledger, Pipeline, WorkItem
+from collector.sinks.base import Sink
+from collector.sinks.formatted import FormattedSink
+from collector.sources import Source, SourceBatch, SourceContext, build_source
+from collector.sources.config import AnySourceConfig
+from collector.state import StateStore, open_state_store
+from processors.chain import ProcessorChain
+from processors.dedupe import Deduplicator
+from processors.records import ProcessedBatch
+
+Mode = Literal["run", "once"]
+
+
+class SourceRunner:
+    """Runs one source: passes from its saved cursors, batches into the pipeline."""
+
+    def __init__(
+        self,
+        config: AnySourceConfig,
+        source: Source,
+        context: SourceContext,
+        chain: ProcessorChain,
+        pipeline: Pipeline,
+        state: StateStore,
+        mode: Mode,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.context = context
+        self.chain = chain
+        self.pipeline = pipeline
+        self.state = state
+        self.mode = mode
+        self.ack = Acknowledger()
+        self.log = context.log
+        self.task: asyncio.Task[None] | None = None
+        self.passes = 0
+        self.last_success: float | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"source-{self.config.name}")
+
+    async def _run(self) -> None:
+        prefix = f"{self.config.name}\x1f"
+        saved = await asyncio.to_thread(lambda: list(self.state.scan(CURSOR_NAMESPACE, prefix)))
+        cursors = {key.removeprefix(prefix): value for key, value in saved}
+        self.log.info("source_started", streams=len(cursors))
+        stop = self.context.stop
+        while not stop.is_set():
+            try:
+                async for batch in self.source.fetch(cursors):
+                    cursors.update(batch.cursors)
+                    await self.pipeline.submit(
+                        WorkItem(self.config.name, batch, self._process, self.ack)
+                    )
+                    if stop.is_set():
+                        break
+                self.last_success = time.time()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # one source failing must not stop the others
+                self.log.exception("source_pass_failed", error=str(error))
+            self.passes += 1
+            await self.ack.wait_idle()
+            self.log.info("source_pass_done", passes=self.passes, **self.summary())
+            if self.mode == "once":
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.interval)
+
+    def _process(self, batch: SourceBatch) -> ProcessedBatch:
+        return self.chain.run(batch.records)
+
+    def summary(self) -> dict[str, int | dict[str, int]]:
+        counts = self.ack.counts
+        drops = {k.removeprefix("drop:"): v for k, v in counts.items() if k.startswith("drop:")}
+        return {
+            "fetched": counts["fetched"],
+            "written": counts["written"],
+            "pairs": counts["pairs"],
+            "dropped": sum(drops.values()),
+            "drop_reasons": drops,
+        }
+
+    async def stop(self, grace: float) -> None:
+        """Stop fetching, then wait until everything already fetched is durable."""
+        self.context.stop.set()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), grace)
+            except TimeoutError:
+                # Stuck inside a request: cancelling loses nothing, its batch was never acked.
+                self.task.cancel()
+                await asyncio.gather(self.task, return_exceptions=True)
+        await self.ack.wait_idle()
+        await self.source.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.task is not None and self.task.done()
+
+
+class Service:
+    def __init__(self, config_path: str | Path, mode: Mode, config: Config | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.mode = mode
+        self.config = config or load_config(self.config_path)
+        self.data_dir = Path(self.config.service.data_dir)
+        self.log: Logger = get_logger()
+        self.runners: dict[str, SourceRunner] = {}
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._reloading = asyncio.Lock()
+        self._tasks: set[asyncio.Future[None]] = set()
+        # Hooks for what plugs into the daemon: called with the service once it is running.
+        self.on_started: list[Callable[[Service], None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        service = self.config.service
+        self.state = await asyncio.to_thread(open_state_store, self.config.state)
+        self.sinks: list[Sink] = [FormattedSink(self.data_dir, self.state, self.log)]
+        for sink in self.sinks:
+            await sink.open()
+        self.pipeline = Pipeline(
+            state=self.state,
+            sinks=self.sinks,
+            deduplicator=Deduplicator(self.config.processing.dedupe, self.state),
+            split=self.config.processing.split,
+            workers=service.workers,
+            queue_size=service.queue_size,
+            flush_interval=service.flush_interval,
+            flush_bytes=service.flush_bytes,
+            log=self.log,
+        )
+        self._install_signals()
+        for source in self.config.sources:
+            if source.enabled:
+                self._start_source(source)
+        self.log.info(
+            "service_started", mode=self.mode, sources=sorted(self.runners), pid=os.getpid()
+        )
+        for hook in self.on_started:
+            hook(self)
+        if self.mode == "once":
+            await self._until_sources_finish()
+        else:
+            await self._stop.wait()
+        return await self._shutdown()
+
+    async def _until_sources_finish(self) -> None:
+        while not self._stop.is_set():
+            tasks = [r.task for r in self.runners.values() if r.task is not None]
+            if all(task.done() for task in tasks):
+                return
+            stop = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+
+    async def _shutdown(self) -> int:
+        timeout = self.config.service.shutdown_timeout
+        self.log.info("service_draining", timeout=timeout)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._drain(timeout), timeout)
+        except TimeoutError:
+            self.log.error("service_drain_timeout", timeout=timeout)
+            self.pipeline.abort()
+            return 1
+        finally:
+            await asyncio.to_thread(self.state.close)
+        self.log.info("service_stopped", seconds=round(time.monotonic() - started, 3))
+        return 0
+
+    async def _drain(self, timeout: float) -> None:
+        runners = list(self.runners.values())
+        await asyncio.gather(*(runner.stop(timeout / 2) for runner in runners))
+        await self.pipeline.drain()
+        for runner in runners:
+            runner.log.info("source_summary", passes=runner.passes, **runner.summary())
+        for sink in self.sinks:
+            await sink.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def _start_source(self, config: AnySourceConfig) -> None:
+        log = self.log.bind(source=config.name)
+        context = SourceContext(data_dir=self.data_dir, log=log)
+        source = build_source(config, context)
+        chain = ProcessorChain(config.recipe, self.config.processing)
+        runner = SourceRunner(config, source, context, chain, self.pipeline, self.state, self.mode)
+        self.runners[config.name] = runner
+        runner.start()
+
+    async def reload(self) -> None:
+        async with self._reloading:
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+                for source in new.sources:
+                    if source.enabled:
+                        build_source(source, SourceContext(self.data_dir, self.log))
+                        ProcessorChain(source.recipe, new.processing)
+            except (ConfigError, ValueError) as error:
+                errors = error.errors if isinstance(error, ConfigError) else [str(error)]
+                self.log.error("config_reload_failed", path=str(self.config_path), errors=errors)
+                return
+            old = {s.name: s for s in self.config.sources if s.enabled}
+            fresh = {s.name: s for s in new.sources if s.enabled}
+            removed = [n for n in old if n not in fresh]
+            added = [n for n in fresh if n not in old]
+            changed = [n for n in fresh if n in old and fresh[n] != old[n]]
+            grace = self.config.service.shutdown_timeout / 2
+            await asyncio.gather(*(self.runners.pop(n).stop(grace) for n in removed + changed))
+            ignored = [
+                section
+                for section in ("service", "state", "processing", "upload", "rewrite", "metrics")
+                if getattr(new, section) != getattr(self.config, section)
+            ]
+            self.config = Config(
+                service=self.config.service,
+                state=self.config.state,
+                processing=self.config.processing,
+                upload=self.config.upload,
+                rewrite=self.config.rewrite,
+                metrics=self.config.metrics,
+                sources=new.sources,
+            )
+            for name in added + changed:
+                self._start_source(fresh[name])
+            self.log.info(
+                "config_reloaded",
+                added=added,
+                removed=removed,
+                changed=changed,
+                unchanged=[n for n in fresh if n in old and n not in changed],
+                needs_restart=ignored,
+            )
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Files are safe: anything after the last checkpoint is cut back on the next start.
+            self.log.warning("service_killed", signal=sig.name)
+            os._exit(128 + sig.value)
+        self.log.info("service_stop_requested", signal=sig.name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        self.log.info("config_reload_requested", path=str(self.config_path))
+        task = asyncio.ensure_future(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for runner in self.runners.values():
+            total.update(runner.ack.counts)
+        return total
+
+
+def run_service(config_path: str | Path, mode: Mode) -> int:
+    """Load the config, set up logging and run the service to the end; the exit code."""
+    config = load_config(config_path)
+    configure_logging(config.service.log_format, config.service.log_level)
+
+    async def main() -> int:
+        return await Service(config_path, mode, config).run()
+
+    return asyncio.run(main())

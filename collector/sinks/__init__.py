@@ -1,0 +1,1 @@
+"""Sinks own files and uploads: append-only writes made durable by a flush."""

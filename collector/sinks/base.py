@@ -1,0 +1,32 @@
+"""The sink protocol: buffer examples, make them durable on flush, recover on open."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from processors.records import Example
+
+
+class Sink(Protocol):
+    name: str
+
+    async def open(self) -> None:
+        """Repair what a crash left behind: cut files back to their committed state."""
+        ...
+
+    def write(self, examples: list[Example]) -> None:
+        """Buffer examples in order; nothing is durable until `flush`."""
+        ...
+
+    @property
+    def pending_bytes(self) -> int: ...
+
+    async def flush(self) -> dict[str, dict[str, str]]:
+        """Make everything buffered durable; the state puts to commit with the checkpoint."""
+        ...
+
+    async def committed(self) -> None:
+        """Called once the checkpoint holding the last flush is committed."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,142 @@
+"""Formatted JSONL under `training-data/formatted/`, one file per dataset.
+
+- `{owner}__{dataset}.jsonl`: training lines, nothing but `{"messages": [...]}`;
+- `{owner}__{dataset}__rewritten.jsonl`: training lines whose answer an LLM wrote;
+- `{owner}__{dataset}__pairs.jsonl`: bullets with no improved version yet (for the rewrite stage);
+- `{owner}__{dataset}__provenance.jsonl`: one line per training line, in the same order: where
+  it came from and its split, kept out of the training line itself;
+- `{owner}__{dataset}__clean_report.json`: counts of records written and dropped, by reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from collector.sinks.files import DurableFiles
+from collector.sinks.naming import output_name
+from collector.state import StateStore
+from processors.records import Example
+
+
+class PairLine(msgspec.Struct):
+    bullet: str
+    context: str
+    source: str
+    dataset: str
+    record_id: str
+    split: str
+
+
+class ProvenanceLine(msgspec.Struct):
+    source: str
+    dataset: str
+    record_id: str
+    split: str
+    group: str
+
+
+class CleanReport(msgspec.Struct):
+    file: str
+    datasets: list[str]
+    fetched: int
+    written: int
+    pairs: int
+    dropped: int
+    drop_reasons: dict[str, int]
+
+
+def file_stem(example: Example) -> str:
+    name = output_name(example.source, example.dataset)
+    return f"{name}__rewritten" if example.rewritten else name
+
+
+class FormattedSink:
+    name = "formatted"
+
+    def __init__(
+        self, data_dir: Path, state: StateStore, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        self.dir = data_dir / "formatted"
+        self.state = state
+        self.files = DurableFiles(data_dir, state, log)
+        self._encoder = msgspec.json.Encoder()
+        self._touched: set[str] = set()
+
+    async def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.files.recover, self.dir)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.files.pending_bytes
+
+    def write(self, examples: list[Example]) -> None:
+        encode = self._encoder.encode
+        for example in examples:
+            stem = file_stem(example)
+            self._touched.add(output_name(example.source, example.dataset))
+            if example.kind == "pairs":
+                line = PairLine(
+                    bullet=str(example.meta.get("bullet", "")),
+                    context=str(example.meta.get("context", "")),
+                    source=example.source,
+                    dataset=example.dataset,
+                    record_id=example.record_id,
+                    split=example.split,
+                )
+                self.files.append(self.dir / f"{stem}__pairs.jsonl", encode(line) + b"\n")
+                continue
+            self.files.append(self.dir / f"{stem}.jsonl", encode(example.training_line()) + b"\n")
+            origin = ProvenanceLine(
+                example.source, example.dataset, example.record_id, example.split, example.group_key
+            )
+            self.files.append(self.dir / f"{stem}__provenance.jsonl", encode(origin) + b"\n")
+
+    async def flush(self) -> dict[str, dict[str, str]]:
+        return {"files": await asyncio.to_thread(self.files.flush)}
+
+    def note_drops(self, source: str, dataset: str) -> None:
+        """A dataset with drops only still gets its clean report."""
+        self._touched.add(output_name(source, dataset))
+
+    async def committed(self) -> None:
+        if self._touched:
+            touched, self._touched = self._touched, set()
+            await asyncio.to_thread(self._write_reports, touched)
+
+    def _write_reports(self, names: set[str]) -> None:
+        totals: dict[str, Counter[str]] = {}
+        datasets: dict[str, set[str]] = {}
+        for source, dataset, what, n in self.state.counts():
+            name = output_name(source, dataset)
+            if name in names:
+                totals.setdefault(name, Counter())[what] += n
+                datasets.setdefault(name, set()).add(dataset)
+        for name, counts in totals.items():
+            reasons = {
+                k.removeprefix("drop:"): v
+                for k, v in sorted(counts.items())
+                if k.startswith("drop:")
+            }
+            report = CleanReport(
+                file=f"{name}.jsonl",
+                datasets=sorted(datasets[name]),
+                fetched=counts["fetched"],
+                written=counts["written"],
+                pairs=counts["pairs"],
+                dropped=sum(reasons.values()),
+                drop_reasons=reasons,
+            )
+            path = self.dir / f"{name}__clean_report.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+            os.replace(tmp, path)
+
+    async def close(self) -> None:
+        self.files.close()

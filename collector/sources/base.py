@@ -1,0 +1,51 @@
+"""The one protocol every source implements, and the batch it yields."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from processors.records import Drop, RawRecord
+
+
+class SourceBatch(msgspec.Struct):
+    """Records fetched together, the drops met while fetching them, and where to resume.
+
+    `cursors` maps a stream of the source (a file, a query, a dataset) to the position after this
+    batch. The service saves them only once every record of the batch is durable.
+    """
+
+    records: list[RawRecord]
+    drops: list[Drop] = []
+    cursors: dict[str, str] = {}
+
+
+@dataclass
+class SourceContext:
+    """What the service lends a source: where to archive raw responses and how to log."""
+
+    data_dir: Path
+    log: structlog.typing.FilteringBoundLogger
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+
+class Source(Protocol):
+    """Knows one remote API (or folder). Yields batches; never formats or writes output."""
+
+    name: str
+
+    def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        """One pass from the given cursors to whatever is available now."""
+        ...
+
+    async def close(self) -> None: ...

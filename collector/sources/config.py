@@ -1,0 +1,105 @@
+"""Configuration of every source type: a tagged union on `type`.
+
+Secrets never sit in the config file: a source names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from processors.config import RecipeConfig
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class RateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A token bucket: `per_second` refill, `burst` capacity, optional daily quota."""
+
+    per_second: Positive = 1.0
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 1
+    per_day: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class RetryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
+    initial_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    max_wait: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+
+
+class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="type"):
+    """Fields every source has. `name` identifies the source in state, logs and metrics."""
+
+    name: str
+    enabled: bool = True
+    interval: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # seconds between passes in `run`
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 256
+    recipe: RecipeConfig = RecipeConfig()
+    license: str = "unknown"  # for the dataset card
+    rate: RateConfig = RateConfig()
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 1
+    retry: RetryConfig = RetryConfig()
+    timeout: Positive = 30.0
+    max_response_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024
+
+
+class InboxSourceConfig(SourceConfig, tag="inbox", frozen=True):
+    """A local folder of `.jsonl`, `.json` and `.csv` files."""
+
+    path: str = "inbox"
+    # The output is `{owner}__{file stem}.jsonl` unless `dataset` names one file for everything.
+    owner: str = "local"
+    dataset: str = ""
+    patterns: list[str] = msgspec.field(default_factory=lambda: ["*.jsonl", "*.json", "*.csv"])
+
+
+class StackExchangeSourceConfig(SourceConfig, tag="stackexchange", frozen=True):
+    site: str = "workplace"
+    tags: list[str] = msgspec.field(default_factory=lambda: ["resume"])
+    base_url: str = "https://api.stackexchange.com/2.3"
+    filter: str = "withbody"
+    key_env: str = ""  # env var holding the app key, optional
+    pagesize: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    max_pages: int = 0  # 0: until has_more is false
+
+
+class GitHubSourceConfig(SourceConfig, tag="github", frozen=True):
+    queries: list[str] = []
+    code_queries: list[str] = []
+    base_url: str = "https://api.github.com"
+    token_env: str = "GITHUB_TOKEN"
+    per_page: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    split_queries: bool = False
+
+
+class KaggleSourceConfig(SourceConfig, tag="kaggle", frozen=True):
+    datasets: list[str] = []  # "owner/dataset"
+    files: list[str] = []  # member names to read; empty: every csv/json/jsonl member
+    base_url: str = "https://www.kaggle.com/api/v1"
+    username_env: str = "KAGGLE_USERNAME"
+    key_env: str = "KAGGLE_KEY"
+    max_archive_bytes: int = 2 * 1024**3
+    max_uncompressed_bytes: int = 8 * 1024**3
+    max_entries: int = 100_000
+
+
+class HuggingFaceSourceConfig(SourceConfig, tag="huggingface", frozen=True):
+    repo_id: str = ""
+    files: list[str] = []
+    revision: str = "main"
+    base_url: str = "https://huggingface.co"
+    rows_url: str = "https://datasets-server.huggingface.co"
+    use_rows_api: bool = False
+    config: str = "default"
+    split: str = "train"
+    token_env: str = "HF_TOKEN"
+
+
+AnySourceConfig = (
+    InboxSourceConfig
+    | StackExchangeSourceConfig
+    | GitHubSourceConfig
+    | KaggleSourceConfig
+    | HuggingFaceSourceConfig
+)

@@ -1,0 +1,249 @@
+"""A local folder of `.jsonl`, `.json` and `.csv` files: the source that needs no network.
+
+Each file is a stream with its own cursor: the byte offset after the last record read (for
+`.json`, the number of items read). Files may grow: the next pass continues from the offset.
+A line that is not finished yet (no newline and written in the last second) waits for the next
+pass. Bad input is counted with a reason and the rest of the file proceeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import InboxSourceConfig
+from processors.records import Drop, RawRecord
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+# A file untouched for this long is complete, even if its last line has no newline.
+SETTLE_SECONDS = 1.0
+
+
+class _Chunk(msgspec.Struct):
+    records: list[RawRecord]
+    drops: list[Drop]
+    cursor: str
+    done: bool
+
+
+class InboxSource:
+    def __init__(self, config: InboxSourceConfig, context: SourceContext) -> None:
+        self.name = config.name
+        self.config = config
+        self.context = context
+        self.root = Path(config.path)
+
+    def _files(self) -> list[Path]:
+        found: set[Path] = set()
+        for pattern in self.config.patterns:
+            found.update(p for p in self.root.rglob(pattern) if p.is_file())
+        return sorted(found)
+
+    def _dataset(self, path: Path) -> str:
+        return f"{self.config.owner}/{self.config.dataset or path.stem}"
+
+    async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        if not self.root.is_dir():
+            self.context.log.warning("inbox_missing", path=str(self.root))
+            return
+        for path in await asyncio.to_thread(self._files):
+            stream = path.relative_to(self.root).as_posix()
+            cursor = cursors.get(stream, "")
+            while not self.context.stop.is_set():
+                chunk = await asyncio.to_thread(self._read, path, stream, cursor)
+                if chunk.cursor != cursor or chunk.records or chunk.drops:
+                    yield SourceBatch(chunk.records, chunk.drops, {stream: chunk.cursor})
+                cursor = chunk.cursor
+                if chunk.done:
+                    break
+
+    async def close(self) -> None:
+        return None
+
+    # --- reading, in a worker thread -------------------------------------------------------
+
+    def _read(self, path: Path, stream: str, cursor: str) -> _Chunk:
+        dataset = self._dataset(path)
+        try:
+            stat = path.stat()
+            if path.suffix == ".json":
+                return self._read_json(path, stream, dataset, cursor, stat)
+            return self._read_lines(path, stream, dataset, cursor, stat)
+        except OSError as error:
+            # Counted once per version of the file: the cursor remembers which one failed.
+            mark = f"unreadable:{_version(path)}"
+            drops = []
+            if cursor != mark:
+                reason = f"{error.strerror or error}"
+                self.context.log.warning("inbox_file_unreadable", file=stream, error=reason)
+                drops = [Drop(self.name, dataset, stream, "file_unreadable", reason)]
+            return _Chunk([], drops, mark, True)
+
+    def _read_lines(
+        self, path: Path, stream: str, dataset: str, cursor: str, stat: os.stat_result
+    ) -> _Chunk:
+        offset = int(cursor) if cursor.isdigit() else 0
+        if offset > stat.st_size:  # the file was replaced by a shorter one: read it anew
+            offset = 0
+        settled = time.time() - stat.st_mtime >= SETTLE_SECONDS
+        records: list[RawRecord] = []
+        drops: list[Drop] = []
+        with path.open("rb") as handle:
+            if offset == 0 and handle.read(len(LFS_POINTER)) == LFS_POINTER:
+                drops.append(Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer"))
+                return _Chunk([], drops, str(stat.st_size), True)
+            is_csv = path.suffix == ".csv"
+            header: list[str] = []
+            if is_csv:
+                handle.seek(0)
+                header_rows = _csv_rows(handle, 0, settled)
+                first = next(header_rows, None)
+                if first is None:
+                    return _Chunk([], [], cursor, True)
+                header, header_end, _ = first
+                header = [h.strip().lstrip("\ufeff") for h in header]
+                offset = max(offset, header_end)
+            handle.seek(offset)
+            if is_csv:
+                rows: Iterator[tuple[Any, int, str]] = _csv_rows(handle, offset, settled)
+            else:
+                rows = _json_lines(handle, offset, settled)
+            for value, end, error in rows:
+                record_id = f"{stream}:{offset}"
+                if error:
+                    drops.append(Drop(self.name, dataset, record_id, error))
+                elif is_csv and len(value) != len(header):
+                    detail = f"{len(value)} fields, header has {len(header)}"
+                    drops.append(Drop(self.name, dataset, record_id, "csv_ragged_row", detail))
+                elif is_csv:
+                    records.append(
+                        self._record(dataset, record_id, dict(zip(header, value, strict=True)), end)
+                    )
+                elif not isinstance(value, dict):
+                    drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
+                else:
+                    records.append(self._record(dataset, record_id, value, end))
+                offset = end
+                if len(records) + len(drops) >= self.config.batch_size:
+                    return _Chunk(records, drops, str(offset), False)
+        return _Chunk(records, drops, str(offset), True)
+
+    def _read_json(
+        self, path: Path, stream: str, dataset: str, cursor: str, stat: os.stat_result
+    ) -> _Chunk:
+        version = _version(path)
+        done_mark = f"done:{version}"
+        if cursor == done_mark or time.time() - stat.st_mtime < SETTLE_SECONDS:
+            return _Chunk([], [], cursor, True)
+        # A .json file is one document: it is read whole, then handed out item by item.
+        start = int(cursor) if cursor.isdigit() else 0
+        data = path.read_bytes()
+        if data.startswith(LFS_POINTER):
+            drop = Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer")
+            return _Chunk([], [drop], done_mark, True)
+        try:
+            document = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
+            reason = "invalid_utf8" if isinstance(error, UnicodeDecodeError) else "malformed_json"
+            return _Chunk(
+                [], [Drop(self.name, dataset, stream, reason, str(error))], done_mark, True
+            )
+        items = document if isinstance(document, list) else [document]
+        end = min(len(items), start + self.config.batch_size)
+        records: list[RawRecord] = []
+        drops: list[Drop] = []
+        for index in range(start, end):
+            item, record_id = items[index], f"{stream}#{index}"
+            if isinstance(item, dict):
+                records.append(self._record(dataset, record_id, item, index + 1))
+            else:
+                drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
+        finished = end >= len(items)
+        return _Chunk(records, drops, done_mark if finished else str(end), finished)
+
+    def _record(self, dataset: str, record_id: str, payload: dict[str, Any], end: int) -> RawRecord:
+        return RawRecord(
+            source=self.name,
+            dataset=dataset,
+            id=record_id,
+            payload=payload,
+            cursor=str(end),
+            fetched_at=time.time(),
+        )
+
+
+def _version(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _json_lines(
+    handle: io.BufferedReader, offset: int, settled: bool
+) -> Iterator[tuple[Any, int, str]]:
+    """(value, offset after the line, drop reason or "") for each complete line."""
+    for line in handle:
+        if not line.endswith(b"\n") and not settled:
+            return  # still being written: wait for the next pass
+        end = offset + len(line)
+        offset = end
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield msgspec.json.decode(text), end, ""
+        except UnicodeDecodeError:
+            yield None, end, "invalid_utf8"
+        except msgspec.DecodeError:
+            yield None, end, "malformed_json"
+
+
+def _csv_rows(
+    handle: io.BufferedReader, offset: int, settled: bool
+) -> Iterator[tuple[list[str], int, str]]:
+    """(fields, offset after the row, drop reason or "") for each complete CSV row.
+
+    Rows may span lines (quoted newlines), so the reader is fed line by line while the byte
+    offset of each physical line is tracked: the cursor always sits between two rows.
+    """
+    position = offset
+    bad_encoding = False
+
+    def lines() -> Iterator[str]:
+        nonlocal position, bad_encoding
+        for raw in handle:
+            if not raw.endswith(b"\n") and not settled:
+                return
+            position += len(raw)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_encoding = True
+                yield raw.decode("utf-8", errors="replace")
+
+    reader = csv.reader(lines())
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            bad_encoding = False
+            yield [], position, "csv_malformed_row"
+            continue
+        if bad_encoding:
+            bad_encoding = False
+            yield [], position, "invalid_utf8"
+        elif row:
+            yield row, position, ""

@@ -1,0 +1,52 @@
+"""The `StateStore` protocol.
+
+Everything the service remembers is a string value under a (namespace, key) pair, plus additive
+counters. `commit` applies many puts and counter increments atomically: the writer uses it to
+save, in one transaction, the output file lengths, the sources' cursors and the dedupe keys that
+belong together, so a crash can never leave one without the others.
+
+The protocol is synchronous (SQLite is, and processors are): the service calls it from a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collector.config import StateConfig
+
+# (source, dataset, what) -> increment; `what` is "written", "fetched" or a drop reason.
+Counts = Mapping[tuple[str, str, str], int]
+
+
+class StateStore(Protocol):
+    def get(self, namespace: str, key: str) -> str | None: ...
+
+    def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, str]:
+        """The stored values of those keys that exist."""
+        ...
+
+    def scan(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+        """Every (key, value) in a namespace whose key starts with `prefix`, in key order."""
+        ...
+
+    def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
+        """Apply all puts (namespace -> key -> value) and counter increments atomically."""
+        ...
+
+    def delete(self, namespace: str, keys: Iterable[str]) -> None: ...
+
+    def counts(self) -> list[tuple[str, str, str, int]]:
+        """All counters as (source, dataset, what, n)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_state_store(config: StateConfig) -> StateStore:
+    if config.backend == "sqlite":
+        from collector.state.sqlite import SqliteStateStore
+
+        return SqliteStateStore(config.path)
+    raise NotImplementedError(f"state.backend = {config.backend!r} is not available yet")

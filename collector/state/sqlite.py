@@ -1,0 +1,115 @@
+"""The default state store: one embedded SQLite file in WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from collector.state.base import Counts
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts (
+    source TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    what TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (source, dataset, what)
+) WITHOUT ROWID;
+"""
+
+# SQLite caps the number of bound parameters per statement; look-ups go in slices below it.
+_SLICE = 500
+
+
+class SqliteStateStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the service's threads, serialised by a lock: SQLite allows a
+        # single writer anyway, and the service commits from one task at a time.
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed checkpoint survives power loss, not only a killed process.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_SCHEMA)
+
+    def get(self, namespace: str, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _SLICE):
+                part = wanted[start : start + _SLICE]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT key, value FROM kv WHERE namespace = ? AND key IN ({marks})",
+                    (namespace, *part),
+                )
+                found.update((str(k), str(v)) for k, v in rows)
+        return found
+
+    def scan(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+        # Keys are compared as text: every key in [prefix, prefix + U+10FFFF) starts with prefix.
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM kv WHERE namespace = ? AND key >= ? AND key < ? "
+                "ORDER BY key",
+                (namespace, prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+        return iter([(str(k), str(v)) for k, v in rows])
+
+    def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for namespace, items in puts.items():
+                    self._db.executemany(
+                        "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
+                        "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                        ((namespace, k, v) for k, v in items.items()),
+                    )
+                if counts:
+                    self._db.executemany(
+                        "INSERT INTO counts (source, dataset, what, n) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (source, dataset, what) DO UPDATE SET n = n + excluded.n",
+                        ((s, d, w, n) for (s, d, w), n in counts.items() if n),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def delete(self, namespace: str, keys: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM kv WHERE namespace = ? AND key = ?", ((namespace, k) for k in keys)
+            )
+
+    def counts(self) -> list[tuple[str, str, str, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, dataset, what, n FROM counts ORDER BY source, dataset, what"
+            ).fetchall()
+        return [(str(s), str(d), str(w), int(n)) for s, d, w, n in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,1 @@
+"""Pure, synchronous processing stages over msgspec Structs: no network, no files, no loop."""

@@ -1,0 +1,79 @@
+"""Settings of the processing stages, as msgspec Structs with documented defaults.
+
+They are decoded from the `[processing]` table of the service config (and a source's
+`recipe` table) and can be built directly in code and tests.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+RecipeName = Literal["chat", "pairs", "resume_json", "resume_text", "job_posting", "qa"]
+
+DEFAULT_SYSTEM_PROMPT = "You are a world-class tech resume writer. Context: {context}"
+DEFAULT_USER_TEMPLATE = 'Improve this resume bullet:\n"{bullet}"'
+
+
+class RecipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a source's records become training lines. Chosen in config, never guessed."""
+
+    name: RecipeName = "chat"
+    # Logical field -> field name (or dotted path) in the record, matched case-insensitively.
+    # e.g. pairs: {original = "bullet_before", improved = "bullet_after", context = "role"}
+    fields: dict[str, str] = {}
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    user_template: str = DEFAULT_USER_TEMPLATE
+    default_context: str = "general"
+    # qa: the lowest score an answer needs to become the assistant turn
+    min_answer_score: int = 1
+
+
+class ValidateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    min_chars: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"system": 1, "user": 10, "assistant": 10}
+    )
+    max_chars: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"system": 4000, "user": 16000, "assistant": 16000}
+    )
+    # OpenAI's fine-tuning limit is counted in tokens; ~4 chars a token is the usual estimate.
+    max_total_tokens: int = 16385
+    fix_encoding: bool = True
+
+
+class AnonymizeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    emails: bool = True
+    phones: bool = True
+    names: bool = True
+    urls: bool = True
+    addresses: bool = True
+    # ISO 3166 regions for national phone formats (GB, not UK).
+    phone_regions: list[str] = msgspec.field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "IN", "CA", "AU", "ES", "IT", "NL", "BR"]
+    )
+    consistent_names: bool = False  # [NAME_1], [NAME_2] within a record
+
+
+class DedupeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    exact: bool = True
+    near: bool = False
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle: Literal["word", "char"] = "word"
+    shingle_size: int = 3
+
+
+class SplitConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    train: float = 0.90
+    validation: float = 0.05
+    test: float = 0.05
+    seed: str = "resume-collector"
+
+
+class ProcessingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    validate: ValidateConfig = ValidateConfig()
+    anonymize: AnonymizeConfig = AnonymizeConfig()
+    dedupe: DedupeConfig = DedupeConfig()
+    split: SplitConfig = SplitConfig()

@@ -1,0 +1,57 @@
+"""Shared fixtures: a config on a temporary data folder, and the collector as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(path: Path, body: str, data_dir: Path) -> Path:
+    path.write_text(
+        f"""
+[service]
+data_dir = "{data_dir}"
+flush_interval = 0.2
+shutdown_timeout = 20
+
+[state]
+path = "{data_dir}/state.sqlite3"
+"""
+        + body
+    )
+    return path
+
+
+def collector_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "collector", *args]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "training-data"
+    path.mkdir()
+    yield path
