@@ -1,72 +1,14 @@
-"""The `resume-collector` command line."""
+"""The `resume-collector` command line: each area registers its own subcommands."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections import defaultdict
 from collections.abc import Sequence
 
-from collector.config import ConfigError, load_config
+from collector.commands import service
 
-
-def _check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        for line in error.errors:
-            print(f"{error.path}: {line}", file=sys.stderr)
-        return 2
-    enabled = [s.name for s in config.sources if s.enabled]
-    print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from collector.service import run_service
-
-    try:
-        return run_service(args.config, args.command)
-    except ConfigError as error:
-        for line in error.errors:
-            print(f"{error.path}: {line}", file=sys.stderr)
-        return 2
-
-
-def _stats(args: argparse.Namespace) -> int:
-    from collector.state import open_state_store
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        for line in error.errors:
-            print(f"{error.path}: {line}", file=sys.stderr)
-        return 2
-    store = open_state_store(config.state)
-    try:
-        rows = store.counts()
-    finally:
-        store.close()
-    table: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for source, dataset, what, n in rows:
-        table[(source, dataset)][what] = n
-    if args.json:
-        import msgspec
-
-        out = [{"source": s, "dataset": d, **counts} for (s, d), counts in sorted(table.items())]
-        print(msgspec.json.encode(out).decode())
-        return 0
-    header = ("source", "dataset", "fetched", "written", "pairs", "dropped")
-    print("{:<20} {:<40} {:>9} {:>9} {:>7} {:>8}".format(*header))
-    for (source, dataset), counts in sorted(table.items()):
-        drops = {k.removeprefix("drop:"): v for k, v in counts.items() if k.startswith("drop:")}
-        print(
-            f"{source:<20} {dataset:<40} {counts.get('fetched', 0):>9} "
-            f"{counts.get('written', 0):>9} {counts.get('pairs', 0):>7} {sum(drops.values()):>8}"
-        )
-        for reason, n in sorted(drops.items(), key=lambda kv: -kv[1]):
-            print(f"{'':<20}   dropped {reason}: {n}")
-    return 0
+# Each module has `register(subparsers)`; add a module here to add its commands.
+COMMAND_MODULES = [service]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,22 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect, clean and publish an instruction-tuning dataset for resume writing.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help)
-        sub.add_argument("--config", "-c", default="examples/demo.toml", help="TOML config file")
-        return sub
-
-    with_config("run", "run as a daemon: every source polls on its own interval").set_defaults(
-        func=_run
-    )
-    with_config("once", "one pass over every source, then exit").set_defaults(func=_run)
-    check = commands.add_parser("check-config", help="validate a config file; exit 2 on errors")
-    check.add_argument("config")
-    check.set_defaults(func=_check_config)
-    stats = with_config("stats", "counts per dataset and drop reason from the state store")
-    stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.set_defaults(func=_stats)
+    for module in COMMAND_MODULES:
+        module.register(commands)
     return parser
 
 

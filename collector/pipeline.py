@@ -165,6 +165,8 @@ class Writer:
         self._acks: list[tuple[Acknowledger, Counter[str]]] = []
         self.checkpoints = 0
         self.last_checkpoint = time.monotonic()
+        # Called after every committed checkpoint (the service forwards it to its components).
+        self.on_checkpoint: list[Callable[[], None]] = []
 
     async def run(self, ordered: asyncio.Queue[WorkItem | None]) -> None:
         deadline = time.monotonic() + self.flush_interval
@@ -232,3 +234,5 @@ class Writer:
             await sink.committed()
         for ack, counts in acks:
             ack.acknowledged(counts)
+        for callback in self.on_checkpoint:
+            callback()

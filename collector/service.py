@@ -14,10 +14,10 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.logging import Logger, configure_logging, get_logger
 from collector.pipeline import CURSOR_NAMESPACE, Acknowledger, Pipeline, WorkItem
@@ -134,15 +134,17 @@ class Service:
         self._signals = 0
         self._reloading = asyncio.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
-        # Hooks for what plugs into the daemon: called with the service once it is running.
-        self.on_started: list[Callable[[Service], None]] = []
+        self.components: list[Component] = build_components(self.config, mode)
+        self.sinks: list[Sink] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> int:
         service = self.config.service
         self.state = await asyncio.to_thread(open_state_store, self.config.state)
-        self.sinks: list[Sink] = [FormattedSink(self.data_dir, self.state, self.log)]
+        self.sinks.append(FormattedSink(self.data_dir, self.state, self.log))
+        for component in self.components:
+            await component.prepare(self)
         for sink in self.sinks:
             await sink.open()
         self.pipeline = Pipeline(
@@ -156,6 +158,7 @@ class Service:
             flush_bytes=service.flush_bytes,
             log=self.log,
         )
+        self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
         self._install_signals()
         for source in self.config.sources:
             if source.enabled:
@@ -163,8 +166,9 @@ class Service:
         self.log.info(
             "service_started", mode=self.mode, sources=sorted(self.runners), pid=os.getpid()
         )
-        for hook in self.on_started:
-            hook(self)
+        for component in self.components:
+            await component.start(self)
+        self.emit("ready", sources=sorted(self.runners))
         if self.mode == "once":
             await self._until_sources_finish()
         else:
@@ -183,6 +187,7 @@ class Service:
     async def _shutdown(self) -> int:
         timeout = self.config.service.shutdown_timeout
         self.log.info("service_draining", timeout=timeout)
+        self.emit("stopping")
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._drain(timeout), timeout)
@@ -203,6 +208,8 @@ class Service:
             runner.log.info("source_summary", passes=runner.passes, **runner.summary())
         for sink in self.sinks:
             await sink.close()
+        for component in reversed(self.components):
+            await component.stop()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -210,16 +217,35 @@ class Service:
     # --- sources ---------------------------------------------------------------------------
 
     def _start_source(self, config: AnySourceConfig) -> None:
-        log = self.log.bind(source=config.name)
-        context = SourceContext(data_dir=self.data_dir, log=log)
+        context = SourceContext(data_dir=self.data_dir, log=self.log.bind(source=config.name))
         source = build_source(config, context)
-        chain = ProcessorChain(config.recipe, self.config.processing)
+        self.add_runner(
+            config, source, context, ProcessorChain(config.recipe, self.config.processing)
+        )
+
+    def add_runner(
+        self,
+        config: AnySourceConfig,
+        source: Source,
+        context: SourceContext,
+        chain: ProcessorChain,
+    ) -> SourceRunner:
+        """Run a source through the pipeline; components use it for internal sources."""
         runner = SourceRunner(config, source, context, chain, self.pipeline, self.state, self.mode)
         self.runners[config.name] = runner
         runner.start()
+        return runner
+
+    def emit(self, event: str, **fields: Any) -> None:
+        for component in self.components:
+            try:
+                component.on_event(event, fields)
+            except Exception:  # a broken listener must not break the service
+                self.log.exception("component_event_failed", component=component.name, event=event)
 
     async def reload(self) -> None:
         async with self._reloading:
+            self.emit("reloading")
             try:
                 new = await asyncio.to_thread(load_config, self.config_path)
                 for source in new.sources:
@@ -229,6 +255,7 @@ class Service:
             except (ConfigError, ValueError) as error:
                 errors = error.errors if isinstance(error, ConfigError) else [str(error)]
                 self.log.error("config_reload_failed", path=str(self.config_path), errors=errors)
+                self.emit("reload_failed", errors=errors)
                 return
             old = {s.name: s for s in self.config.sources if s.enabled}
             fresh = {s.name: s for s in new.sources if s.enabled}
@@ -261,6 +288,7 @@ class Service:
                 unchanged=[n for n in fresh if n in old and n not in changed],
                 needs_restart=ignored,
             )
+            self.emit("reloaded", added=added, removed=removed, changed=changed)
 
     # --- signals ---------------------------------------------------------------------------
 

@@ -1,0 +1,40 @@
+"""What runs inside the daemon beside the sources: uploaders, metrics, systemd notification...
+
+A component is built from the config, may add sinks before the pipeline starts, starts once the
+sources run, hears the service's lifecycle events, and stops after the pipeline has drained.
+Each area adds its component to `build_components`; the service itself stays a wiring diagram.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collector.config import Config
+    from collector.service import Mode, Service
+
+# The lifecycle events a component hears, in order:
+#   "ready" once every source runs; "reloading" / "reloaded" / "reload_failed" around SIGHUP;
+#   "stopping" when the drain starts; "checkpoint" after every durable commit.
+Event = str
+
+
+class Component:
+    name = "component"
+
+    async def prepare(self, service: Service) -> None:
+        """Before the pipeline starts: the place to add sinks to `service.sinks`."""
+
+    async def start(self, service: Service) -> None:
+        """Once the sources run."""
+
+    def on_event(self, event: Event, fields: dict[str, Any]) -> None:
+        """A lifecycle event; must not block (schedule work on the loop if needed)."""
+
+    async def stop(self) -> None:
+        """After the pipeline has drained and the last checkpoint is committed."""
+
+
+def build_components(config: Config, mode: Mode) -> list[Component]:
+    components: list[Component] = []
+    return components
