@@ -1,0 +1,113 @@
+"""The inbox source on its own: cursors per file, growing files, bad input counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.logging import get_logger
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import InboxSourceConfig
+from collector.sources.inbox import InboxSource
+
+
+async def collect(source: InboxSource, cursors: dict[str, str]) -> list[SourceBatch]:
+    return [batch async for batch in source.fetch(cursors)]
+
+
+def make_source(path: Path, **options: object) -> InboxSource:
+    config = InboxSourceConfig(name="box", path=str(path), **options)  # type: ignore[arg-type]
+    return InboxSource(config, SourceContext(data_dir=path.parent, log=get_logger()))
+
+
+def age(path: Path) -> None:
+    """Make a file look settled (written more than a second ago)."""
+    old = time.time() - 10
+    os.utime(path, (old, old))
+
+
+async def test_cursor_per_file_resumes_where_the_last_pass_stopped(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(5)))
+    source = make_source(inbox, batch_size=2)
+    batches = await collect(source, {})
+    assert [len(b.records) for b in batches] == [2, 2, 1]
+    cursor = batches[-1].cursors["a.jsonl"]
+    assert cursor == str((inbox / "a.jsonl").stat().st_size)
+    with (inbox / "a.jsonl").open("a") as handle:
+        handle.write(json.dumps({"n": 5}) + "\n")
+    again = await collect(source, {"a.jsonl": cursor})
+    assert [r.payload for b in again for r in b.records] == [{"n": 5}]
+
+
+async def test_an_unfinished_last_line_waits_until_the_file_settles(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "a.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2}')
+    source = make_source(inbox)
+    first = await collect(source, {})
+    assert [r.payload for b in first for r in b.records] == [{"n": 1}]
+    age(path)
+    second = await collect(source, first[-1].cursors)
+    assert [r.payload for b in second for r in b.records] == [{"n": 2}]
+
+
+async def test_a_json_file_is_read_item_by_item_and_once(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "list.json"
+    path.write_text(json.dumps([{"n": i} for i in range(3)] + ["not an object"]))
+    age(path)
+    source = make_source(inbox, batch_size=2)
+    batches = await collect(source, {})
+    assert [r.payload["n"] for b in batches for r in b.records] == [0, 1, 2]
+    assert [d.reason for b in batches for d in b.drops] == ["not_an_object"]
+    assert await collect(source, batches[-1].cursors) == []
+
+
+async def test_a_csv_row_may_span_lines_and_the_cursor_sits_between_rows(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "t.csv"
+    path.write_text('original,improved\n"two\nlines","done"\n"x","y"\n')
+    source = make_source(inbox, batch_size=1)
+    batches = await collect(source, {})
+    payloads = [r.payload for b in batches for r in b.records]
+    assert payloads == [
+        {"original": "two\nlines", "improved": "done"},
+        {"original": "x", "improved": "y"},
+    ]
+    resumed = await collect(source, batches[0].cursors)
+    assert [r.payload for b in resumed for r in b.records] == [{"original": "x", "improved": "y"}]
+
+
+async def test_an_unreadable_file_is_counted_once_and_the_others_proceed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "ok.jsonl").write_text('{"n": 1}\n')
+    locked = inbox / "locked.jsonl"
+    locked.write_text('{"n": 2}\n')
+    real_open = Path.open
+
+    def guarded_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "locked.jsonl":  # root reads any file: simulate EACCES
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    source = make_source(inbox)
+    batches = await collect(source, {})
+    assert [r.payload for b in batches for r in b.records] == [{"n": 1}]
+    drops = [d for b in batches for d in b.drops]
+    assert [(d.reason, d.detail) for d in drops] == [("file_unreadable", "Permission denied")]
+    cursors = {k: v for b in batches for k, v in b.cursors.items()}
+    again = await collect(source, cursors)
+    assert [d for b in again for d in b.drops] == []  # the same failure is not counted twice
