@@ -26,6 +26,9 @@ class RetryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
     initial_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     max_wait: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # A rate-limit refusal that says nothing about when to retry (GitHub's secondary limits:
+    # 403/429 with no retry-after) waits at least this long, doubling on each further refusal.
+    secondary_wait: Annotated[float, msgspec.Meta(ge=0)] = 60.0
 
 
 class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="type"):
