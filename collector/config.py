@@ -38,6 +38,12 @@ class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     path: str = "training-data/state/collector.sqlite3"
     url: str = "redis://127.0.0.1:6379/0"
     password_env: str = ""
+    # Redis only (docs/scale-out.md): keys live under `prefix`; `instance` names this instance
+    # (default: host name + a hash of data_dir); a source lease lasts `lease_ttl` seconds
+    # unless its owner renews it.
+    prefix: Annotated[str, msgspec.Meta(min_length=1)] = "resume-collector"
+    instance: str = ""
+    lease_ttl: Annotated[float, msgspec.Meta(ge=0.5)] = 15.0
 
 
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -10,14 +10,21 @@ The protocol is synchronous (SQLite is, and processors are): the service calls i
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collector.config import StateConfig
+    from collector.config import Config, StateConfig
 
 # (source, dataset, what) -> increment; `what` is "written", "fetched" or a drop reason.
 Counts = Mapping[tuple[str, str, str], int]
+
+# Namespaces about this instance's own disk (committed file lengths): with a store shared by
+# several instances (Redis) each instance keeps them apart; every other namespace is shared.
+LOCAL_NAMESPACES = frozenset({"files"})
 
 
 class StateStore(Protocol):
@@ -44,9 +51,23 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_state_store(config: StateConfig) -> StateStore:
+def open_state_store(config: StateConfig, instance: str = "") -> StateStore:
+    """The configured store; `instance` (see `instance_name`) keeps local namespaces apart."""
     if config.backend == "sqlite":
         from collector.state.sqlite import SqliteStateStore
 
         return SqliteStateStore(config.path)
+    if config.backend == "redis":
+        from collector.state.redis import RedisStateStore
+
+        return RedisStateStore.from_config(config, instance or config.instance)
     raise NotImplementedError(f"state.backend = {config.backend!r} is not available yet")
+
+
+def instance_name(config: Config) -> str:
+    """`state.instance`, or the host name and a hash of data_dir: stable across restarts."""
+    if config.state.instance:
+        return config.state.instance
+    data_dir = os.path.abspath(config.service.data_dir)
+    digest = hashlib.blake2b(data_dir.encode(), digest_size=4).hexdigest()
+    return f"{socket.gethostname()}-{digest}"
