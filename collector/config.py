@@ -31,6 +31,9 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     flush_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     flush_bytes: Annotated[int, msgspec.Meta(ge=1)] = 8 * 1024 * 1024
     shutdown_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Batches waiting and nothing moving for this long: the pipeline is stuck (/healthz fails,
+    # the systemd watchdog stops being fed). Raise it if one batch takes longer to process.
+    stall_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
 
 
 class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
