@@ -7,10 +7,15 @@ from collections.abc import Callable
 from processors.config import RecipeConfig
 from processors.formatters.base import Formatter
 from processors.formatters.chat import ChatFormatter, PairsFormatter
+from processors.formatters.job_posting import JobPostingFormatter
+from processors.formatters.resume import ResumeJsonFormatter, ResumeTextFormatter
 
 FORMATTERS: dict[str, Callable[[RecipeConfig], Formatter]] = {
     "chat": ChatFormatter,
     "pairs": PairsFormatter,
+    "resume_json": ResumeJsonFormatter,
+    "resume_text": ResumeTextFormatter,
+    "job_posting": JobPostingFormatter,
 }
 
 
