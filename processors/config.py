@@ -39,6 +39,8 @@ class ValidateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     )
     # OpenAI's fine-tuning limit is counted in tokens; ~4 chars a token is the usual estimate.
     max_total_tokens: int = 16385
+    chars_per_token: float = 4.0
+    # Repair mojibake with ftfy before the checks (curly quotes, full width, line breaks kept).
     fix_encoding: bool = True
 
 
