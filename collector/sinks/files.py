@@ -59,8 +59,9 @@ class DurableFiles:
                 if key not in committed:
                     _cut_torn_tail(path, self.log, key)
 
-    def append(self, path: Path, data: bytes) -> None:
-        key = self.key(path)
+    def append(self, file: str | Path, data: bytes) -> None:
+        """Buffer `data` for a file: a path, or its key (hot paths cache keys, see `key`)."""
+        key = file if isinstance(file, str) else self.key(file)
         self._buffers.setdefault(key, []).append(data)
         self.pending_bytes += len(data)
 

@@ -51,11 +51,6 @@ class CleanReport(msgspec.Struct):
     drop_reasons: dict[str, int]
 
 
-def file_stem(example: Example) -> str:
-    name = output_name(example.source, example.dataset)
-    return f"{name}__rewritten" if example.rewritten else name
-
-
 class FormattedSink:
     name = "formatted"
 
@@ -67,6 +62,22 @@ class FormattedSink:
         self.files = DurableFiles(data_dir, state, log)
         self._encoder = msgspec.json.Encoder()
         self._touched: set[str] = set()
+        self._keys: dict[tuple[str, str, bool], tuple[str, str, str, str]] = {}
+
+    def _file_keys(self, example: Example) -> tuple[str, str, str, str]:
+        """(name, training, provenance, pairs) file keys of an example, cached: a hot path."""
+        ident = (example.source, example.dataset, example.rewritten)
+        keys = self._keys.get(ident)
+        if keys is None:
+            name = output_name(example.source, example.dataset)
+            stem = f"{name}__rewritten" if example.rewritten else name
+            keys = self._keys[ident] = (
+                name,
+                self.files.key(self.dir / f"{stem}.jsonl"),
+                self.files.key(self.dir / f"{stem}__provenance.jsonl"),
+                self.files.key(self.dir / f"{stem}__pairs.jsonl"),
+            )
+        return keys
 
     async def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +90,8 @@ class FormattedSink:
     def write(self, examples: list[Example]) -> None:
         encode = self._encoder.encode
         for example in examples:
-            stem = file_stem(example)
-            self._touched.add(output_name(example.source, example.dataset))
+            name, training, provenance, pairs = self._file_keys(example)
+            self._touched.add(name)
             if example.kind == "pairs":
                 line = PairLine(
                     bullet=str(example.meta.get("bullet", "")),
@@ -90,13 +101,13 @@ class FormattedSink:
                     record_id=example.record_id,
                     split=example.split,
                 )
-                self.files.append(self.dir / f"{stem}__pairs.jsonl", encode(line) + b"\n")
+                self.files.append(pairs, encode(line) + b"\n")
                 continue
-            self.files.append(self.dir / f"{stem}.jsonl", encode(example.training_line()) + b"\n")
+            self.files.append(training, encode(example.training_line()) + b"\n")
             origin = ProvenanceLine(
                 example.source, example.dataset, example.record_id, example.split, example.group_key
             )
-            self.files.append(self.dir / f"{stem}__provenance.jsonl", encode(origin) + b"\n")
+            self.files.append(provenance, encode(origin) + b"\n")
 
     async def flush(self) -> dict[str, dict[str, str]]:
         return {"files": await asyncio.to_thread(self.files.flush)}

@@ -6,6 +6,7 @@ Remote names are sanitised: no path separators, no `..`, nothing but a safe file
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -16,6 +17,7 @@ def safe_part(text: str) -> str:
     return cleaned or "unnamed"
 
 
+@lru_cache(maxsize=4096)
 def output_name(source: str, dataset: str) -> str:
     """`owner/dataset` -> `owner__dataset`; a dataset without an owner is owned by its source."""
     owner, _, name = dataset.rpartition("/")
