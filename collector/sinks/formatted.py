@@ -51,6 +51,12 @@ class CleanReport(msgspec.Struct):
     drop_reasons: dict[str, int]
 
 
+def file_stem(example: Example) -> str:
+    """`{owner}__{dataset}`, with `__rewritten` for lines whose answer an LLM wrote."""
+    name = output_name(example.source, example.dataset)
+    return f"{name}__rewritten" if example.rewritten else name
+
+
 class FormattedSink:
     name = "formatted"
 
@@ -69,8 +75,7 @@ class FormattedSink:
         ident = (example.source, example.dataset, example.rewritten)
         keys = self._keys.get(ident)
         if keys is None:
-            name = output_name(example.source, example.dataset)
-            stem = f"{name}__rewritten" if example.rewritten else name
+            name, stem = output_name(example.source, example.dataset), file_stem(example)
             keys = self._keys[ident] = (
                 name,
                 self.files.key(self.dir / f"{stem}.jsonl"),
