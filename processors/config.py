@@ -65,6 +65,9 @@ class DedupeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     num_perm: int = 128
     shingle: Literal["word", "char"] = "word"
     shingle_size: int = 3
+    # What a near-duplicate becomes: dropped (`duplicate_near`), or kept in its cluster's group
+    # (so it lands in the same split as the record it resembles).
+    near_action: Literal["drop", "group"] = "drop"
 
 
 class SplitConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -1,0 +1,171 @@
+"""Deduplication: exact and near-duplicate, persistent in the state store."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasketch import MinHash
+
+from collector.state.sqlite import SqliteStateStore
+from processors.config import DedupeConfig
+from processors.dedupe import NAMESPACE, NEAR_NAMESPACE, Deduplicator, MinHasher, normalise
+from processors.records import Example, Message
+
+BULLET = (
+    "Built a real-time fraud detection pipeline on Kafka and Flink that screened 40 million "
+    "card transactions a day and cut chargebacks by a third within two quarters"
+)
+
+
+def example(answer: str, record_id: str = "1", source: str = "s") -> Example:
+    return Example(
+        messages=[
+            Message("system", "You are a resume writer. Context: data"),
+            Message("user", "Improve this resume bullet: did fraud work"),
+            Message("assistant", answer),
+        ],
+        source=source,
+        dataset="d",
+        record_id=record_id,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStateStore:
+    return SqliteStateStore(tmp_path / "state.sqlite3")
+
+
+def commit(dedupe: Deduplicator, store: SqliteStateStore) -> None:
+    store.commit(dedupe.take_pending())
+    dedupe.committed()
+
+
+def test_normalisation_ignores_case_whitespace_punctuation_and_pii_tokens() -> None:
+    assert normalise("Led  the TEAM, [NAME_1] [EMAIL]!") == normalise("led the team")
+
+
+def test_exact_duplicates_are_dropped_within_a_batch_and_across_batches(
+    store: SqliteStateStore,
+) -> None:
+    dedupe = Deduplicator(DedupeConfig(), store)
+    kept, dropped = dedupe.filter([example(BULLET, "1"), example(BULLET.upper() + "!", "2")])
+    assert [e.record_id for e in kept] == ["1"]
+    assert [(e.record_id, r) for e, r in dropped] == [("2", "duplicate_exact")]
+    kept, dropped = dedupe.filter([example(BULLET, "3")])
+    assert kept == [] and dropped[0][1] == "duplicate_exact"
+
+
+def test_the_index_survives_a_restart_and_holds_across_sources(
+    store: SqliteStateStore, tmp_path: Path
+) -> None:
+    config = DedupeConfig(near=True)
+    first = Deduplicator(config, store)
+    first.filter([example(BULLET, "1", source="github")])
+    commit(first, store)
+    store.close()
+    reopened = SqliteStateStore(tmp_path / "state.sqlite3")
+    second = Deduplicator(config, reopened)
+    kept, dropped = second.filter(
+        [example(BULLET, "9", source="kaggle"), example(BULLET + " in 2021", "10", "kaggle")]
+    )
+    assert kept == []
+    assert [r for _, r in dropped] == ["duplicate_exact", "duplicate_near"]
+
+
+def test_keys_not_committed_are_forgotten_after_a_crash(store: SqliteStateStore) -> None:
+    config = DedupeConfig(near=True)
+    Deduplicator(config, store).filter([example(BULLET)])  # never committed
+    kept, _ = Deduplicator(config, store).filter([example(BULLET)])
+    assert len(kept) == 1
+
+
+def test_pending_keys_are_handed_over_per_namespace_and_cleared_on_commit(
+    store: SqliteStateStore,
+) -> None:
+    dedupe = Deduplicator(DedupeConfig(near=True), store)
+    dedupe.filter([example(BULLET)])
+    pending = dedupe.take_pending()
+    assert len(pending[NAMESPACE]) == 1
+    assert len(pending[NEAR_NAMESPACE]) == dedupe.hasher.bands  # type: ignore[union-attr]
+    dedupe.committed()
+    assert dedupe.take_pending() == {NAMESPACE: {}}
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        BULLET.replace("a third", "one third"),
+        BULLET.replace("Built", "Built and ran"),
+        BULLET.replace("40 million", "forty million"),
+        BULLET.replace("card", "credit card"),
+        BULLET + ", saving $2M a year",
+    ],
+)
+def test_small_edits_are_near_duplicates(store: SqliteStateStore, edited: str) -> None:
+    dedupe = Deduplicator(DedupeConfig(near=True), store)
+    kept, dropped = dedupe.filter([example(BULLET, "1"), example(edited, "2")])
+    assert [e.record_id for e in kept] == ["1"]
+    assert [(e.record_id, r) for e, r in dropped] == [("2", "duplicate_near")]
+
+
+def test_different_bullets_are_kept(store: SqliteStateStore) -> None:
+    dedupe = Deduplicator(DedupeConfig(near=True), store)
+    other = (
+        "Migrated a monolithic billing service to twelve Go microservices on Kubernetes, "
+        "halving p99 latency and enabling weekly releases for five product teams"
+    )
+    kept, dropped = dedupe.filter([example(BULLET, "1"), example(other, "2")])
+    assert len(kept) == 2 and dropped == []
+
+
+def test_near_duplicates_can_be_kept_in_one_group(store: SqliteStateStore) -> None:
+    dedupe = Deduplicator(DedupeConfig(near=True, near_action="group"), store)
+    kept, dropped = dedupe.filter(
+        [example(BULLET, "1"), example(BULLET.replace("a third", "one third"), "2")]
+    )
+    assert dropped == [] and len(kept) == 2
+    assert kept[0].group_key == kept[1].group_key == kept[0].dedupe_key
+    commit(dedupe, store)
+    later, _ = Deduplicator(DedupeConfig(near=True, near_action="group"), store).filter(
+        [example(BULLET + " and more", "3")]
+    )
+    assert later[0].group_key == kept[0].group_key
+
+
+def test_char_shingles_work_too(store: SqliteStateStore) -> None:
+    config = DedupeConfig(near=True, shingle="char", shingle_size=5)
+    dedupe = Deduplicator(config, store)
+    kept, dropped = dedupe.filter([example(BULLET, "1"), example(BULLET + "!!", "2")])
+    assert len(kept) == 1 and dropped[0][1] == "duplicate_exact"
+    kept, dropped = dedupe.filter([example(BULLET.replace("third", "thirds"), "3")])
+    assert kept == [] and dropped[0][1] == "duplicate_near"
+
+
+def test_batch_signatures_equal_datasketch_minhash_bit_for_bit() -> None:
+    hasher = MinHasher(DedupeConfig(near=True))
+    texts = [normalise(BULLET), "short", "", normalise(BULLET[::-1]), "a b c d e f g h"]
+    shingles = [hasher.shingles(t) for t in texts]
+    batch = hasher.signatures(shingles)
+    for row, values in zip(batch, shingles, strict=True):
+        reference = MinHash(128, seed=1, hashfunc=int, scheme="affine32")
+        reference.update_batch([int(v) for v in values])
+        assert np.array_equal(row, reference.hashvalues)
+
+
+def test_band_layout_is_datasketchs_optimal_one_for_the_threshold() -> None:
+    hasher = MinHasher(DedupeConfig(near=True, threshold=0.8, num_perm=128))
+    assert hasher.bands * hasher.rows <= 128
+    assert (hasher.bands, hasher.rows) == (9, 13)
+
+
+def test_a_threshold_outside_zero_and_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        MinHasher(DedupeConfig(near=True, threshold=1.5))
+
+
+def test_word_shingles_hash_stably_across_processes() -> None:
+    hasher = MinHasher(DedupeConfig(near=True, shingle_size=1))
+    assert int(hasher.shingles("hello")[0]) == zlib.crc32(b"hello")
