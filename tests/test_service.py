@@ -355,3 +355,26 @@ def test_an_unreadable_file_is_counted_and_the_others_proceed(
         env=subprocess_env(),
     )
     assert len(training_lines(data_dir, "local__ok")) == 3
+
+
+def test_a_second_signal_exits_at_once_and_a_restart_loses_nothing(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    expected = write_pairs(inbox / "big.jsonl", 0, 20_000)
+    config = write_config(tmp_path / "c.toml", inbox_source("box", inbox), data_dir)
+    daemon = Daemon(config, tmp_path / "log.jsonl")
+    daemons.append(daemon)
+    wait_for(lambda: (data_dir / "formatted" / "local__big.jsonl").exists())
+    daemon.signal(signal.SIGTERM)
+    daemon.signal(signal.SIGTERM)
+    code = daemon.process.wait(20)
+    assert code in (0, 128 + signal.SIGTERM)  # at once, or it had already drained
+    subprocess.run(
+        collector_command("once", "--config", str(config)),
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+    )
+    assert sorted(bullets_written(data_dir, "local__big")) == sorted(expected)
