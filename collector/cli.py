@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from collector.commands import operations, rewrite, service, upload
+from collector.commands import operations, service
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
-COMMAND_MODULES = [service, operations, rewrite, upload]
+COMMAND_MODULES = [service, operations]
 
 
 def build_parser() -> argparse.ArgumentParser:
