@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 import aiofiles
@@ -47,7 +47,9 @@ from tenacity import (
 from collector import __version__
 from collector.logging import Logger
 from collector.ratelimit import QuotaExhausted, RateLimiter, TokenBucket
-from collector.sources.config import SourceConfig
+
+if TYPE_CHECKING:  # not at run time: collector.sources imports the sources, which import this
+    from collector.sources.config import SourceConfig
 
 USER_AGENT = f"resume-collector/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -499,6 +501,8 @@ def _error_message(body: bytes) -> str:
     except (msgspec.DecodeError, UnicodeDecodeError):
         return body[:200].decode("utf-8", "replace").strip()
     if isinstance(data, dict):
+        if isinstance(data.get("error_name"), str):  # Stack Exchange's error wrapper
+            return f"{data['error_name']}: {data.get('error_message', '')}"
         for key in ("message", "error_message", "error"):
             value = data.get(key)
             if isinstance(value, str):

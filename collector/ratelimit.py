@@ -16,8 +16,10 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from collector.sources.config import RateConfig
+if TYPE_CHECKING:  # not at run time: collector.sources imports the sources, which import this
+    from collector.sources.config import RateConfig
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -162,7 +162,11 @@ async def test_gzip_bodies_are_decompressed(server: RunningApp, client: HttpClie
 async def test_every_injected_fault_is_retried_until_it_succeeds(
     server: RunningApp, client: HttpClient, rule: FaultRule
 ) -> None:
-    faults_of(server).add(FaultRule(rule.fault, "/data", 2, 0, rule.retry_after, rule.status))
+    faults_of(server).add(
+        FaultRule(
+            rule.fault, path="/data", count=2, retry_after=rule.retry_after, status=rule.status
+        )
+    )
     _, data = await client.get_json(f"{server.url}/data")
     assert data == PAYLOAD
     assert len(faults_of(server).seen("/data")) == 3
@@ -182,7 +186,7 @@ async def test_a_slow_body_times_out_and_is_retried(server: RunningApp) -> None:
 
 
 async def test_retry_after_is_honoured(server: RunningApp, client: HttpClient) -> None:
-    faults_of(server).add(FaultRule("rate_limit", "/data", 1, retry_after=0.3))
+    faults_of(server).add(FaultRule("rate_limit", "/data", count=1, retry_after=0.3))
     await client.get_json(f"{server.url}/data")
     first, second = faults_of(server).seen("/data")
     assert second.at - first.at >= 0.3
@@ -191,7 +195,7 @@ async def test_retry_after_is_honoured(server: RunningApp, client: HttpClient) -
 async def test_secondary_limit_without_retry_after_waits_the_secondary_wait(
     server: RunningApp,
 ) -> None:
-    faults_of(server).add(FaultRule("rate_limit", "/data", 2, status=403, retry_after=None))
+    faults_of(server).add(FaultRule("rate_limit", "/data", count=2, status=403, retry_after=None))
     retry = RetryConfig(attempts=4, initial_wait=0.001, max_wait=0.001, secondary_wait=0.2)
     http = HttpClient(config(retry=retry), get_logger())
     try:
@@ -222,7 +226,7 @@ async def test_other_4xx_are_not_retried(server: RunningApp, client: HttpClient)
 
 
 async def test_retries_give_up_with_a_clear_error(server: RunningApp, client: HttpClient) -> None:
-    faults_of(server).add(FaultRule("server_error", "/data", 0))
+    faults_of(server).add(FaultRule("server_error", "/data", count=0))
     with pytest.raises(HttpError) as caught:
         await client.get(f"{server.url}/data")
     assert caught.value.status == 500
@@ -233,7 +237,7 @@ async def test_retries_give_up_with_a_clear_error(server: RunningApp, client: Ht
 async def test_truncated_json_every_time_is_a_malformed_response(
     server: RunningApp, client: HttpClient
 ) -> None:
-    faults_of(server).add(FaultRule("truncated_json", "/data", 0))
+    faults_of(server).add(FaultRule("truncated_json", "/data", count=0))
     with pytest.raises(MalformedResponse):
         await client.get_json(f"{server.url}/data")
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from collector.config import Config
 
 # name -> module with `create_app` (and optionally `point`). One line per emulator.
-EMULATORS: dict[str, str] = {}
+EMULATORS: dict[str, str] = {
+    "stackexchange": "collector.sandbox.stackexchange",
+}
 
 
 @dataclass

@@ -36,6 +36,7 @@ class FaultRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     fault: Fault
     path: str = ""  # a substring of the request path; "" matches every request
+    query: str = ""  # a substring of the query string the request must also contain
     count: int = 1  # how many matching requests get the fault; 0 = every one after `skip`
     skip: int = 0  # matching requests let through before the fault starts
     retry_after: float | None = 1.0  # for "rate_limit"/"unavailable": None sends no header
@@ -111,9 +112,9 @@ class FaultState:
         self._bucket = (rate, burst, tokens, now)
         return (1 - tokens) / rate
 
-    def pick(self, path: str) -> FaultRule | None:
+    def pick(self, path: str, query: str = "") -> FaultRule | None:
         for rule, seen in self._rules:
-            if rule.path and rule.path not in path:
+            if (rule.path and rule.path not in path) or (rule.query and rule.query not in query):
                 continue
             seen[0] += 1
             n = seen[0] - rule.skip
@@ -176,7 +177,7 @@ async def _serve(state: FaultState, request: web.Request, handler: Handler) -> w
         state.injected["server_rate_limit"] += 1
         await asyncio.sleep(config.latency)
         return _rate_limited(request, max(wait, 0.001))
-    rule = state.pick(request.path)
+    rule = state.pick(request.path, request.query_string)
     if config.latency:
         await asyncio.sleep(config.latency)
     if rule is None:

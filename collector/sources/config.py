@@ -45,6 +45,9 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_
     retry: RetryConfig = RetryConfig()
     timeout: Positive = 30.0
     max_response_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024
+    # Keep every response that produced records under `{data_dir}/raw/{name}/` (gzip JSON), so
+    # `resume-collector reprocess` can rebuild the output without fetching.
+    archive: bool = True
 
 
 class InboxSourceConfig(SourceConfig, tag="inbox", frozen=True):

@@ -8,6 +8,7 @@ from processors.config import RecipeConfig
 from processors.formatters.base import Formatter
 from processors.formatters.chat import ChatFormatter, PairsFormatter
 from processors.formatters.job_posting import JobPostingFormatter
+from processors.formatters.qa import QaFormatter
 from processors.formatters.resume import ResumeJsonFormatter, ResumeTextFormatter
 
 FORMATTERS: dict[str, Callable[[RecipeConfig], Formatter]] = {
@@ -16,6 +17,7 @@ FORMATTERS: dict[str, Callable[[RecipeConfig], Formatter]] = {
     "resume_json": ResumeJsonFormatter,
     "resume_text": ResumeTextFormatter,
     "job_posting": JobPostingFormatter,
+    "qa": QaFormatter,
 }
 
 

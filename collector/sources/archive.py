@@ -1,0 +1,154 @@
+"""The raw archive: every response that produced records, kept as gzip JSON.
+
+    training-data/raw/{source}/{YYYY}/{MM}/{DD}/{HHMMSS}-{ns}-{kind}.json.gz
+
+One file holds one archive entry: the responses that together made a batch of records (a Stack
+Exchange page of questions and the answers fetched for it, a GitHub file and its search hit),
+each with its request URL, params and headers and the response status, headers and body.
+Secrets never reach the disk: query parameters and headers that carry keys or tokens are
+replaced by `[REDACTED]`, in the URL too.
+
+`resume-collector reprocess` reads the entries back and hands them to the source's
+`records_from_archive(entry)`, the same parsing code the live fetch uses, so changed processors
+can be re-run over everything fetched so far without a single request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import re
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from collector.http import HttpResponse
+from collector.sinks.naming import safe_part
+from processors.records import Drop, RawRecord
+
+REDACTED = "[REDACTED]"
+# Query parameters and headers whose values are secrets (matched case-insensitively).
+_SECRET_NAME = re.compile(
+    r"^(key|api[_-]?key|access[_-]?token|token|client[_-]?secret|secret|password|sig|signature"
+    r"|authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-auth-token)$",
+    re.IGNORECASE,
+)
+
+
+class ArchivedResponse(msgspec.Struct, frozen=True):
+    url: str
+    params: dict[str, str]
+    request_headers: dict[str, str]
+    status: int
+    headers: dict[str, str]
+    body: str  # the body as text (UTF-8, undecodable bytes replaced)
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+
+class ArchiveEntry(msgspec.Struct, frozen=True):
+    source: str
+    kind: str  # what the responses are, in the source's words ("questions", "resume_file")
+    saved_at: float
+    responses: list[ArchivedResponse]
+    note: dict[str, Any] = {}  # whatever else the source needs to rebuild its records
+
+
+class ArchiveCorrupt(Exception):
+    """An archive file that cannot be read back: not gzip, cut short, or not an entry."""
+
+
+class ArchivingSource(Protocol):
+    """A source whose records can be rebuilt from its archive."""
+
+    name: str
+
+    def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]: ...
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, REDACTED if _SECRET_NAME.match(k) else v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="[];:,/")))
+
+
+def redact(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {k: REDACTED if _SECRET_NAME.match(k) else str(v) for k, v in (values or {}).items()}
+
+
+def archived(
+    response: HttpResponse,
+    params: Mapping[str, Any] | None = None,
+    request_headers: Mapping[str, str] | None = None,
+) -> ArchivedResponse:
+    """A response as the archive keeps it, with every secret redacted."""
+    return ArchivedResponse(
+        url=redact_url(response.url),
+        params=redact(params),
+        request_headers=redact(request_headers),
+        status=response.status,
+        headers=redact(response.headers),
+        body=response.body.decode("utf-8", "replace"),
+    )
+
+
+class RawArchive:
+    """Writes and reads one source's archive folder."""
+
+    def __init__(self, raw_dir: Path, source: str, enabled: bool = True) -> None:
+        self.root = raw_dir / safe_part(source)
+        self.source = source
+        self.enabled = enabled
+        self._sequence = 0
+
+    async def save(
+        self, kind: str, responses: list[ArchivedResponse], note: Mapping[str, Any] | None = None
+    ) -> Path | None:
+        """Write one entry (in a thread); its path, or None when archiving is off."""
+        if not self.enabled or not responses:
+            return None
+        entry = ArchiveEntry(self.source, kind, time.time(), responses, dict(note or {}))
+        return await asyncio.to_thread(self._write, entry)
+
+    def _write(self, entry: ArchiveEntry) -> Path:
+        self._sequence += 1
+        stamp = time.gmtime(entry.saved_at)
+        folder = self.root / time.strftime("%Y/%m/%d", stamp)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%H%M%S', stamp)}-{time.time_ns()}-{self._sequence:06d}"
+        path = folder / f"{name}-{safe_part(entry.kind)}.json.gz"
+        part = path.with_name(path.name + ".part")
+        with gzip.open(part, "wb", compresslevel=6) as out:
+            out.write(msgspec.json.encode(entry))
+        os.replace(part, path)
+        return path
+
+    def files(self) -> list[Path]:
+        """Every entry file, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.rglob("*.json.gz"), key=lambda p: p.relative_to(self.root).parts)
+
+    @staticmethod
+    def read(path: Path) -> ArchiveEntry:
+        try:
+            data = gzip.decompress(path.read_bytes())
+            return msgspec.json.decode(data, type=ArchiveEntry)
+        except (OSError, EOFError, zlib.error, msgspec.DecodeError, UnicodeDecodeError) as error:
+            raise ArchiveCorrupt(f"{path}: {type(error).__name__}: {error}") from error
+
+    def entries(self) -> Iterator[tuple[Path, ArchiveEntry | ArchiveCorrupt]]:
+        for path in self.files():
+            try:
+                yield path, self.read(path)
+            except ArchiveCorrupt as error:
+                yield path, error

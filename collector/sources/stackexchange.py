@@ -1,0 +1,329 @@
+"""Stack Exchange (API 2.3): questions with their answers, per site and tag.
+
+For each configured tag (one stream each, `{site}:{tag}`) a pass asks
+
+    /questions?tagged={tag}&site={site}&sort=activity&order=desc&min={since}&max={until}
+              &filter=withbody&pagesize=100&page=N
+
+until `has_more` is false, and after each page fetches the answers of its questions through
+`/questions/{id;id;...}/answers` (up to 100 ids a call, paged the same way). One page of
+questions is one batch of records: a question and its answers.
+
+Incremental: `min`/`max` bound the *activity* date (the sort field). A pass pins `until` (now)
+when it starts, so its window does not move while it pages; when it completes, the next pass
+starts at `since = until - CLOCK_OVERLAP`. The cursor (`{"since", "until", "page"}`) is saved
+after every page, so a restarted service resumes at the page it stopped at.
+
+Throttles: every response's `backoff` holds that method back for that many seconds (the
+limiter refuses to send before it passes); `quota_remaining` at 0 ends the pass until the
+quota's reset (midnight UTC); error bodies (`throttle_violation`: "more requests available in
+N seconds") are retried after N seconds; other errors (`bad_parameter`, `key_required`...) are
+counted and the next tag proceeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+
+from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse
+from collector.ratelimit import QuotaExhausted
+from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import StackExchangeSourceConfig
+from processors.records import Drop, RawRecord
+
+# Seconds of overlap between passes: clocks differ, and `min` is inclusive anyway.
+CLOCK_OVERLAP = 60
+IDS_PER_CALL = 100
+QUESTIONS = "questions"
+ANSWERS = "questions/answers"
+_AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """Where a tag's stream stands: the pass window and the next page."""
+
+    since: int = 0  # activity date the pass starts from (0: everything)
+    until: int = 0  # activity date the pass is pinned to (0: no pass in progress)
+    page: int = 1
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        if not text:
+            return cls()
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return cls()
+
+
+class StackExchangeSource:
+    def __init__(self, config: StackExchangeSourceConfig, context: SourceContext) -> None:
+        self.name = config.name
+        self.config = config
+        self.context = context
+        self.log = context.log
+        self.dataset = f"stackexchange/{config.site}"
+        self.key = os.environ.get(config.key_env, "") if config.key_env else ""
+        if config.key_env and not self.key:
+            self.log.warning("stackexchange_key_missing", env=config.key_env)
+        self.client = HttpClient(config, context.log, throttle_hint=self._throttle_hint)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.quota_remaining: int | None = None
+        self.quota_max: int | None = None
+
+    # --- the pass ------------------------------------------------------------------------
+
+    async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        for tag in self.config.tags:
+            if self.context.stop.is_set():
+                return
+            stream = f"{self.config.site}:{tag}"
+            try:
+                async for batch in self._fetch_tag(
+                    tag, stream, Cursor.decode(cursors.get(stream, ""))
+                ):
+                    yield batch
+            except QuotaExhausted as error:
+                retry_at = dt.datetime.fromtimestamp(error.retry_at, dt.UTC).isoformat()
+                self.log.warning("stackexchange_quota_exhausted", reason=str(error), until=retry_at)
+                return
+
+    async def _fetch_tag(self, tag: str, stream: str, cursor: Cursor) -> AsyncIterator[SourceBatch]:
+        if cursor.until == 0:  # a new pass: pin its window
+            cursor = Cursor(since=cursor.since, until=int(time.time()), page=1)
+        pages = 0
+        while not self.context.stop.is_set():
+            if self.config.max_pages and pages >= self.config.max_pages:
+                return  # the cursor keeps the page: the next pass goes on from it
+            pages += 1
+            params = self._params(
+                tagged=tag,
+                sort="activity",
+                order="desc",
+                max=cursor.until,
+                page=cursor.page,
+                pagesize=self.config.pagesize,
+            )
+            if cursor.since:
+                params["min"] = cursor.since
+            url = f"{self.config.base_url}/questions"
+            try:
+                response, data = await self.client.get_json(url, params=params, limit_key=QUESTIONS)
+                items, has_more = self._wrapper(data, QUESTIONS)
+            except MalformedResponse as error:
+                # Counted and skipped: the next page is still worth reading.
+                self.log.warning("stackexchange_page_malformed", stream=stream, page=cursor.page)
+                drop = Drop(
+                    self.name,
+                    self.dataset,
+                    f"{stream}#page{cursor.page}",
+                    "malformed_response",
+                    error.message[:200],
+                )
+                cursor = msgspec.structs.replace(cursor, page=cursor.page + 1)
+                yield SourceBatch([], [drop], {stream: cursor.encode()})
+                continue
+            except HttpError as error:
+                self.log.error("stackexchange_request_failed", stream=stream, error=str(error))
+                drop = Drop(self.name, self.dataset, stream, "request_failed", str(error)[:300])
+                yield SourceBatch([], [drop], {})
+                return
+            answers, answer_responses, drops = await self._answers(items)
+            pages_seen = [archived(response, params), *answer_responses]
+            records, more_drops = self._records(items, answers, skip=_ids_of(drops))
+            if records:
+                await self.archive.save(
+                    QUESTIONS, pages_seen, {"site": self.config.site, "tag": tag}
+                )
+            if has_more:
+                cursor = msgspec.structs.replace(cursor, page=cursor.page + 1)
+            else:  # the pass is complete: the next one starts where this window ended
+                cursor = Cursor(since=max(cursor.since, cursor.until - CLOCK_OVERLAP))
+            self.log.info(
+                "stackexchange_page",
+                stream=stream,
+                page=pages,
+                questions=len(items),
+                records=len(records),
+                has_more=has_more,
+                quota_remaining=self.quota_remaining,
+            )
+            yield SourceBatch(records, drops + more_drops, {stream: cursor.encode()})
+            if not has_more:
+                return
+
+    async def _answers(
+        self, questions: list[Any]
+    ) -> tuple[dict[int, list[Any]], list[ArchivedResponse], list[Drop]]:
+        """The answers of these questions, by question id; the responses; drops."""
+        wanted = [
+            q["question_id"]
+            for q in questions
+            if isinstance(q, dict)
+            and isinstance(q.get("question_id"), int)
+            and q.get("answer_count", 1) != 0
+        ]
+        found: dict[int, list[Any]] = {}
+        responses: list[ArchivedResponse] = []
+        drops: list[Drop] = []
+        for start in range(0, len(wanted), IDS_PER_CALL):
+            ids = wanted[start : start + IDS_PER_CALL]
+            url = f"{self.config.base_url}/questions/{';'.join(map(str, ids))}/answers"
+            page = 1
+            while True:
+                params = self._params(sort="votes", order="desc", page=page, pagesize=IDS_PER_CALL)
+                try:
+                    response, data = await self.client.get_json(
+                        url, params=params, limit_key=ANSWERS
+                    )
+                    items, has_more = self._wrapper(data, ANSWERS)
+                except HttpError as error:  # MalformedResponse too: these questions wait
+                    reason = (
+                        "malformed_response"
+                        if isinstance(error, MalformedResponse)
+                        else "answers_unavailable"
+                    )
+                    self.log.warning("stackexchange_answers_failed", ids=len(ids), error=str(error))
+                    drops += [
+                        Drop(
+                            self.name, self.dataset, self._record_id(i), reason, error.message[:200]
+                        )
+                        for i in ids
+                    ]
+                    break
+                responses.append(archived(response, params))
+                for answer in items:
+                    if isinstance(answer, dict) and isinstance(answer.get("question_id"), int):
+                        found.setdefault(answer["question_id"], []).append(answer)
+                if not has_more:
+                    break
+                page += 1
+        return found, responses, drops
+
+    def _params(self, **values: str | int) -> dict[str, str | int]:
+        params: dict[str, str | int] = {"site": self.config.site, "filter": self.config.filter}
+        params.update(values)
+        if self.key:
+            params["key"] = self.key
+        return params
+
+    # --- what every response says --------------------------------------------------------
+
+    def _wrapper(self, data: Any, method: str) -> tuple[list[Any], bool]:
+        """The items and `has_more` of a wrapper; obeys `backoff`, tracks the quota."""
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise MalformedResponse(200, method, "not a Stack Exchange wrapper object")
+        backoff = data.get("backoff")
+        if isinstance(backoff, (int, float)) and backoff > 0:
+            self.client.limiter.pause(float(backoff), method)
+            self.log.info("stackexchange_backoff", method=method, seconds=backoff)
+        remaining = data.get("quota_remaining")
+        if isinstance(remaining, int):
+            self.quota_remaining = remaining
+            self.quota_max = (
+                data.get("quota_max") if isinstance(data.get("quota_max"), int) else None
+            )
+            self.client.limiter.server_quota(remaining, _next_utc_midnight())
+        return data["items"], bool(data.get("has_more"))
+
+    def _throttle_hint(self, response: HttpResponse) -> float | None:
+        """`throttle_violation` error bodies: retry when the message says requests are allowed."""
+        try:
+            error = msgspec.json.decode(response.body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        if not isinstance(error, dict) or error.get("error_name") != "throttle_violation":
+            return None
+        match = _AVAILABLE_IN.search(str(error.get("error_message", "")))
+        return float(match.group(1)) if match else self.config.retry.secondary_wait
+
+    # --- records, from a live page or from the archive ------------------------------------
+
+    def _record_id(self, question_id: int) -> str:
+        return f"{self.config.site}/{question_id}"
+
+    def _records(
+        self, questions: list[Any], answers: Mapping[int, list[Any]], skip: set[str] | None = None
+    ) -> tuple[list[RawRecord], list[Drop]]:
+        records: list[RawRecord] = []
+        drops: list[Drop] = []
+        now = time.time()
+        for question in questions:
+            if not isinstance(question, dict) or not isinstance(question.get("question_id"), int):
+                drops.append(Drop(self.name, self.dataset, "?", "malformed_item"))
+                continue
+            record_id = self._record_id(question["question_id"])
+            if skip and record_id in skip:
+                continue
+            its_answers = answers.get(question["question_id"], [])
+            names = [_owner_name(question), *(_owner_name(a) for a in its_answers)]
+            records.append(
+                RawRecord(
+                    source=self.name,
+                    dataset=self.dataset,
+                    id=record_id,
+                    payload={
+                        "site": self.config.site,
+                        "question": question,
+                        "answers": its_answers,
+                    },
+                    cursor=str(question.get("last_activity_date", "")),
+                    fetched_at=now,
+                    meta={
+                        "person_names": sorted({n for n in names if n}),
+                        "link": str(question.get("link", "")),
+                        "license": self.config.license,
+                    },
+                )
+            )
+        return records, drops
+
+    def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
+        """The records a live fetch made from these responses (reprocessing)."""
+        if not entry.responses:
+            return [], []
+        questions, _ = self._wrapper_items(entry.responses[0])
+        answers: dict[int, list[Any]] = {}
+        for response in entry.responses[1:]:
+            items, _ = self._wrapper_items(response)
+            for answer in items:
+                if isinstance(answer, dict) and isinstance(answer.get("question_id"), int):
+                    answers.setdefault(answer["question_id"], []).append(answer)
+        return self._records(questions, answers)
+
+    @staticmethod
+    def _wrapper_items(response: ArchivedResponse) -> tuple[list[Any], bool]:
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise msgspec.DecodeError("not a Stack Exchange wrapper object")
+        return data["items"], bool(data.get("has_more"))
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _owner_name(item: Any) -> str:
+    owner = item.get("owner") if isinstance(item, dict) else None
+    name = owner.get("display_name") if isinstance(owner, dict) else None
+    return str(name) if isinstance(name, str) else ""
+
+
+def _ids_of(drops: list[Drop]) -> set[str]:
+    return {drop.record_id for drop in drops}
+
+
+def _next_utc_midnight() -> float:
+    today = dt.datetime.now(dt.UTC).date()
+    midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return midnight.timestamp()
