@@ -1,0 +1,382 @@
+"""Prometheus `/metrics` and `/healthz` on an optional HTTP listener (`[metrics] enabled`).
+
+The listener (aiohttp, default `127.0.0.1:9464`) serves:
+
+- `/metrics`: the Prometheus text format, built at each scrape from the service itself by a
+  custom collector in the component's own `CollectorRegistry` (no global registry, no counter
+  kept twice). Record counts come from the state store: what the writer committed with its
+  checkpoints, which is exactly what the output files hold (and survives restarts).
+- `/healthz`: 200 with a JSON body while the pipeline moves or idles, 503 when it is stuck
+  (`collector.health`: work waiting and nothing moving for `service.stall_timeout`).
+
+What else is exported, by pulling, so that no other module depends on this one:
+
+- per source: passes, last success time, whether it runs; for every `HttpClient` the source
+  holds as an attribute: requests, retries, 304s (`client.stats`), seconds waited for the rate
+  limiter (`client.rate_wait_seconds`), tokens left in the bucket, the quota the server last
+  reported (`client.rate_remaining`) and the seconds left in a server-ordered pause;
+- any component or source with a `telemetry() -> Mapping[str, float]` method: each item as
+  `resume_collector_{component name}_{key}` (e.g. the uploader's `pending_chunks` and
+  `lag_seconds` become `resume_collector_upload_pending_chunks`, `..._upload_lag_seconds`),
+  labelled with the source for sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from collector import __version__
+from collector.components import Component, Event
+from collector.config import MetricsConfig
+from collector.health import Health, PipelineMonitor
+from collector.logging import Logger, get_logger
+
+if TYPE_CHECKING:
+    from collector.service import Service
+
+PREFIX = "resume_collector"
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+@dataclass
+class SourceView:
+    name: str
+    running: bool
+    passes: int
+    last_success: float | None
+    http: dict[str, float] = field(default_factory=dict)  # summed over the source's clients
+    remaining: float | None = None  # the quota the server last reported
+    telemetry: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LiveView:
+    """What is read from the service on the event loop, at scrape time."""
+
+    state: str
+    health: Health
+    queues: dict[str, tuple[int, int]]  # queue -> (depth, capacity)
+    checkpoints: int
+    last_checkpoint_age: float
+    sources: list[SourceView]
+    components: dict[str, dict[str, float]]
+
+
+def _http_clients(source: object) -> Iterator[Any]:
+    """The `HttpClient`s a source holds as attributes."""
+    try:
+        from collector.http import HttpClient
+    except ImportError:  # pragma: no cover - the module is part of the package
+        return
+    for value in list(getattr(source, "__dict__", {}).values()):
+        if isinstance(value, HttpClient):
+            yield value
+
+
+def _telemetry(owner: object) -> dict[str, float]:
+    method = getattr(owner, "telemetry", None)
+    if not callable(method):
+        return {}
+    try:
+        values = method()
+    except Exception:  # a broken hook must not break the scrape
+        return {}
+    return {
+        _NAME.sub("_", str(key)): float(value)
+        for key, value in values.items()
+        if isinstance(value, int | float)
+    }
+
+
+def _source_view(name: str, runner: Any) -> SourceView:
+    view = SourceView(
+        name=name,
+        running=runner.task is not None and not runner.task.done(),
+        passes=runner.passes,
+        last_success=runner.last_success,
+        telemetry=_telemetry(runner.source),
+    )
+    http: dict[str, float] = {}
+    for client in _http_clients(runner.source):
+        for key, value in getattr(client, "stats", {}).items():
+            http[key] = http.get(key, 0.0) + float(value)
+        http["rate_wait_seconds"] = http.get("rate_wait_seconds", 0.0) + float(
+            getattr(client, "rate_wait_seconds", 0.0)
+        )
+        limiter = getattr(client, "limiter", None)
+        bucket = getattr(limiter, "bucket", None)
+        available = getattr(bucket, "available", None)
+        if callable(available):
+            http["rate_tokens"] = http.get("rate_tokens", 0.0) + float(available())
+        paused_for = getattr(limiter, "paused_for", None)
+        if callable(paused_for):
+            http["rate_paused_seconds"] = max(http.get("rate_paused_seconds", 0.0), paused_for())
+        remaining = getattr(client, "rate_remaining", None)
+        if remaining is not None:
+            view.remaining = float(remaining)
+    view.http = http
+    return view
+
+
+def live_view(service: Service, monitor: PipelineMonitor, state: str) -> LiveView:
+    pipeline = service.pipeline
+    return LiveView(
+        state=state,
+        health=monitor.check(),
+        queues={
+            "work": (pipeline.work.qsize(), pipeline.work.maxsize),
+            "ordered": (pipeline.ordered.qsize(), pipeline.ordered.maxsize),
+        },
+        checkpoints=pipeline.writer.checkpoints,
+        last_checkpoint_age=time.monotonic() - pipeline.writer.last_checkpoint,
+        sources=[_source_view(name, runner) for name, runner in sorted(service.runners.items())],
+        components={c.name: t for c in service.components if (t := _telemetry(c))},
+    )
+
+
+HTTP_COUNTERS = {
+    "requests": "HTTP requests sent",
+    "retries": "HTTP requests retried (429, 5xx, timeouts, resets)",
+    "not_modified": "conditional requests answered 304 Not Modified",
+}
+
+
+class ServiceCollector:
+    """A Prometheus collector over the last `update`: committed counts plus a live view."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[str, str, str, int]] = []
+        self.live: LiveView | None = None
+
+    def update(self, counts: list[tuple[str, str, str, int]], live: LiveView) -> None:
+        self.counts, self.live = counts, live
+
+    def describe(self) -> list[Metric]:
+        return []  # families vary with sources and datasets: described at collect time
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._records()
+        if self.live is not None:
+            yield from self._pipeline(self.live)
+            yield from self._sources(self.live)
+            yield from self._components(self.live)
+        info = GaugeMetricFamily(f"{PREFIX}_info", "the running version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+
+    def _records(self) -> Iterator[Metric]:
+        labels = ["source", "dataset"]
+        fetched = CounterMetricFamily(
+            f"{PREFIX}_records_fetched", "records fetched (committed)", labels=labels
+        )
+        written = CounterMetricFamily(
+            f"{PREFIX}_records_written", "training lines written (committed)", labels=labels
+        )
+        pairs = CounterMetricFamily(
+            f"{PREFIX}_records_pairs", "pairs written for the rewrite stage", labels=labels
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_records_dropped",
+            "records dropped, by reason (committed)",
+            labels=[*labels, "reason"],
+        )
+        for source, dataset, what, n in self.counts:
+            if what == "fetched":
+                fetched.add_metric([source, dataset], n)
+            elif what == "written":
+                written.add_metric([source, dataset], n)
+            elif what == "pairs":
+                pairs.add_metric([source, dataset], n)
+            elif what.startswith("drop:"):
+                dropped.add_metric([source, dataset, what.removeprefix("drop:")], n)
+        yield from (fetched, written, pairs, dropped)
+
+    def _pipeline(self, live: LiveView) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "batches in a pipeline queue", labels=["queue"]
+        )
+        capacity = GaugeMetricFamily(
+            f"{PREFIX}_queue_capacity", "size of a pipeline queue", labels=["queue"]
+        )
+        for queue, (size, maxsize) in live.queues.items():
+            depth.add_metric([queue], size)
+            capacity.add_metric([queue], maxsize)
+        yield depth
+        yield capacity
+        yield GaugeMetricFamily(
+            f"{PREFIX}_batches_waiting",
+            "batches submitted and not yet durable",
+            value=live.health.waiting,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_checkpoints", "checkpoints committed", value=live.checkpoints
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_last_checkpoint_age_seconds",
+            "seconds since the last checkpoint",
+            value=live.last_checkpoint_age,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_pipeline_stuck",
+            "1 when work waits and nothing moved for service.stall_timeout",
+            value=int(live.health.stuck),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_pipeline_stalled_seconds",
+            "seconds nothing moved while work waited (0 when idle)",
+            value=live.health.stalled_for,
+        )
+        state = GaugeMetricFamily(f"{PREFIX}_state", "the service's state", labels=["state"])
+        for name in ("running", "reloading", "stopping"):
+            state.add_metric([name], int(live.state == name))
+        yield state
+
+    def _sources(self, live: LiveView) -> Iterator[Metric]:
+        source = ["source"]
+        running = GaugeMetricFamily(
+            f"{PREFIX}_source_running", "1 while the source runs", labels=source
+        )
+        passes = CounterMetricFamily(
+            f"{PREFIX}_source_passes", "passes over the source", labels=source
+        )
+        success = GaugeMetricFamily(
+            f"{PREFIX}_source_last_success_timestamp_seconds",
+            "end of the source's last pass without error (unix time)",
+            labels=source,
+        )
+        http = {
+            key: CounterMetricFamily(f"{PREFIX}_http_{key}", doc, labels=source)
+            for key, doc in HTTP_COUNTERS.items()
+        }
+        waited = CounterMetricFamily(
+            f"{PREFIX}_ratelimit_wait_seconds",
+            "seconds requests waited for the rate limiter",
+            labels=source,
+        )
+        tokens = GaugeMetricFamily(
+            f"{PREFIX}_ratelimit_tokens", "requests the token bucket allows now", labels=source
+        )
+        remaining = GaugeMetricFamily(
+            f"{PREFIX}_ratelimit_remaining",
+            "requests left in the server's quota, as it last reported",
+            labels=source,
+        )
+        paused = GaugeMetricFamily(
+            f"{PREFIX}_ratelimit_paused_seconds",
+            "seconds left in a pause the server asked for",
+            labels=source,
+        )
+        extra: dict[str, GaugeMetricFamily] = {}
+        for view in live.sources:
+            name = [view.name]
+            running.add_metric(name, int(view.running))
+            passes.add_metric(name, view.passes)
+            if view.last_success is not None:
+                success.add_metric(name, view.last_success)
+            if view.http:
+                for key, family in http.items():
+                    family.add_metric(name, view.http.get(key, 0.0))
+                waited.add_metric(name, view.http.get("rate_wait_seconds", 0.0))
+                if "rate_tokens" in view.http:
+                    tokens.add_metric(name, view.http["rate_tokens"])
+                paused.add_metric(name, view.http.get("rate_paused_seconds", 0.0))
+            if view.remaining is not None:
+                remaining.add_metric(name, view.remaining)
+            for key, value in view.telemetry.items():
+                if key not in extra:
+                    doc = f"source telemetry: {key}"
+                    extra[key] = GaugeMetricFamily(f"{PREFIX}_source_{key}", doc, labels=source)
+                extra[key].add_metric(name, value)
+        yield from (running, passes, success, *http.values(), waited, tokens, remaining, paused)
+        yield from extra.values()
+
+    def _components(self, live: LiveView) -> Iterator[Metric]:
+        for component, values in sorted(live.components.items()):
+            prefix = f"{PREFIX}_{_NAME.sub('_', component)}"
+            for key, value in sorted(values.items()):
+                doc = f"{component} telemetry: {key}"
+                yield GaugeMetricFamily(f"{prefix}_{key}", doc, value=value)
+
+
+class MetricsServer(Component):
+    name = "metrics"
+
+    def __init__(self, config: MetricsConfig, log: Logger | None = None) -> None:
+        self.config = config
+        self.log = log or get_logger(component=self.name)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = ServiceCollector()
+        self.registry.register(self.collector)
+        self.state = "starting"
+        self.service: Service | None = None
+        self.monitor: PipelineMonitor | None = None
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._failing = False
+
+    @classmethod
+    def from_config(cls, config: MetricsConfig) -> MetricsServer | None:
+        return cls(config) if config.enabled else None
+
+    async def start(self, service: Service) -> None:
+        self.service = service
+        self.monitor = PipelineMonitor(service)
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        address = self._runner.addresses[0]
+        self.port = int(address[1])
+        self.log.info("metrics_listening", host=self.config.host, port=self.port)
+
+    def on_event(self, event: Event, fields: dict[str, Any]) -> None:
+        if event in ("ready", "reloaded", "reload_failed"):
+            self.state = "running"
+        elif event in ("reloading", "stopping"):
+            self.state = event
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.service is not None and self.monitor is not None
+        live = live_view(self.service, self.monitor, self.state)
+        counts = await asyncio.to_thread(self.service.state.counts)
+        self.collector.update(counts, live)
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        assert self.monitor is not None
+        health = self.monitor.check()
+        if health.stuck and not self._failing:
+            self.log.error(
+                "health_failing", waiting=health.waiting, stalled_for=round(health.stalled_for, 3)
+            )
+        elif self._failing and not health.stuck:
+            self.log.info("health_recovered")
+        self._failing = health.stuck
+        body = {
+            "status": "stuck" if health.stuck else "ok",
+            "state": self.state,
+            "waiting": health.waiting,
+            "stalled_for": round(health.stalled_for, 3),
+            "stall_timeout": self.monitor.detector.timeout,
+        }
+        return web.json_response(body, status=503 if health.stuck else 200)

@@ -1,0 +1,159 @@
+"""/metrics and /healthz of a running daemon: the counters match the output files, and the
+health check fails while a stage is stuck."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_for
+from tests.daemon_process import Daemon, inbox_source, write_daemon_config, write_pairs
+
+METRICS = '\n[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(base: str) -> Samples:
+    status, text = get(f"{base}/metrics")
+    assert status == 200
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def start(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon], **kwargs: str
+) -> tuple[Daemon, str]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    config = write_daemon_config(
+        tmp_path / "collector.toml",
+        data_dir,
+        inbox_source("inbox", inbox) + METRICS,
+        kwargs.get("service", ""),
+    )
+    env = {k: v for k, v in kwargs.items() if k != "service"}
+    daemon = Daemon(config, tmp_path / "log", env)
+    daemons.append(daemon)
+    listening = daemon.wait_event("metrics_listening")
+    return daemon, f"http://127.0.0.1:{listening['port']}"
+
+
+def test_scraped_counters_match_the_output_files(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> None:
+    daemon, base = start(tmp_path, data_dir, daemons)
+    inbox = tmp_path / "inbox"
+    write_pairs(inbox / "a.jsonl", 0, 30, bad=4)
+    write_pairs(inbox / "a.jsonl", 0, 5)  # the same five again: duplicates
+    write_pairs(inbox / "b.jsonl", 100, 12)
+    name = "resume_collector_records_written_total"
+    wait_for(lambda: sum(v for (n, _), v in scrape(base).items() if n == name) == 42)
+
+    samples = scrape(base)
+    formatted = data_dir / "formatted"
+    for dataset, stem in (("local/a", "local__a"), ("local/b", "local__b")):
+        lines = len((formatted / f"{stem}.jsonl").read_text().splitlines())
+        provenance = len((formatted / f"{stem}__provenance.jsonl").read_text().splitlines())
+        written = value(samples, name, source="inbox", dataset=dataset)
+        assert written == lines == provenance
+    fetched = "resume_collector_records_fetched_total"
+    assert value(samples, fetched, source="inbox", dataset="local/a") == 35
+    assert value(samples, fetched, source="inbox", dataset="local/b") == 12
+    dropped = "resume_collector_records_dropped_total"
+    by_reason = {
+        dict(labels)["reason"]: v
+        for (n, labels), v in samples.items()
+        if n == dropped and dict(labels)["dataset"] == "local/a"
+    }
+    assert by_reason["malformed_json"] == 4
+    assert sum(by_reason.values()) == 4 + 5  # and the five duplicates, whatever their reason
+
+    assert value(samples, "resume_collector_queue_depth", queue="work") == 0
+    assert value(samples, "resume_collector_queue_capacity", queue="ordered") == 16
+    assert value(samples, "resume_collector_source_running", source="inbox") == 1
+    assert value(samples, "resume_collector_source_passes_total", source="inbox") >= 1
+    success = "resume_collector_source_last_success_timestamp_seconds"
+    assert value(samples, success, source="inbox") > 1.7e9
+    assert value(samples, "resume_collector_pipeline_stuck") == 0
+    assert value(samples, "resume_collector_state", state="running") == 1
+    assert value(samples, "resume_collector_checkpoints_total") >= 1
+    assert daemon.stop() == 0
+
+
+def test_healthz_fails_while_a_stage_is_stuck_and_recovers(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> None:
+    stall = tmp_path / "stall"
+    daemon, base = start(
+        tmp_path,
+        data_dir,
+        daemons,
+        service="stall_timeout = 0.5",
+        RESUME_COLLECTOR_TEST_STALL_FILE=str(stall),
+    )
+    status, body = get(f"{base}/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+    stall.touch()  # the writer's checkpoints now wait
+    write_pairs(tmp_path / "inbox" / "a.jsonl", 0, 10)
+    wait_for(lambda: get(f"{base}/healthz")[0] == 503)
+    report = json.loads(get(f"{base}/healthz")[1])
+    assert report["status"] == "stuck" and report["waiting"] >= 1
+    assert report["stalled_for"] > 0.5
+    assert value(scrape(base), "resume_collector_pipeline_stuck") == 1
+    daemon.wait_event("health_failing")
+
+    stall.unlink()
+    wait_for(lambda: get(f"{base}/healthz")[0] == 200)
+    assert (
+        value(
+            scrape(base),
+            "resume_collector_records_written_total",
+            source="inbox",
+            dataset="local/a",
+        )
+        == 10
+    )
+    assert daemon.stop() == 0
+
+
+def test_no_listener_unless_enabled(tmp_path: Path, data_dir: Path, daemons: list[Daemon]) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = write_daemon_config(tmp_path / "c.toml", data_dir, inbox_source("inbox", inbox))
+    daemon = Daemon(config, tmp_path / "log")
+    daemons.append(daemon)
+    daemon.wait_event("service_started")
+    assert daemon.stop() == 0
+    assert daemon.find("metrics_listening") == []
