@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 EMULATORS: dict[str, str] = {
     "stackexchange": "collector.sandbox.stackexchange",
     "openai": "collector.sandbox.openai",
+    "huggingface": "collector.sandbox.hub",
 }
 
 

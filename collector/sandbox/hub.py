@@ -1,0 +1,818 @@
+"""A local Hugging Face Hub: the endpoints the installed `huggingface_hub` client calls.
+
+Read from the client's own source (`hf_api.py`, `_commit_api.py`, `file_download.py`,
+`utils/_http.py`, `utils/_pagination.py`) and answered the way the real Hub does:
+
+- `POST /api/repos/create` (409 with the repo's `url` when it exists, as `exist_ok` expects);
+- `GET /api/{datasets,models,spaces}/{repo}[/revision/{rev}]`: `sha`, `siblings`, `cardData`;
+- `GET /api/{kind}/{repo}/tree/{rev}[/{path}]?recursive=&expand=`, paginated with a `Link`
+  header (1000 entries a page, 50 with `expand`);
+- `POST /api/{kind}/{repo}/paths-info/{rev}` (form: `paths`, `expand`);
+- `POST /api/{kind}/{repo}/preupload/{rev}`: every file is `regular` (inline in the commit), so
+  the client never goes through LFS or Xet; `oid` of a file that exists lets it skip no-ops;
+- `POST /api/{kind}/{repo}/commit/{rev}` (ndjson: a header line, then one line per file):
+  real git object ids (sha1 of blobs, trees and commits), a parent chain, 412 when
+  `parentCommit` is not the head any more, 429 past a commit quota per hour;
+- `GET /api/{kind}/{repo}/commits/{rev}` (paginated), `POST /api/validate-yaml`;
+- `GET`/`HEAD /{datasets/,spaces/,}{repo}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`
+  and byte ranges, as `hf_hub_download` needs.
+
+Errors carry `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) so the client
+raises its typed errors. Faults are scripted per endpoint (`HubFault`): a status (429 with
+`Retry-After`, 500...), a hang before or after a commit is applied (the client times out and
+cannot know whether its commit landed), and a concurrent commit that lands just before the
+client's own; the shared `collector.sandbox.faults` middleware (latency, random 429/500,
+resets...) sits in front as in every emulator. Repos can be seeded from a folder:
+`{root}/{owner}/{name}/...` becomes the dataset `owner/name` with those files in its first
+commit (the sandbox seeds `collector/sandbox/data/huggingface`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import yaml
+from aiohttp import web
+
+from collector.sandbox.faults import FaultConfig, install
+
+if TYPE_CHECKING:
+    from collector.config import Config
+
+RepoKind = Literal["dataset", "model", "space"]
+_URL_KINDS: dict[str, RepoKind] = {"datasets": "dataset", "models": "model", "spaces": "space"}
+_RESOLVE_PREFIX: dict[RepoKind, str] = {"dataset": "datasets/", "model": "", "space": "spaces/"}
+GITATTRIBUTES = (
+    b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.arrow filter=lfs diff=lfs merge=lfs -text\n"
+)
+Endpoint = Literal[
+    "any",
+    "create",
+    "info",
+    "tree",
+    "paths_info",
+    "preupload",
+    "commit",
+    "commits",
+    "resolve",
+    "validate_yaml",
+]
+
+
+class HubFault(msgspec.Struct, frozen=True):
+    """One scripted fault, used by the next `times` requests to `endpoint`.
+
+    kind:
+      - "status": answer `status` (with `Retry-After: retry_after` when set) and do nothing;
+      - "hang_before": hold the request `hang` seconds, then fail it with 504, not applied;
+      - "hang_after": apply the commit, then hold the response `hang` seconds (the client times
+        out not knowing its commit landed);
+      - "concurrent_commit": another writer's commit lands on the branch just before this one.
+    """
+
+    kind: Literal["status", "hang_before", "hang_after", "concurrent_commit"] = "status"
+    endpoint: Endpoint = "commit"
+    status: int = 500
+    retry_after: float | None = None
+    hang: float = 30.0
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class Commit:
+    oid: str
+    parent: str | None
+    title: str
+    message: str
+    date: float
+    tree: dict[str, str]  # path -> blob oid: the whole snapshot at this commit
+    author: str
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    kind: RepoKind
+    private: bool
+    created: float
+    commits: dict[str, Commit] = field(default_factory=dict)
+    head: str = ""
+
+    def resolve(self, revision: str) -> Commit | None:
+        if revision in ("main", "refs/heads/main"):
+            return self.commits[self.head]
+        if len(revision) >= 7:
+            found = [c for oid, c in self.commits.items() if oid.startswith(revision)]
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    def history(self, start: str | None = None) -> Iterator[Commit]:
+        oid: str | None = start or self.head
+        while oid is not None:
+            commit = self.commits[oid]
+            yield commit
+            oid = commit.parent
+
+
+class HubError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, **headers: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
+        if code:
+            self.headers["X-Error-Code"] = code
+
+    def response(self) -> web.Response:
+        headers = {"X-Error-Message": self.message, **self.headers}
+        return web.json_response({"error": self.message}, status=self.status, headers=headers)
+
+
+def git_blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class HubEmulator:
+    """The Hub's repos in memory, and the faults scripted for the next requests."""
+
+    def __init__(
+        self,
+        *,
+        user: str = "emulator",
+        token: str | None = None,
+        tree_page_size: int = 1000,
+        max_commits_per_hour: int | None = None,
+        seed: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.user = user
+        self.token = token  # when set, the only accepted token; otherwise any bearer token
+        self.tree_page_size = tree_page_size
+        self.max_commits_per_hour = max_commits_per_hour
+        self.clock = clock
+        self.repos: dict[tuple[RepoKind, str], Repo] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.faults: list[HubFault] = []
+        self.requests: list[tuple[str, str]] = []  # (endpoint, path) of every request served
+        self.commit_times: dict[tuple[RepoKind, str], list[float]] = {}
+        self._uses: dict[int, int] = {}
+        self._concurrent = 0
+        self._released = asyncio.Event()  # set on shutdown: every held request goes
+        if seed is not None:
+            self.seed_folder(seed)
+
+    # --- direct access, for seeding and for tests ------------------------------------------
+
+    def create_repo(
+        self, repo_id: str, kind: RepoKind = "dataset", *, private: bool = False
+    ) -> Repo:
+        key = (kind, repo_id)
+        if key in self.repos:
+            return self.repos[key]
+        repo = Repo(repo_id=repo_id, kind=kind, private=private, created=self.clock())
+        self.repos[key] = repo
+        self._apply(repo, {".gitattributes": GITATTRIBUTES}, [], "initial commit", "")
+        return repo
+
+    def commit_files(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        kind: RepoKind = "dataset",
+        title: str = "Upload files",
+        deleted: Iterable[str] = (),
+    ) -> str:
+        """Commit straight to `main`, as another writer would; the new commit id."""
+        repo = self.create_repo(repo_id, kind)
+        return self._apply(repo, files, list(deleted), title, "").oid
+
+    def seed_folder(self, root: Path) -> None:
+        """Every `{root}/{owner}/{name}/` folder becomes the dataset repo `owner/name`."""
+        if not root.is_dir():
+            return
+        for owner in sorted(p for p in root.iterdir() if p.is_dir()):
+            for dataset in sorted(p for p in owner.iterdir() if p.is_dir()):
+                files = {
+                    path.relative_to(dataset).as_posix(): path.read_bytes()
+                    for path in sorted(dataset.rglob("*"))
+                    if path.is_file()
+                }
+                repo_id = f"{owner.name}/{dataset.name}"
+                self.create_repo(repo_id, "dataset")
+                self._apply(self.repos[("dataset", repo_id)], files, [], "Seed files", "")
+
+    def repo(self, repo_id: str, kind: RepoKind = "dataset") -> Repo:
+        return self.repos[(kind, repo_id)]
+
+    def files(self, repo_id: str, kind: RepoKind = "dataset") -> dict[str, bytes]:
+        """The files at the head of `main`."""
+        repo = self.repo(repo_id, kind)
+        return {path: self.blobs[oid] for path, oid in repo.commits[repo.head].tree.items()}
+
+    def commits(self, repo_id: str, kind: RepoKind = "dataset") -> list[Commit]:
+        """The commits of `main`, newest first."""
+        return list(self.repo(repo_id, kind).history())
+
+    def writes(self, repo_id: str, path: str, kind: RepoKind = "dataset") -> list[str]:
+        """The commits (oldest first) that added or changed `path`."""
+        repo = self.repo(repo_id, kind)
+        out = []
+        for commit in repo.history():
+            parent = repo.commits[commit.parent].tree if commit.parent else {}
+            if path in commit.tree and commit.tree[path] != parent.get(path):
+                out.append(commit.oid)
+        return out[::-1]
+
+    def inject(self, *faults: HubFault) -> None:
+        self.faults.extend(faults)
+
+    def release(self) -> None:
+        """Let every held request go (called when the server shuts down)."""
+        self._released.set()
+
+    # --- git objects ------------------------------------------------------------------------
+
+    def _apply(
+        self, repo: Repo, added: dict[str, bytes], deleted: list[str], title: str, message: str
+    ) -> Commit:
+        parent = repo.commits[repo.head] if repo.head else None
+        tree = dict(parent.tree) if parent else {}
+        for path in deleted:
+            if path.endswith("/"):
+                tree = {p: o for p, o in tree.items() if not p.startswith(path)}
+            else:
+                tree.pop(path, None)
+        for path, data in added.items():
+            oid = git_blob_oid(data)
+            self.blobs[oid] = data
+            tree[path] = oid
+        now = self.clock()
+        tree_oid = _tree_oid(tree)
+        stamp = f"{self.user} <{self.user}@users.noreply.huggingface.co> {int(now)} +0000"
+        body = f"tree {tree_oid}\n"
+        if parent:
+            body += f"parent {parent.oid}\n"
+        body += f"author {stamp}\ncommitter {stamp}\n\n{title}\n"
+        if message:
+            body += f"\n{message}\n"
+        raw = body.encode()
+        oid = hashlib.sha1(b"commit %d\0" % len(raw) + raw).hexdigest()
+        commit = Commit(oid, parent.oid if parent else None, title, message, now, tree, self.user)
+        repo.commits[oid] = commit
+        repo.head = oid
+        return commit
+
+    def _last_commit(self, repo: Repo, commit: Commit, path: str) -> Commit:
+        """The newest commit, from `commit` back, that changed `path` (a file or a folder)."""
+
+        def view(c: Commit) -> dict[str, str]:
+            return {p: o for p, o in c.tree.items() if p == path or p.startswith(path + "/")}
+
+        current = commit
+        for older in repo.history(commit.parent) if commit.parent else iter(()):
+            if view(older) != view(current):
+                return current
+            current = older
+        return current
+
+    # --- the app ----------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """A new app serving this Hub (`install` a fault middleware in front if needed)."""
+        app = web.Application(middlewares=[self._errors], client_max_size=2**31)
+        app[HUB] = self
+        kinds = "{kind:datasets|models|spaces}"
+        repo = "{owner}/{name}"
+        app.router.add_post("/api/repos/create", self._create)
+        app.router.add_post("/api/validate-yaml", self._validate_yaml)
+        app.router.add_get(f"/api/{kinds}/{repo}", self._info)
+        app.router.add_get(f"/api/{kinds}/{repo}/revision/{{rev}}", self._info)
+        app.router.add_get(f"/api/{kinds}/{repo}/tree/{{rev}}", self._tree)
+        app.router.add_get(f"/api/{kinds}/{repo}/tree/{{rev}}/{{path:.+}}", self._tree)
+        app.router.add_post(f"/api/{kinds}/{repo}/paths-info/{{rev}}", self._paths_info)
+        app.router.add_post(f"/api/{kinds}/{repo}/preupload/{{rev}}", self._preupload)
+        app.router.add_post(f"/api/{kinds}/{repo}/commit/{{rev}}", self._commit)
+        app.router.add_get(f"/api/{kinds}/{repo}/commits/{{rev}}", self._commits)
+        for prefix in ("/datasets", "/spaces", ""):
+            route = f"{prefix}/{repo}/resolve/{{rev}}/{{path:.+}}"
+            app.router.add_route("GET", route, self._resolve)
+            app.router.add_route("HEAD", route, self._resolve)
+
+        async def on_shutdown(_: web.Application) -> None:
+            self.release()
+
+        app.on_shutdown.append(on_shutdown)
+        return app
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except HubError as error:
+            return error.response()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _fault(self, endpoint: Endpoint) -> HubFault | None:
+        for index, fault in enumerate(self.faults):
+            if fault.endpoint in (endpoint, "any"):
+                used = self._uses.get(id(fault), 0) + 1
+                if used >= fault.times:
+                    self.faults.pop(index)
+                    self._uses.pop(id(fault), None)
+                else:
+                    self._uses[id(fault)] = used
+                return fault
+        return None
+
+    async def _hold(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._released.wait(), seconds)
+
+    async def _enter(self, request: web.Request, endpoint: Endpoint) -> HubFault | None:
+        """Record the request; answer a scripted status fault; return any other fault."""
+        self.requests.append((endpoint, request.path))
+        fault = self._fault(endpoint)
+        if fault is None:
+            return None
+        if fault.kind == "status":
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+            raise HubError(fault.status, f"injected fault: HTTP {fault.status}", **headers)
+        if fault.kind == "hang_before":
+            await self._hold(fault.hang)
+            raise HubError(504, "injected fault: the request was held and not applied")
+        return fault
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            return False
+        return self.token is None or header[7:].strip() == self.token
+
+    def _require_write(self, request: web.Request) -> None:
+        if not self._authorized(request):
+            raise HubError(401, "Invalid credentials in Authorization header")
+
+    def _repo(self, request: web.Request) -> Repo:
+        kind = _URL_KINDS[request.match_info.get("kind", "datasets")]
+        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
+        repo = self.repos.get((kind, repo_id))
+        if repo is None or (repo.private and not self._authorized(request)):
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        return repo
+
+    def _revision(self, repo: Repo, request: web.Request) -> Commit:
+        revision = request.match_info.get("rev", "main")
+        commit = repo.resolve(revision)
+        if commit is None:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return commit
+
+    def _entry(self, repo: Repo, commit: Commit, path: str, expand: bool) -> dict[str, Any]:
+        if path in commit.tree:
+            oid = commit.tree[path]
+            entry: dict[str, Any] = {
+                "type": "file",
+                "oid": oid,
+                "size": len(self.blobs[oid]),
+                "path": path,
+            }
+        else:
+            inside = {
+                p[len(path) + 1 :]: o for p, o in commit.tree.items() if p.startswith(path + "/")
+            }
+            entry = {"type": "directory", "oid": _tree_oid(inside), "size": 0, "path": path}
+        if expand:
+            last = self._last_commit(repo, commit, path)
+            entry["lastCommit"] = {"id": last.oid, "title": last.title, "date": _iso(last.date)}
+        return entry
+
+    def _listing(self, commit: Commit, base: str, recursive: bool) -> list[str]:
+        """Paths (files and folders) under `base`, sorted; folders end with no slash."""
+        prefix = f"{base}/" if base else ""
+        out: set[str] = set()
+        for path in commit.tree:
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix) :].split("/")
+            if recursive:
+                out.update(prefix + "/".join(rest[: i + 1]) for i in range(len(rest)))
+            else:
+                out.add(prefix + rest[0])
+        return sorted(out)
+
+    def _card_data(self, commit: Commit) -> dict[str, Any] | None:
+        oid = commit.tree.get("README.md")
+        if oid is None:
+            return None
+        meta, _ = _front_matter(self.blobs[oid].decode("utf-8", "replace"))
+        return meta
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    async def _create(self, request: web.Request) -> web.Response:
+        await self._enter(request, "create")
+        self._require_write(request)
+        body = await request.json()
+        name = str(body.get("name") or "")
+        owner = body.get("organization") or self.user
+        kind: RepoKind = body.get("type") or "model"
+        if not name or kind not in ("dataset", "model", "space"):
+            raise HubError(400, "Invalid repo name or type")
+        repo_id = f"{owner}/{name}"
+        url = f"{_base(request)}/{_RESOLVE_PREFIX[kind]}{repo_id}"
+        if (kind, repo_id) in self.repos:
+            return web.json_response(
+                {"error": f"You already created this {kind} repo", "url": url}, status=409
+            )
+        private = body.get("visibility") == "private" or bool(body.get("private"))
+        self.create_repo(repo_id, kind, private=private)
+        return web.json_response({"url": url, "name": repo_id, "id": repo_id})
+
+    async def _validate_yaml(self, request: web.Request) -> web.Response:
+        await self._enter(request, "validate_yaml")
+        body = await request.json()
+        try:
+            _front_matter(str(body.get("content", "")))
+        except ValueError as error:
+            return web.json_response(
+                {"errors": [{"message": str(error)}], "warnings": []}, status=400
+            )
+        return web.json_response({"errors": [], "warnings": []})
+
+    async def _info(self, request: web.Request) -> web.Response:
+        await self._enter(request, "info")
+        repo = self._repo(request)
+        commit = self._revision(repo, request)
+        blobs = request.query.get("blobs", "").lower() in ("1", "true")
+        siblings = []
+        for path, oid in sorted(commit.tree.items()):
+            sibling: dict[str, Any] = {"rfilename": path}
+            if blobs:
+                sibling.update(size=len(self.blobs[oid]), blobId=oid)
+            siblings.append(sibling)
+        return web.json_response(
+            {
+                "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
+                "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0],
+                "sha": commit.oid,
+                "lastModified": _iso(commit.date),
+                "createdAt": _iso(repo.created),
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "cardData": self._card_data(commit),
+                "siblings": siblings,
+                "usedStorage": sum(len(self.blobs[o]) for o in set(commit.tree.values())),
+            }
+        )
+
+    async def _tree(self, request: web.Request) -> web.Response:
+        await self._enter(request, "tree")
+        repo = self._repo(request)
+        commit = self._revision(repo, request)
+        base = request.match_info.get("path", "").strip("/")
+        if (
+            base
+            and base not in commit.tree
+            and not any(p.startswith(base + "/") for p in commit.tree)
+        ):
+            raise HubError(404, f"{base} does not exist on main", "EntryNotFound")
+        if base in commit.tree:
+            raise HubError(400, f"{base} is a file, not a folder")
+        recursive = _truthy(request.query.get("recursive"))
+        expand = _truthy(request.query.get("expand"))
+        paths = self._listing(commit, base, recursive)
+        size = min(self.tree_page_size, 50) if expand else self.tree_page_size
+        start = _decode_cursor(request.query.get("cursor"))
+        page = paths[start : start + size]
+        headers = {}
+        if start + size < len(paths):
+            query = dict(request.query)
+            query["cursor"] = _encode_cursor(start + size)
+            url = request.url.with_query(query)
+            next_url = f"{_base(request)}{url.raw_path_qs}"
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        entries = [self._entry(repo, commit, path, expand) for path in page]
+        return web.json_response(entries, headers=headers)
+
+    async def _paths_info(self, request: web.Request) -> web.Response:
+        await self._enter(request, "paths_info")
+        repo = self._repo(request)
+        commit = self._revision(repo, request)
+        form = await request.post()
+        expand = _truthy(str(form.get("expand", "")))
+        wanted = [str(p).strip("/") for p in form.getall("paths", [])]
+        folders = {
+            "/".join(p.split("/")[: i + 1]) for p in commit.tree for i in range(p.count("/"))
+        }
+        entries = [
+            self._entry(repo, commit, path, expand)
+            for path in wanted
+            if path in commit.tree or path in folders
+        ]
+        return web.json_response(entries)
+
+    async def _preupload(self, request: web.Request) -> web.Response:
+        await self._enter(request, "preupload")
+        self._require_write(request)
+        repo = self._repo(request)
+        commit = self._revision(repo, request)
+        body = await request.json()
+        files = body.get("files")
+        if not isinstance(files, list):
+            raise HubError(400, "files must be a list")
+        out = []
+        for item in files:
+            path = str(item.get("path", ""))
+            out.append(
+                {
+                    "path": path,
+                    # Inline in the commit: the client then never uploads through LFS or Xet.
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": commit.tree.get(path),
+                }
+            )
+        return web.json_response({"files": out, "commitOid": commit.oid})
+
+    async def _commit(self, request: web.Request) -> web.Response:
+        fault = await self._enter(request, "commit")
+        self._require_write(request)
+        repo = self._repo(request)
+        revision = request.match_info["rev"]
+        if revision not in ("main", "refs/heads/main"):
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        if _truthy(request.query.get("create_pr")):
+            raise HubError(400, "the emulator does not open pull requests")
+        header, added, deleted = _parse_commit(await request.read())
+        if fault is not None and fault.kind == "concurrent_commit":
+            self._concurrent += 1
+            note = f"notes/concurrent-{self._concurrent}.md"
+            self._apply(repo, {note: note.encode()}, [], "Another writer's commit", "")
+        self._check_quota(repo)
+        parent = header.get("parentCommit")
+        if parent is not None and parent != repo.head:
+            raise HubError(412, "A commit has happened since. Please refresh and try again.")
+        commit = self._apply(
+            repo,
+            added,
+            deleted,
+            str(header.get("summary") or "Upload"),
+            str(header.get("description") or ""),
+        )
+        self.commit_times.setdefault((repo.kind, repo.repo_id), []).append(self.clock())
+        if fault is not None and fault.kind == "hang_after":
+            await self._hold(fault.hang)
+            raise HubError(504, "injected fault: the commit was applied, the answer held")
+        url = f"{_base(request)}/{_RESOLVE_PREFIX[repo.kind]}{repo.repo_id}/commit/{commit.oid}"
+        return web.json_response(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": url,
+                "hookOutput": "",
+                "pullRequestUrl": None,
+            }
+        )
+
+    def _check_quota(self, repo: Repo) -> None:
+        if self.max_commits_per_hour is None:
+            return
+        now = self.clock()
+        recent = [t for t in self.commit_times.get((repo.kind, repo.repo_id), []) if t > now - 3600]
+        if len(recent) >= self.max_commits_per_hour:
+            wait = int(min(recent) + 3600 - now) + 1
+            raise HubError(
+                429,
+                "You have exceeded our hourly quotas for action: commit. We invite you to retry "
+                f"later. ({self.max_commits_per_hour} commits per hour)",
+                **{"Retry-After": str(wait)},
+            )
+
+    async def _commits(self, request: web.Request) -> web.Response:
+        await self._enter(request, "commits")
+        repo = self._repo(request)
+        commit = self._revision(repo, request)
+        items = [
+            {
+                "id": c.oid,
+                "title": c.title,
+                "message": c.message,
+                "date": _iso(c.date),
+                "authors": [{"user": c.author}],
+            }
+            for c in repo.history(commit.oid)
+        ]
+        size = 50
+        start = _decode_cursor(request.query.get("cursor"))
+        headers = {}
+        if start + size < len(items):
+            query = dict(request.query)
+            query["cursor"] = _encode_cursor(start + size)
+            next_url = f"{_base(request)}{request.url.with_query(query).raw_path_qs}"
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return web.json_response(items[start : start + size], headers=headers)
+
+    async def _resolve(self, request: web.Request) -> web.StreamResponse:
+        await self._enter(request, "resolve")
+        prefix = request.path.split("/")[1]
+        kind: RepoKind = (
+            "dataset" if prefix == "datasets" else "space" if prefix == "spaces" else "model"
+        )
+        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
+        repo = self.repos.get((kind, repo_id))
+        if repo is None or (repo.private and not self._authorized(request)):
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        commit = self._revision(repo, request)
+        path = request.match_info["path"]
+        oid = commit.tree.get(path)
+        if oid is None:
+            raise HubError(404, "Entry not found", "EntryNotFound", **{"X-Repo-Commit": commit.oid})
+        data = self.blobs[oid]
+        headers = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{oid}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
+        status = 200
+        ranged = _byte_range(request.headers.get("Range"), len(data))
+        if ranged is not None:
+            start, end = ranged
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            data = data[start:end]
+            status = 206
+        # aiohttp leaves the body out of a HEAD answer and keeps its Content-Length.
+        return web.Response(status=status, body=data, headers=headers)
+
+
+HUB = web.AppKey("hub", HubEmulator)
+# The sandbox's Hub holds the datasets the Hugging Face source reads.
+SEED = Path(__file__).parent / "data" / "huggingface"
+
+
+def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Application:
+    """The Hub emulator app; `app[HUB]` is its `HubEmulator` (repos, faults, history).
+
+    Options: `emulator` (an existing `HubEmulator`), or the `HubEmulator` arguments (`seed`
+    defaults to the sandbox's Hugging Face data; `seed=None` starts empty).
+    """
+    hub: HubEmulator | None = options.pop("emulator", None)
+    if hub is None:
+        options.setdefault("seed", SEED)
+        hub = HubEmulator(**options)
+    app = hub.app()
+    install(app, faults)
+    return app
+
+
+def point(config: Config, url: str) -> Config:
+    """Uploads and every Hugging Face source aimed at this emulator."""
+    from collector.sources.config import HuggingFaceSourceConfig
+
+    sources = [
+        msgspec.structs.replace(s, base_url=url) if isinstance(s, HuggingFaceSourceConfig) else s
+        for s in config.sources
+    ]
+    upload = msgspec.structs.replace(config.upload, endpoint=url)
+    return msgspec.structs.replace(config, sources=sources, upload=upload)
+
+
+# --- small pure helpers -----------------------------------------------------------------------
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise HubError(400, "invalid cursor") from error
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` as a [start, end) slice; None for no range."""
+    if not header or not header.startswith("bytes="):
+        return None
+    first, _, last = header[6:].split(",")[0].strip().partition("-")
+    try:
+        if not first:
+            start, end = max(0, size - int(last)), size
+        else:
+            start = int(first)
+            end = min(size, int(last) + 1) if last else size
+    except ValueError:
+        return None
+    if start >= size and size > 0:
+        raise HubError(416, "Range not satisfiable", **{"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+def _parse_commit(body: bytes) -> tuple[dict[str, Any], dict[str, bytes], list[str]]:
+    header: dict[str, Any] | None = None
+    added: dict[str, bytes] = {}
+    deleted: list[str] = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise HubError(400, f"line {number} of the commit is not a valid operation") from error
+        if key == "header":
+            header = value
+        elif key == "file":
+            if value.get("encoding") != "base64":
+                raise HubError(400, f"line {number}: only base64 content is supported")
+            try:
+                added[value["path"]] = base64.b64decode(value["content"], validate=True)
+            except (ValueError, KeyError) as error:
+                raise HubError(400, f"line {number}: bad base64 content") from error
+        elif key == "deletedFile":
+            deleted.append(value["path"])
+        elif key == "deletedFolder":
+            deleted.append(value["path"].rstrip("/") + "/")
+        elif key == "lfsFile":
+            raise HubError(400, f"line {number}: LFS files were never offered by preupload")
+        else:
+            raise HubError(400, f"line {number}: unknown operation {key!r}")
+    if header is None:
+        raise HubError(400, "the commit has no header line")
+    return header, added, deleted
+
+
+def _front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
+    """The YAML metadata block of a card, and the body after it; ValueError when invalid."""
+    if not text.startswith("---"):
+        return None, text
+    end = text.find("\n---", 3)
+    if end < 0:
+        raise ValueError("the metadata block is not closed with ---")
+    try:
+        meta = yaml.safe_load(text[3:end])
+    except yaml.YAMLError as error:
+        raise ValueError(f"invalid YAML: {error}") from error
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError("the metadata block must be a mapping")
+    return meta, text[end + 4 :].lstrip("\n")
+
+
+def _tree_oid(tree: dict[str, str]) -> str:
+    """The git tree id of a snapshot (path -> blob oid), built folder by folder like git."""
+    files: dict[str, str] = {}
+    folders: dict[str, dict[str, str]] = {}
+    for path, oid in tree.items():
+        head, _, rest = path.partition("/")
+        if rest:
+            folders.setdefault(head, {})[rest] = oid
+        else:
+            files[head] = oid
+    entries = [(name, b"100644", oid) for name, oid in files.items()]
+    entries += [(name, b"40000", _tree_oid(sub)) for name, sub in folders.items()]
+    # Git sorts folder names as if they ended with "/".
+    entries.sort(key=lambda e: e[0] + "/" if e[1] == b"40000" else e[0])
+    raw = b"".join(
+        mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid) for name, mode, oid in entries
+    )
+    return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
