@@ -397,7 +397,10 @@ class Anonymizer:
             for found in PhoneNumberMatcher(candidate, region, leniency=Leniency.VALID):
                 found_digits = sum(c.isdigit() for c in found.raw_string)
                 if found_digits >= digits - 1:
-                    return offset + found.start, offset + found.end
+                    start, raw = offset + found.start, found.raw_string
+                    if raw.startswith("(") and raw.count("(") > raw.count(")"):
+                        start += 1  # "(+44 20 ...)": the bracket belongs to the sentence
+                    return start, offset + found.end
         if cued:
             lead = len(candidate) - len(candidate.lstrip())
             return offset + lead, offset + len(candidate.rstrip())

@@ -1,28 +1,48 @@
-"""The per-record stages run by the service's workers: format -> (anonymize) -> validate.
+"""The per-record stages run by the service's workers:
+format -> fix encoding -> anonymize -> validate.
 
 Deduplication and splitting depend on what came before, so the writer runs them in order.
+Encoding is repaired before anonymizing (a name or an email broken by mojibake would slip
+through) and validation runs last, on the text that will be written.
 """
 
 from __future__ import annotations
 
+from processors.anonymize import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.formatters import build_formatter
-from processors.records import Drop, ProcessedBatch, RawRecord
-from processors.validate import Validator
+from processors.records import Drop, Example, ProcessedBatch, RawRecord
+from processors.validate import EncodingRepair, Validator
+
+
+class ExampleStages:
+    """Everything after formatting, for one example: usable on examples read from a file."""
+
+    def __init__(self, config: ProcessingConfig) -> None:
+        self.repair = EncodingRepair(config.validate)
+        self.anonymizer = Anonymizer(config.anonymize)
+        self.validator = Validator(config.validate)
+
+    def run(self, example: Example) -> str | None:
+        """Repairs and anonymizes the example in place; the drop reason, or None to keep it."""
+        self.repair.fix(example)
+        self.anonymizer.anonymize_example(example)
+        return self.validator.check(example)
 
 
 class ProcessorChain:
     def __init__(self, recipe: RecipeConfig, config: ProcessingConfig) -> None:
         self.formatter = build_formatter(recipe)
-        self.validator = Validator(config.validate)
+        self.stages = ExampleStages(config)
 
     def run(self, records: list[RawRecord]) -> ProcessedBatch:
         out = ProcessedBatch(examples=[], drops=[])
+        run = self.stages.run
         for record in records:
             examples, drops = self.formatter.format(record)
             out.drops.extend(drops)
             for example in examples:
-                reason = self.validator.check(example)
+                reason = run(example)
                 if reason is None:
                     out.examples.append(example)
                 else:
