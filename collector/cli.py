@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from collector.commands import operations, service
+from collector.commands import operations, reprocess, service
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
-COMMAND_MODULES = [service, operations]
+COMMAND_MODULES = [service, operations, reprocess]
 
 
 def build_parser() -> argparse.ArgumentParser:
