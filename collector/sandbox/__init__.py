@@ -35,6 +35,7 @@ EMULATORS: dict[str, str] = {
     "stackexchange": "collector.sandbox.stackexchange",
     "openai": "collector.sandbox.openai",
     "huggingface": "collector.sandbox.hub",
+    "kaggle": "collector.sandbox.kaggle",
 }
 
 

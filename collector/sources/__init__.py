@@ -8,11 +8,13 @@ from typing import Any
 from collector.sources.base import Source, SourceBatch, SourceContext
 from collector.sources.config import AnySourceConfig
 from collector.sources.inbox import InboxSource
+from collector.sources.kaggle import KaggleSource
 from collector.sources.stackexchange import StackExchangeSource
 
 # config type -> class; each class takes (config, context).
 SOURCES: dict[str, Callable[[Any, SourceContext], Source]] = {
     "inbox": InboxSource,
+    "kaggle": KaggleSource,
     "stackexchange": StackExchangeSource,
 }
 

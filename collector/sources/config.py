@@ -5,7 +5,7 @@ Secrets never sit in the config file: a source names the environment variable th
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -88,6 +88,10 @@ class KaggleSourceConfig(SourceConfig, tag="kaggle", frozen=True):
     max_archive_bytes: int = 2 * 1024**3
     max_uncompressed_bytes: int = 8 * 1024**3
     max_entries: int = 100_000
+    # uncompressed / compressed size of one archive entry beyond which it is a zip bomb
+    max_compression_ratio: Annotated[float, msgspec.Meta(gt=1)] = 200.0
+    # "files": one download per selected file; "archive": the whole dataset as one zip
+    download: Literal["files", "archive"] = "files"
 
 
 class HuggingFaceSourceConfig(SourceConfig, tag="huggingface", frozen=True):

@@ -1,0 +1,496 @@
+"""Kaggle datasets (REST API v1): the CSV, JSON and JSONL files of configured `owner/dataset`s.
+
+For each dataset (one stream each, named `owner/dataset`) a pass asks
+
+    GET {base}/datasets/view/{owner}/{dataset}             -> currentVersionNumber
+    GET {base}/datasets/list/{owner}/{dataset}?datasetVersionNumber=V[&pageToken=]
+                                                           -> datasetFiles[].name, nextPageToken
+    GET {base}/datasets/download/{owner}/{dataset}/{file}?datasetVersionNumber=V
+        (or the whole dataset as one zip with `download = "archive"`)
+
+A download answers with a redirect to a signed storage URL; the body streams to disk under
+`{data_dir}/raw/{source}/kaggle/{owner}/{dataset}/v{V}/` (it doubles as the raw archive). A
+file that arrives zipped (large files do, and so does the whole-dataset archive) is extracted
+by `collector.sources.unzip`, which refuses hostile archives; members are read as streams.
+
+Incremental: the dataset version is the cursor. An unchanged version that was read to the end
+costs one request (the view) and downloads nothing; a new version is read from the start
+(records keep their ids, `member#row`, and dedupe drops lines already written). The cursor also
+holds the member being read and the byte offset and row number after the last record handed
+out, so a restart mid-file resumes at the next row without downloading again.
+
+Auth: HTTP basic with `KAGGLE_USERNAME`/`KAGGLE_KEY` (the env names are configurable), else
+`~/.kaggle/kaggle.json` (or `$KAGGLE_CONFIG_DIR/kaggle.json`, `~/.config/kaggle/kaggle.json`).
+Without credentials requests go out anonymously, which Kaggle allows for public datasets.
+
+Checked against the official client (Kaggle/kaggle-api, `kagglesdk/datasets/types/
+dataset_api_service.py`): `ApiDataset.currentVersionNumber`, `ApiListDatasetFilesResponse`
+`{datasetFiles, errorMessage, nextPageToken}` with `ApiDatasetFile.name/totalBytes`, and the
+download request's optional `datasetVersionNumber`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from collector.http import HttpClient, HttpError
+from collector.sinks.naming import safe_part
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import KaggleSourceConfig
+from collector.sources.unzip import (
+    ExtractLimits,
+    UnsafeArchive,
+    extract_zip,
+    is_zip,
+    member_kind,
+    read_rows,
+)
+from processors.records import Drop, RawRecord
+
+# A damaged download (cut short on the way) is fetched this many times in one pass; after that
+# the pass ends and the next one tries again (a damaged archive is never marked as read).
+DOWNLOAD_ATTEMPTS = 3
+PAGE_SIZE = 200
+STATUS_REASONS = {401: "unauthorized", 403: "forbidden", 404: "dataset_not_found"}
+
+
+class DownloadIncomplete(HttpError):
+    """A download that kept arriving shorter than the listed size."""
+
+
+class KaggleCursor(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where one dataset's stream stands."""
+
+    version: str = ""  # the dataset version being read (or read to the end)
+    complete: bool = False  # every member of `version` was read
+    done: list[str] = []  # members of `version` read to the end
+    member: str = ""  # the member being read
+    offset: int = 0  # byte offset after the last record of `member` handed out
+    row: int = 0  # rows of `member` handed out (records and drops)
+    error: str = ""  # the last failure reported, so a repeated one is not counted again
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> KaggleCursor:
+        if not text:
+            return cls()
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return cls()
+
+
+class KaggleCredentials(msgspec.Struct, frozen=True):
+    username: str
+    key: str
+    origin: str  # where they came from (never the key itself), for the logs
+
+
+def find_credentials(username_env: str, key_env: str) -> KaggleCredentials | None:
+    """The env pair first, then kaggle.json where the official client looks for it."""
+    username, key = os.environ.get(username_env, ""), os.environ.get(key_env, "")
+    if username and key:
+        return KaggleCredentials(username, key, f"${username_env}/${key_env}")
+    folders = []
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        folders.append(Path(os.environ["KAGGLE_CONFIG_DIR"]))
+    folders += [Path("~/.kaggle").expanduser(), Path("~/.config/kaggle").expanduser()]
+    for folder in folders:
+        path = folder / "kaggle.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("username") and data.get("key"):
+            return KaggleCredentials(str(data["username"]), str(data["key"]), str(path))
+    return None
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    owner, _, slug = ref.strip().partition("/")
+    if not owner or not slug or "/" in slug or owner in (".", "..") or slug in (".", ".."):
+        raise ValueError(f"kaggle dataset {ref!r} is not of the form 'owner/dataset'")
+    return owner, slug
+
+
+class _Chunk(msgspec.Struct):
+    records: list[RawRecord]
+    drops: list[Drop]
+    offset: int
+    row: int
+    finished: bool
+
+
+class KaggleSource:
+    def __init__(self, config: KaggleSourceConfig, context: SourceContext) -> None:
+        self.name = config.name
+        self.config = config
+        self.context = context
+        self.log = context.log
+        self.refs = [split_ref(ref) for ref in config.datasets]  # a bad ref fails at build time
+        self.base = config.base_url.rstrip("/")
+        credentials = find_credentials(config.username_env, config.key_env)
+        headers: dict[str, str] = {}
+        if credentials is None:
+            self.log.warning(
+                "kaggle_no_credentials",
+                hint=f"set ${config.username_env} and ${config.key_env}, or ~/.kaggle/kaggle.json;"
+                " public datasets are read anonymously",
+            )
+        else:
+            # HTTP basic, as a header: aiohttp drops it on a redirect to another host (the
+            # signed storage URL), which is what a download needs.
+            headers["Authorization"] = aiohttp.encode_basic_auth(
+                credentials.username, credentials.key
+            )
+            self.log.info(
+                "kaggle_credentials", origin=credentials.origin, user=credentials.username
+            )
+        self.client = HttpClient(config, context.log, headers=headers)
+        self.limits = ExtractLimits(
+            max_total_bytes=config.max_uncompressed_bytes,
+            max_entries=config.max_entries,
+            max_ratio=config.max_compression_ratio,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- a pass ------------------------------------------------------------------------------
+
+    async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        for owner, slug in self.refs:
+            if self.context.stop.is_set():
+                return
+            ref = f"{owner}/{slug}"
+            cursor = KaggleCursor.decode(cursors.get(ref, ""))
+            async for batch in self._fetch_dataset(owner, slug, cursor):
+                yield batch
+
+    async def _fetch_dataset(
+        self, owner: str, slug: str, cursor: KaggleCursor
+    ) -> AsyncIterator[SourceBatch]:
+        ref = f"{owner}/{slug}"
+        try:
+            version = await self._version(owner, slug)
+        except HttpError as error:
+            batch = self._failure(ref, cursor, error, "view")
+            if batch is not None:
+                yield batch
+            return
+        if cursor.version == version and cursor.complete:
+            self.log.info("kaggle_dataset_unchanged", dataset=ref, version=version)
+            return
+        if cursor.version != version:
+            if cursor.version:
+                self.log.info("kaggle_new_version", dataset=ref, old=cursor.version, new=version)
+            cursor = KaggleCursor(version=version)
+        folder = self._folder(owner, slug, version)
+        try:
+            names = await self._members(owner, slug, version)
+        except HttpError as error:
+            batch = self._failure(ref, cursor, error, "list")
+            if batch is not None:
+                yield batch
+            return
+        self.log.info("kaggle_dataset_files", dataset=ref, version=version, files=len(names))
+        if self.config.download == "archive":
+            sources = {"": sorted(names)}  # one download: the whole dataset
+        else:
+            sources = {name: [name] for name in sorted(names)}
+        for download, members in sources.items():
+            if all(member in cursor.done for member in members) and members:
+                continue
+            try:
+                size = names.get(download) if download else None
+                local = await self._materialize(owner, slug, version, download, folder, size)
+            except HttpError as error:
+                if download and error.status == 404:  # one file gone: skip it, read the rest
+                    self.log.warning("kaggle_file_not_found", dataset=ref, file=download)
+                    drop = Drop(self.name, ref, download, "file_not_found", error.message[:300])
+                    cursor = msgspec.structs.replace(cursor, done=sorted({*cursor.done, download}))
+                    yield SourceBatch([], [drop], {ref: cursor.encode()})
+                    continue
+                batch = self._failure(ref, cursor, error, "download")
+                if batch is not None:
+                    yield batch
+                return  # the next pass tries again from this cursor
+            except UnsafeArchive as error:
+                if error.reason == "bad_archive":  # damaged, not hostile: try again next pass
+                    failed = DownloadIncomplete(200, download or ref, error.detail)
+                    batch = self._failure(ref, cursor, failed, "download")
+                    if batch is not None:
+                        yield batch
+                    return
+                self.log.error(
+                    "kaggle_archive_refused",
+                    dataset=ref,
+                    file=download or "(dataset)",
+                    reason=error.reason,
+                    error=error.detail,
+                )
+                drop = Drop(self.name, ref, download or ref, error.reason, error.detail)
+                cursor = msgspec.structs.replace(
+                    cursor, done=sorted({*cursor.done, *members}), member="", offset=0, row=0
+                )
+                yield SourceBatch([], [drop], {ref: cursor.encode()})
+                continue
+            for member in sorted(local):
+                if member in cursor.done:
+                    continue
+                reader = self._read_member(ref, cursor, member, local[member])
+                async for batch, progress in reader:
+                    cursor = progress
+                    yield batch
+                if self.context.stop.is_set():
+                    return
+        cursor = msgspec.structs.replace(
+            cursor, complete=True, member="", offset=0, row=0, error=""
+        )
+        self.log.info("kaggle_dataset_read", dataset=ref, version=version)
+        await asyncio.to_thread(self._forget_old_versions, owner, slug, version)
+        yield SourceBatch([], [], {ref: cursor.encode()})
+
+    # --- the API -------------------------------------------------------------------------------
+
+    def _url(self, *parts: str) -> str:
+        return "/".join([self.base, *(quote(part, safe="/") for part in parts)])
+
+    async def _version(self, owner: str, slug: str) -> str:
+        _, data = await self.client.get_json(self._url("datasets/view", owner, slug))
+        if not isinstance(data, dict):
+            raise HttpError(200, self._url("datasets/view", owner, slug), "not a dataset object")
+        version = data.get("currentVersionNumber")
+        if isinstance(version, int) and not isinstance(version, bool):
+            return str(version)
+        numbers: list[int] = [
+            v["versionNumber"]
+            for v in data.get("versions") or []
+            if isinstance(v, dict) and isinstance(v.get("versionNumber"), int)
+        ]
+        if numbers:
+            return str(max(numbers))
+        # No version number: the update time still changes with every new version.
+        return f"updated:{data.get('lastUpdated', '')}"
+
+    async def _members(self, owner: str, slug: str, version: str) -> dict[str, int | None]:
+        """The dataset's files to read (`files` from the config, or every CSV/JSON/JSONL),
+        with the size the listing gives for each."""
+        url = self._url("datasets/list", owner, slug)
+        names: dict[str, int | None] = {}
+        token = ""
+        while True:
+            params: dict[str, str | int] = {"pageSize": PAGE_SIZE}
+            if version.isdigit():
+                params["datasetVersionNumber"] = version
+            if token:
+                params["pageToken"] = token
+            _, data = await self.client.get_json(url, params=params)
+            if not isinstance(data, dict):
+                raise HttpError(200, url, "the file list is not an object")
+            if data.get("errorMessage"):
+                raise HttpError(200, url, str(data["errorMessage"]))
+            for item in data.get("datasetFiles") or []:
+                if isinstance(item, dict):
+                    name = item.get("name") or item.get("ref")
+                    size = item.get("totalBytes")
+                    if isinstance(name, str) and name:
+                        names[name] = size if isinstance(size, int) else None
+            token = str(data.get("nextPageToken") or "")
+            if not token:
+                break
+        return {name: names[name] for name in self._select(list(names))}
+
+    def _select(self, names: list[str]) -> list[str]:
+        if self.config.files:
+            wanted = {f.casefold(): f for f in self.config.files}
+            chosen = [n for n in names if n.casefold() in wanted]
+            missing = set(wanted) - {n.casefold() for n in names}
+            if missing:
+                self.log.warning("kaggle_files_not_found", files=sorted(wanted[m] for m in missing))
+            return sorted(chosen)
+        return sorted(n for n in names if member_kind(n) is not None)
+
+    def _folder(self, owner: str, slug: str, version: str) -> Path:
+        return (
+            self.context.raw_dir
+            / safe_part(self.name)
+            / "kaggle"
+            / safe_part(owner)
+            / safe_part(slug)
+            / f"v{safe_part(version)}"
+        )
+
+    async def _materialize(
+        self, owner: str, slug: str, version: str, download: str, folder: Path, size: int | None
+    ) -> dict[str, Path]:
+        """{member name: local file} for one download (a file, or the whole dataset).
+
+        A plain file must have the size the listing gave (a body cut short with no
+        Content-Length would pass unnoticed otherwise); a zip proves itself when extracted.
+        Either is downloaded again once when it is found damaged.
+        """
+        key = safe_part(download) if download else "_dataset"
+        extracted = folder / "extracted" / key
+        target = folder / "downloads" / key
+        if extracted.is_dir():  # extracted on an earlier pass: nothing to fetch
+            return self._extracted_members(extracted, download)
+        if download and target.is_file() and not is_zip(target):
+            return {download: target}  # checked when it was downloaded
+        params = {"datasetVersionNumber": version} if version.isdigit() else None
+        parts = ["datasets/download", owner, slug] + ([download] if download else [])
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            if not target.is_file():
+                started = time.monotonic()
+                response = await self.client.download(
+                    self._url(*parts),
+                    target,
+                    params=params,
+                    max_bytes=self.config.max_archive_bytes,
+                )
+                self.log.info(
+                    "kaggle_downloaded",
+                    dataset=f"{owner}/{slug}",
+                    file=download or "(dataset)",
+                    bytes=target.stat().st_size,
+                    seconds=round(time.monotonic() - started, 3),
+                    via=response.url.split("?", 1)[0],  # never the signature
+                )
+            if download and not is_zip(target):
+                got = target.stat().st_size
+                if size is None or got == size:
+                    return {download: target}
+                target.unlink(missing_ok=True)
+                message = f"got {got} of the {size} bytes the file list gives"
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise DownloadIncomplete(200, self._url(*parts), message)
+                self.log.warning("kaggle_download_corrupt", file=download, error=message)
+                continue
+            try:
+                await asyncio.to_thread(extract_zip, target, extracted, self.limits, self._wanted)
+            except UnsafeArchive as error:
+                if error.reason != "bad_archive" or attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                self.log.warning("kaggle_download_corrupt", file=download, error=error.detail)
+                target.unlink(missing_ok=True)
+                continue
+            target.unlink(missing_ok=True)  # the extracted copy is what is kept
+            return self._extracted_members(extracted, download)
+        raise AssertionError("unreachable")
+
+    def _wanted(self, name: str) -> bool:
+        if self.config.files and self.config.download == "archive":
+            return name.casefold() in {f.casefold() for f in self.config.files}
+        return member_kind(name) is not None
+
+    def _extracted_members(self, extracted: Path, download: str) -> dict[str, Path]:
+        found = {
+            path.relative_to(extracted).as_posix(): path
+            for path in extracted.rglob("*")
+            if path.is_file() and member_kind(path.name) is not None
+        }
+        if download and len(found) == 1:
+            # A single file that came zipped: it keeps the name it has in the dataset.
+            return {download: next(iter(found.values()))}
+        if download:
+            return {f"{download}/{name}": path for name, path in found.items()}
+        return found
+
+    def _forget_old_versions(self, owner: str, slug: str, version: str) -> None:
+        keep = self._folder(owner, slug, version)
+        for old in keep.parent.glob("v*"):
+            if old != keep and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    # --- reading a member ----------------------------------------------------------------------
+
+    async def _read_member(
+        self, ref: str, cursor: KaggleCursor, member: str, path: Path
+    ) -> AsyncIterator[tuple[SourceBatch, KaggleCursor]]:
+        kind = member_kind(member) or member_kind(path.name) or ""
+        offset, row = (cursor.offset, cursor.row) if cursor.member == member else (0, 0)
+        if not kind:
+            self.log.warning("kaggle_member_skipped", dataset=ref, member=member)
+            cursor = msgspec.structs.replace(cursor, done=sorted({*cursor.done, member}))
+            yield SourceBatch([], [], {ref: cursor.encode()}), cursor
+            return
+        while not self.context.stop.is_set():
+            chunk = await asyncio.to_thread(
+                self._read_chunk, ref, member, path, kind, offset, row, cursor.version
+            )
+            offset, row = chunk.offset, chunk.row
+            if chunk.finished:
+                cursor = msgspec.structs.replace(
+                    cursor, done=sorted({*cursor.done, member}), member="", offset=0, row=0
+                )
+            else:
+                cursor = msgspec.structs.replace(cursor, member=member, offset=offset, row=row)
+            yield SourceBatch(chunk.records, chunk.drops, {ref: cursor.encode()}), cursor
+            if chunk.finished:
+                self.log.info("kaggle_member_read", dataset=ref, member=member, rows=row)
+                return
+
+    def _read_chunk(
+        self, ref: str, member: str, path: Path, kind: str, offset: int, row: int, version: str
+    ) -> _Chunk:
+        records: list[RawRecord] = []
+        drops: list[Drop] = []
+        now = time.time()
+        meta = {"license": self.config.license, "kaggle_version": version, "member": member}
+        for item in read_rows(path, kind, offset):
+            row += 1
+            offset = item.end
+            record_id = f"{member}#{row}"
+            if item.error == "lfs_pointer":
+                drops.append(Drop(self.name, ref, member, item.error, item.detail))
+                self.log.warning("kaggle_lfs_pointer", dataset=ref, member=member)
+            elif item.error or item.value is None:
+                drops.append(Drop(self.name, ref, record_id, item.error, item.detail))
+            else:
+                records.append(
+                    RawRecord(self.name, ref, record_id, item.value, str(row), now, dict(meta))
+                )
+            if len(records) + len(drops) >= self.config.batch_size:
+                return _Chunk(records, drops, offset, row, False)
+        return _Chunk(records, drops, offset, row, True)
+
+    # --- failures --------------------------------------------------------------------------
+
+    def _failure(
+        self, ref: str, cursor: KaggleCursor, error: HttpError, step: str
+    ) -> SourceBatch | None:
+        """Log a failed request; count it once (the cursor remembers it) as a drop."""
+        reason = STATUS_REASONS.get(error.status, "http_error" if error.status else "unreachable")
+        if isinstance(error, DownloadIncomplete):
+            reason = "download_incomplete"
+        hint = {
+            "unauthorized": f"check ${self.config.username_env}/${self.config.key_env}",
+            "forbidden": "accept the dataset's rules on kaggle.com, or check access",
+        }.get(reason, "")
+        self.log.error(
+            "kaggle_request_failed",
+            dataset=ref,
+            step=step,
+            status=error.status,
+            reason=reason,
+            error=error.message,
+            hint=hint,
+        )
+        mark = f"{cursor.version}:{step}:{error.status}"
+        if cursor.error == mark:
+            return None
+        cursor = msgspec.structs.replace(cursor, error=mark)
+        detail = f"{step}: HTTP {error.status}: {error.message}"[:300]
+        return SourceBatch([], [Drop(self.name, ref, ref, reason, detail)], {ref: cursor.encode()})
