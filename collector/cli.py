@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from collector.commands import operations, reprocess, service
+from collector.commands import operations, processing, reprocess, rewrite, service, upload
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
-COMMAND_MODULES = [service, operations, reprocess]
+COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing]
 
 
 def build_parser() -> argparse.ArgumentParser:
