@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from collector.redact import secret_env_names, watch_secret_env
 from collector.rewrite.config import RewriteConfig
 from collector.sources.config import AnySourceConfig
 from collector.upload.config import UploadConfig
@@ -152,4 +153,6 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(path), [f"invalid TOML: {error}"]) from error
-    return parse_config(raw, str(path))
+    config = parse_config(raw, str(path))
+    watch_secret_env(secret_env_names(config))  # their values never reach a log line
+    return config

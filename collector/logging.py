@@ -1,6 +1,8 @@
 """Structured logs: JSON lines on stdout by default, a readable console format on request.
 
 Events are short snake_case names with fields: `log.info("batch_written", records=..., file=...)`.
+Secrets are redacted from every line before it is written (`collector.redact`), and records of
+the standard library's `logging` (aiohttp, huggingface_hub...) go through the same chain.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import sys
 from typing import Any, Literal
 
 import structlog
+
+from collector.redact import REDACTOR
 
 Logger = structlog.typing.FilteringBoundLogger
 
@@ -35,12 +39,33 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            REDACTOR,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=False,
     )
+    # Other libraries' warnings: same format, same redaction.
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                REDACTOR,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(logging.WARNING, _LEVELS.get(level, logging.INFO)))
 
 
 def get_logger(**fields: Any) -> Logger:
