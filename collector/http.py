@@ -203,6 +203,10 @@ class HttpClient:
             self.headers["Authorization"] = auth.encode()
         self._session: aiohttp.ClientSession | None = None
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "not_modified": 0}
+        # For the metrics endpoint: seconds spent waiting for the limiter, and the quota left
+        # as the server last reported it (`x-ratelimit-remaining`).
+        self.rate_wait_seconds = 0.0
+        self.rate_remaining: int | None = None
         retry = config.retry
         self._backoff = wait_exponential_jitter(
             multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
@@ -397,7 +401,7 @@ class HttpClient:
                 send["If-None-Match"] = etag
         query = {k: str(v) for k, v in params.items()} if params else None
         limit = max_bytes or self.config.max_response_bytes
-        await self.limiter.acquire(limit_key)
+        self.rate_wait_seconds += await self.limiter.acquire(limit_key)
         async with self.limiter.slot():
             self.stats["requests"] += 1
             extra: dict[str, Any] = {}
@@ -436,6 +440,9 @@ class HttpClient:
 
     def _observe(self, headers: Mapping[str, str], limit_key: str | None) -> None:
         """Primary rate limits: `x-ratelimit-remaining: 0` holds requests until the reset."""
+        remaining = headers.get("x-ratelimit-remaining", "").strip()
+        if remaining.isdigit():
+            self.rate_remaining = int(remaining)
         if headers.get("x-ratelimit-remaining", "").strip() == "0":
             wait = _reset_wait(headers)
             if wait is not None:

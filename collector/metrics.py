@@ -14,7 +14,8 @@ What else is exported, by pulling, so that no other module depends on this one:
 - per source: passes, last success time, whether it runs; for every `HttpClient` the source
   holds as an attribute: requests, retries, 304s (`client.stats`), seconds waited for the rate
   limiter (`client.rate_wait_seconds`), tokens left in the bucket, the quota the server last
-  reported (`client.rate_remaining`) and the seconds left in a server-ordered pause;
+  reported (`client.rate_remaining`, or the source's own `quota_remaining` when the API reports
+  it in the body, as Stack Exchange does) and the seconds left in a server-ordered pause;
 - any component or source with a `telemetry() -> Mapping[str, float]` method: each item as
   `resume_collector_{component name}_{key}` (e.g. the uploader's `pending_chunks` and
   `lag_seconds` become `resume_collector_upload_pending_chunks`, `..._upload_lag_seconds`),
@@ -123,6 +124,9 @@ def _source_view(name: str, runner: Any) -> SourceView:
         remaining = getattr(client, "rate_remaining", None)
         if remaining is not None:
             view.remaining = float(remaining)
+    quota = getattr(runner.source, "quota_remaining", None)  # a quota reported in bodies
+    if view.remaining is None and isinstance(quota, int | float):
+        view.remaining = float(quota)
     view.http = http
     return view
 

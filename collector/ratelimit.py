@@ -56,6 +56,13 @@ class TokenBucket:
     def paused_until(self) -> float:
         return self._paused_until
 
+    def available(self) -> float:
+        """Tokens that could be taken now (0 while paused), without taking any: for metrics."""
+        now = self.clock()
+        if now < self._paused_until:
+            return 0.0
+        return max(0.0, min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate))
+
     def pause_until(self, deadline: float) -> None:
         """Give no token before `deadline` (monotonic). A later deadline wins; earlier is kept."""
         if deadline > self._paused_until:

@@ -8,10 +8,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.config import MetricsConfig
+from collector.health import Health
+from collector.http import HttpClient
+from collector.logging import get_logger
+from collector.metrics import LiveView, MetricsServer, ServiceCollector, _source_view
+from collector.sources.config import InboxSourceConfig, RateConfig, RetryConfig
 from tests.conftest import wait_for
 from tests.daemon_process import Daemon, inbox_source, write_daemon_config, write_pairs
 
@@ -157,3 +166,82 @@ def test_no_listener_unless_enabled(tmp_path: Path, data_dir: Path, daemons: lis
     daemon.wait_event("service_started")
     assert daemon.stop() == 0
     assert daemon.find("metrics_listening") == []
+
+
+# --- the collector, without a daemon ----------------------------------------------------------
+
+
+class StubSource:
+    """A source as the metrics see it: an HttpClient attribute and a telemetry hook."""
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    def telemetry(self) -> dict[str, float]:
+        return {"pages_cached": 7}
+
+
+async def test_http_and_rate_limit_figures_per_source() -> None:
+    calls = {"n": 0}
+
+    async def handle(request: web.Request) -> web.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return web.Response(status=500)
+        return web.json_response({}, headers={"x-ratelimit-remaining": "41"})
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    config = InboxSourceConfig(
+        name="gh",
+        rate=RateConfig(per_second=20, burst=1),
+        retry=RetryConfig(attempts=3, initial_wait=0.01, max_wait=0.01),
+    )
+    client = HttpClient(config, get_logger(source="gh"))
+    try:
+        for _ in range(3):
+            await client.get(url)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    stub = SimpleNamespace(task=None, passes=2, last_success=1.8e9, source=StubSource(client))
+    live = LiveView(
+        state="running",
+        health=Health(stuck=False, waiting=0, stalled_for=0.0),
+        queues={"work": (0, 16), "ordered": (0, 16)},
+        checkpoints=3,
+        last_checkpoint_age=0.5,
+        sources=[_source_view("gh", stub)],
+        components={"upload": {"pending_chunks": 3, "lag_seconds": 12.5}},
+    )
+    collector = ServiceCollector()
+    collector.update([("gh", "owner/ds", "written", 5)], live)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    samples: Samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    assert value(samples, "resume_collector_http_requests_total", source="gh") == 4
+    assert value(samples, "resume_collector_http_retries_total", source="gh") == 1
+    assert value(samples, "resume_collector_ratelimit_remaining", source="gh") == 41
+    assert value(samples, "resume_collector_ratelimit_wait_seconds_total", source="gh") > 0.05
+    assert 0 <= value(samples, "resume_collector_ratelimit_tokens", source="gh") <= 1
+    assert value(samples, "resume_collector_source_pages_cached", source="gh") == 7
+    assert value(samples, "resume_collector_upload_pending_chunks") == 3
+    assert value(samples, "resume_collector_upload_lag_seconds") == 12.5
+    assert (
+        value(samples, "resume_collector_records_written_total", source="gh", dataset="owner/ds")
+        == 5
+    )
+
+
+def test_each_server_has_its_own_registry() -> None:
+    first, second = MetricsServer(MetricsConfig()), MetricsServer(MetricsConfig())
+    assert first.registry is not second.registry
+    assert b"resume_collector" not in generate_latest(REGISTRY)
