@@ -36,6 +36,7 @@ EMULATORS: dict[str, str] = {
     "openai": "collector.sandbox.openai",
     "huggingface": "collector.sandbox.hub",
     "kaggle": "collector.sandbox.kaggle",
+    "huggingface_rows": "collector.sandbox.hf_rows",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from collector.sources.base import Source, SourceBatch, SourceContext
 from collector.sources.config import AnySourceConfig
+from collector.sources.huggingface import HuggingFaceSource
 from collector.sources.inbox import InboxSource
 from collector.sources.kaggle import KaggleSource
 from collector.sources.stackexchange import StackExchangeSource
@@ -15,6 +16,7 @@ from collector.sources.stackexchange import StackExchangeSource
 SOURCES: dict[str, Callable[[Any, SourceContext], Source]] = {
     "inbox": InboxSource,
     "kaggle": KaggleSource,
+    "huggingface": HuggingFaceSource,
     "stackexchange": StackExchangeSource,
 }
 

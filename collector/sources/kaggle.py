@@ -47,15 +47,15 @@ from collector.http import HttpClient, HttpError
 from collector.sinks.naming import safe_part
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import KaggleSourceConfig
+from collector.sources.datafiles import DatasetCursor, failure_batch, read_member
 from collector.sources.unzip import (
     ExtractLimits,
     UnsafeArchive,
     extract_zip,
     is_zip,
     member_kind,
-    read_rows,
 )
-from processors.records import Drop, RawRecord
+from processors.records import Drop
 
 # A damaged download (cut short on the way) is fetched this many times in one pass; after that
 # the pass ends and the next one tries again (a damaged archive is never marked as read).
@@ -68,28 +68,8 @@ class DownloadIncomplete(HttpError):
     """A download that kept arriving shorter than the listed size."""
 
 
-class KaggleCursor(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Where one dataset's stream stands."""
-
-    version: str = ""  # the dataset version being read (or read to the end)
-    complete: bool = False  # every member of `version` was read
-    done: list[str] = []  # members of `version` read to the end
-    member: str = ""  # the member being read
-    offset: int = 0  # byte offset after the last record of `member` handed out
-    row: int = 0  # rows of `member` handed out (records and drops)
-    error: str = ""  # the last failure reported, so a repeated one is not counted again
-
-    def encode(self) -> str:
-        return msgspec.json.encode(self).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> KaggleCursor:
-        if not text:
-            return cls()
-        try:
-            return msgspec.json.decode(text, type=cls)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return cls()
+# The dataset's cursor (version, files done, file/offset/row being read): see `datafiles`.
+KaggleCursor = DatasetCursor
 
 
 class KaggleCredentials(msgspec.Struct, frozen=True):
@@ -123,14 +103,6 @@ def split_ref(ref: str) -> tuple[str, str]:
     if not owner or not slug or "/" in slug or owner in (".", "..") or slug in (".", ".."):
         raise ValueError(f"kaggle dataset {ref!r} is not of the form 'owner/dataset'")
     return owner, slug
-
-
-class _Chunk(msgspec.Struct):
-    records: list[RawRecord]
-    drops: list[Drop]
-    offset: int
-    row: int
-    finished: bool
 
 
 class KaggleSource:
@@ -175,12 +147,12 @@ class KaggleSource:
             if self.context.stop.is_set():
                 return
             ref = f"{owner}/{slug}"
-            cursor = KaggleCursor.decode(cursors.get(ref, ""))
+            cursor = DatasetCursor.decode(cursors.get(ref, ""))
             async for batch in self._fetch_dataset(owner, slug, cursor):
                 yield batch
 
     async def _fetch_dataset(
-        self, owner: str, slug: str, cursor: KaggleCursor
+        self, owner: str, slug: str, cursor: DatasetCursor
     ) -> AsyncIterator[SourceBatch]:
         ref = f"{owner}/{slug}"
         try:
@@ -196,7 +168,7 @@ class KaggleSource:
         if cursor.version != version:
             if cursor.version:
                 self.log.info("kaggle_new_version", dataset=ref, old=cursor.version, new=version)
-            cursor = KaggleCursor(version=version)
+            cursor = DatasetCursor(version=version)
         folder = self._folder(owner, slug, version)
         try:
             names = await self._members(owner, slug, version)
@@ -220,7 +192,7 @@ class KaggleSource:
                 if download and error.status == 404:  # one file gone: skip it, read the rest
                     self.log.warning("kaggle_file_not_found", dataset=ref, file=download)
                     drop = Drop(self.name, ref, download, "file_not_found", error.message[:300])
-                    cursor = msgspec.structs.replace(cursor, done=sorted({*cursor.done, download}))
+                    cursor = cursor.finish_member(download)
                     yield SourceBatch([], [drop], {ref: cursor.encode()})
                     continue
                 batch = self._failure(ref, cursor, error, "download")
@@ -242,9 +214,8 @@ class KaggleSource:
                     error=error.detail,
                 )
                 drop = Drop(self.name, ref, download or ref, error.reason, error.detail)
-                cursor = msgspec.structs.replace(
-                    cursor, done=sorted({*cursor.done, *members}), member="", offset=0, row=0
-                )
+                for member in members:
+                    cursor = cursor.finish_member(member)
                 yield SourceBatch([], [drop], {ref: cursor.encode()})
                 continue
             for member in sorted(local):
@@ -256,9 +227,7 @@ class KaggleSource:
                     yield batch
                 if self.context.stop.is_set():
                     return
-        cursor = msgspec.structs.replace(
-            cursor, complete=True, member="", offset=0, row=0, error=""
-        )
+        cursor = cursor.completed()
         self.log.info("kaggle_dataset_read", dataset=ref, version=version)
         await asyncio.to_thread(self._forget_old_versions, owner, slug, version)
         yield SourceBatch([], [], {ref: cursor.encode()})
@@ -416,60 +385,26 @@ class KaggleSource:
 
     # --- reading a member ----------------------------------------------------------------------
 
-    async def _read_member(
-        self, ref: str, cursor: KaggleCursor, member: str, path: Path
-    ) -> AsyncIterator[tuple[SourceBatch, KaggleCursor]]:
-        kind = member_kind(member) or member_kind(path.name) or ""
-        offset, row = (cursor.offset, cursor.row) if cursor.member == member else (0, 0)
-        if not kind:
-            self.log.warning("kaggle_member_skipped", dataset=ref, member=member)
-            cursor = msgspec.structs.replace(cursor, done=sorted({*cursor.done, member}))
-            yield SourceBatch([], [], {ref: cursor.encode()}), cursor
-            return
-        while not self.context.stop.is_set():
-            chunk = await asyncio.to_thread(
-                self._read_chunk, ref, member, path, kind, offset, row, cursor.version
-            )
-            offset, row = chunk.offset, chunk.row
-            if chunk.finished:
-                cursor = msgspec.structs.replace(
-                    cursor, done=sorted({*cursor.done, member}), member="", offset=0, row=0
-                )
-            else:
-                cursor = msgspec.structs.replace(cursor, member=member, offset=offset, row=row)
-            yield SourceBatch(chunk.records, chunk.drops, {ref: cursor.encode()}), cursor
-            if chunk.finished:
-                self.log.info("kaggle_member_read", dataset=ref, member=member, rows=row)
-                return
-
-    def _read_chunk(
-        self, ref: str, member: str, path: Path, kind: str, offset: int, row: int, version: str
-    ) -> _Chunk:
-        records: list[RawRecord] = []
-        drops: list[Drop] = []
-        now = time.time()
-        meta = {"license": self.config.license, "kaggle_version": version, "member": member}
-        for item in read_rows(path, kind, offset):
-            row += 1
-            offset = item.end
-            record_id = f"{member}#{row}"
-            if item.error == "lfs_pointer":
-                drops.append(Drop(self.name, ref, member, item.error, item.detail))
-                self.log.warning("kaggle_lfs_pointer", dataset=ref, member=member)
-            elif item.error or item.value is None:
-                drops.append(Drop(self.name, ref, record_id, item.error, item.detail))
-            else:
-                records.append(
-                    RawRecord(self.name, ref, record_id, item.value, str(row), now, dict(meta))
-                )
-            if len(records) + len(drops) >= self.config.batch_size:
-                return _Chunk(records, drops, offset, row, False)
-        return _Chunk(records, drops, offset, row, True)
+    def _read_member(
+        self, ref: str, cursor: DatasetCursor, member: str, path: Path
+    ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
+        meta = {"license": self.config.license, "kaggle_version": cursor.version, "member": member}
+        return read_member(
+            source=self.name,
+            dataset=ref,
+            member=member,
+            path=path,
+            cursor=cursor,
+            batch_size=self.config.batch_size,
+            meta=meta,
+            stopped=self.context.stop.is_set,
+            log=self.log,
+        )
 
     # --- failures --------------------------------------------------------------------------
 
     def _failure(
-        self, ref: str, cursor: KaggleCursor, error: HttpError, step: str
+        self, ref: str, cursor: DatasetCursor, error: HttpError, step: str
     ) -> SourceBatch | None:
         """Log a failed request; count it once (the cursor remembers it) as a drop."""
         reason = STATUS_REASONS.get(error.status, "http_error" if error.status else "unreachable")
@@ -488,9 +423,5 @@ class KaggleSource:
             error=error.message,
             hint=hint,
         )
-        mark = f"{cursor.version}:{step}:{error.status}"
-        if cursor.error == mark:
-            return None
-        cursor = msgspec.structs.replace(cursor, error=mark)
-        detail = f"{step}: HTTP {error.status}: {error.message}"[:300]
-        return SourceBatch([], [Drop(self.name, ref, ref, reason, detail)], {ref: cursor.encode()})
+        detail = f"HTTP {error.status}: {error.message}"
+        return failure_batch(self.name, ref, cursor, reason, detail, step)

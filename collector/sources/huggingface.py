@@ -1,0 +1,346 @@
+"""Hugging Face datasets: the CSV, JSON and JSONL files of a dataset repo, or its rows through
+the dataset viewer.
+
+Files (the default), one stream per repo named `owner/dataset`:
+
+    GET {base}/api/datasets/{repo}[/revision/{rev}]              -> sha (the version)
+    GET {base}/api/datasets/{repo}/tree/{sha}?recursive=true     -> files (paginated: Link)
+    GET {base}/datasets/{repo}/resolve/{sha}/{path}              -> the file (may redirect)
+
+Files are read at the commit the version names (`sha`), so a push in the middle of a pass
+cannot mix two versions. Each downloads to `{data_dir}/raw/{source}/huggingface/{repo}/{sha}/`
+(checked against the size the tree gives), then is read as a stream like a Kaggle member. A
+file stored as a Git LFS pointer (`version https://git-lfs.github.com/spec/v1`) is reported
+with the reason `lfs_pointer`, never parsed as data.
+
+Rows (`use_rows_api = true`):
+
+    GET {rows_url}/rows?dataset={repo}&config={config}&split={split}&offset=N&length=100
+
+until `num_rows_total`; a row whose cells the viewer truncated (`truncated_cells`) is dropped
+(`truncated_cell`): half a resume is not a record.
+
+Incremental: the sha is the cursor. An unchanged sha read to the end costs one request; a new
+one is read from the start (record ids, `{file}#{row}` or `rows:{config}/{split}#{row}`, stay
+the same, so dedupe drops what was written before). A restart mid-file resumes at the next row.
+
+Auth: `Authorization: Bearer ${token_env}` when that variable is set (gated and private
+datasets answer 401/403 without it; public ones need none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from collector.http import HttpClient, HttpError
+from collector.sinks.naming import safe_part
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import HuggingFaceSourceConfig
+from collector.sources.datafiles import DatasetCursor, failure_batch, read_member
+from collector.sources.unzip import member_kind
+from processors.records import Drop, RawRecord
+
+ROWS_PAGE = 100  # the dataset viewer's maximum `length`
+DOWNLOAD_ATTEMPTS = 3
+STATUS_REASONS = {401: "unauthorized", 403: "forbidden", 404: "dataset_not_found"}
+
+
+class DownloadIncomplete(HttpError):
+    """A file that kept arriving with another size than the tree gives."""
+
+
+class _PassStopped(Exception):
+    """A request failed for good: the pass ends here, with the failure's batch (if counted)."""
+
+    def __init__(self, batch: SourceBatch | None) -> None:
+        super().__init__("pass stopped")
+        self.batch = batch
+
+
+class HuggingFaceSource:
+    def __init__(self, config: HuggingFaceSourceConfig, context: SourceContext) -> None:
+        owner, _, name = config.repo_id.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"huggingface repo_id {config.repo_id!r} is not 'owner/dataset'")
+        self.name = config.name
+        self.config = config
+        self.context = context
+        self.log = context.log
+        self.repo = config.repo_id
+        self.base = config.base_url.rstrip("/")
+        headers: dict[str, str] = {}
+        token = os.environ.get(config.token_env, "") if config.token_env else ""
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = HttpClient(config, context.log, headers=headers)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- a pass ------------------------------------------------------------------------------
+
+    async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        repo = self.repo
+        cursor = DatasetCursor.decode(cursors.get(repo, ""))
+        try:
+            sha = await self._sha()
+        except HttpError as error:
+            batch = self._failure(cursor, error, "info")
+            if batch is not None:
+                yield batch
+            return
+        if cursor.version == sha and cursor.complete:
+            self.log.info("hf_dataset_unchanged", dataset=repo, sha=sha)
+            return
+        if cursor.version != sha:
+            if cursor.version:
+                self.log.info("hf_new_revision", dataset=repo, old=cursor.version, new=sha)
+            cursor = DatasetCursor(version=sha)
+        stream = self._rows(cursor) if self.config.use_rows_api else self._files(cursor, sha)
+        try:
+            async for batch, progress in stream:
+                cursor = progress
+                yield batch
+                if self.context.stop.is_set():
+                    return
+        except _PassStopped as stopped:  # the next pass resumes from the last cursor
+            if stopped.batch is not None:
+                yield stopped.batch
+            return
+        cursor = cursor.completed()
+        self.log.info("hf_dataset_read", dataset=repo, sha=sha)
+        if not self.config.use_rows_api:
+            await asyncio.to_thread(self._forget_old_revisions, sha)
+        yield SourceBatch([], [], {repo: cursor.encode()})
+
+    # --- the Hub -----------------------------------------------------------------------------
+
+    def _api(self, *parts: str) -> str:
+        return "/".join(
+            [self.base, "api/datasets", self.repo, *(quote(p, safe="/") for p in parts)]
+        )
+
+    async def _sha(self) -> str:
+        revision = self.config.revision
+        url = self._api() if revision == "main" else self._api("revision", revision)
+        _, data = await self.client.get_json(url)
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(sha, str) or not sha:
+            raise HttpError(200, url, "the dataset info has no sha")
+        return sha
+
+    async def _tree(self, sha: str) -> dict[str, int | None]:
+        """Every file of the repo at `sha` with its size, following the `Link` pages."""
+        url: str | None = self._api("tree", sha)
+        params: dict[str, str | int] | None = {"recursive": "true"}
+        files: dict[str, int | None] = {}
+        while url:
+            response, data = await self.client.get_json(url, params=params)
+            if not isinstance(data, list):
+                raise HttpError(response.status, url, "the tree is not a list")
+            for entry in data:
+                if not isinstance(entry, dict) or entry.get("type") != "file":
+                    continue
+                path = entry.get("path")
+                lfs = entry.get("lfs")
+                size = lfs.get("size") if isinstance(lfs, dict) else entry.get("size")
+                if isinstance(path, str):
+                    files[path] = size if isinstance(size, int) else None
+            url, params = _next_link(response.headers.get("link", "")), None
+        return files
+
+    def _select(self, files: dict[str, int | None]) -> list[str]:
+        if self.config.files:
+            chosen = [
+                path
+                for path in files
+                if any(fnmatch.fnmatchcase(path, pattern) for pattern in self.config.files)
+            ]
+            if not chosen:
+                self.log.warning("hf_files_not_found", dataset=self.repo, files=self.config.files)
+            return sorted(chosen)
+        return sorted(path for path in files if member_kind(path) is not None)
+
+    def _folder(self, sha: str) -> Path:
+        owner, _, name = self.repo.partition("/")
+        return (
+            self.context.raw_dir
+            / safe_part(self.name)
+            / "huggingface"
+            / safe_part(owner)
+            / safe_part(name)
+            / safe_part(sha)
+        )
+
+    async def _files(
+        self, cursor: DatasetCursor, sha: str
+    ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
+        repo = self.repo
+        try:
+            tree = await self._tree(sha)
+        except HttpError as error:
+            raise _PassStopped(self._failure(cursor, error, "tree")) from error
+        chosen = self._select(tree)
+        self.log.info("hf_dataset_files", dataset=repo, sha=sha, files=len(chosen))
+        for path in chosen:
+            if path in cursor.done:
+                continue
+            if member_kind(path) is None:  # named in `files` but not a format we read
+                drop = Drop(self.name, repo, path, "unsupported_format", "not csv, json or jsonl")
+                cursor = cursor.finish_member(path)
+                yield SourceBatch([], [drop], {repo: cursor.encode()}), cursor
+                continue
+            try:
+                local = await self._download(sha, path, tree.get(path))
+            except HttpError as error:
+                if error.status == 404:
+                    drop = Drop(self.name, repo, path, "file_not_found", error.message[:300])
+                    cursor = cursor.finish_member(path)
+                    yield SourceBatch([], [drop], {repo: cursor.encode()}), cursor
+                    continue
+                raise _PassStopped(self._failure(cursor, error, "download")) from error
+            meta: dict[str, Any] = {"license": self.config.license, "hf_sha": sha, "member": path}
+            reader = read_member(
+                source=self.name,
+                dataset=repo,
+                member=path,
+                path=local,
+                cursor=cursor,
+                batch_size=self.config.batch_size,
+                meta=meta,
+                stopped=self.context.stop.is_set,
+                log=self.log,
+            )
+            async for batch, progress in reader:
+                cursor = progress
+                yield batch, cursor
+            if self.context.stop.is_set():
+                return
+
+    async def _download(self, sha: str, path: str, size: int | None) -> Path:
+        target = self._folder(sha) / "files" / Path(*[safe_part(p) for p in path.split("/")])
+        if target.is_file():
+            return target  # downloaded (and checked) on an earlier pass
+        url = "/".join([self.base, "datasets", self.repo, "resolve", sha, quote(path, safe="/")])
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            started = time.monotonic()
+            await self.client.download(url, target, max_bytes=self.config.max_response_bytes)
+            got = target.stat().st_size
+            if size is None or got == size or _is_lfs_pointer(target):
+                self.log.info(
+                    "hf_downloaded",
+                    dataset=self.repo,
+                    file=path,
+                    bytes=got,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+                return target
+            target.unlink(missing_ok=True)
+            message = f"got {got} of the {size} bytes the tree gives"
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise DownloadIncomplete(200, url, message)
+            self.log.warning("hf_download_incomplete", dataset=self.repo, file=path, error=message)
+        raise AssertionError("unreachable")
+
+    def _forget_old_revisions(self, sha: str) -> None:
+        keep = self._folder(sha)
+        if keep.parent.is_dir():
+            for old in keep.parent.iterdir():
+                if old != keep and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+
+    # --- the dataset viewer --------------------------------------------------------------------
+
+    async def _rows(
+        self, cursor: DatasetCursor
+    ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
+        repo, config, split = self.repo, self.config.config, self.config.split
+        member = f"rows:{config}/{split}"
+        offset = cursor.offset if cursor.member == member else 0
+        url = f"{self.config.rows_url.rstrip('/')}/rows"
+        meta: dict[str, Any] = {"license": self.config.license, "hf_sha": cursor.version}
+        while not self.context.stop.is_set():
+            params: dict[str, str | int] = {
+                "dataset": repo,
+                "config": config,
+                "split": split,
+                "offset": offset,
+                "length": ROWS_PAGE,
+            }
+            try:
+                _, data = await self.client.get_json(url, params=params)
+            except HttpError as error:
+                raise _PassStopped(self._failure(cursor, error, "rows")) from error
+            rows = data.get("rows") if isinstance(data, dict) else None
+            total = data.get("num_rows_total") if isinstance(data, dict) else None
+            if not isinstance(rows, list):
+                rows = []
+            records: list[RawRecord] = []
+            drops: list[Drop] = []
+            now = time.time()
+            for item in rows:
+                index = item.get("row_idx", offset) if isinstance(item, dict) else offset
+                record_id = f"{member}#{int(index) + 1}"
+                offset = max(offset, int(index) + 1)
+                row = item.get("row") if isinstance(item, dict) else None
+                cut = item.get("truncated_cells") if isinstance(item, dict) else None
+                if not isinstance(row, dict):
+                    drops.append(Drop(self.name, repo, record_id, "not_an_object"))
+                elif cut:
+                    detail = f"the viewer truncated {', '.join(map(str, cut))}"
+                    drops.append(Drop(self.name, repo, record_id, "truncated_cell", detail))
+                else:
+                    records.append(
+                        RawRecord(self.name, repo, record_id, row, str(offset), now, dict(meta))
+                    )
+            finished = not rows or (isinstance(total, int) and offset >= total)
+            cursor = cursor.finish_member(member) if finished else cursor.at(member, offset, offset)
+            yield SourceBatch(records, drops, {repo: cursor.encode()}), cursor
+            if finished:
+                self.log.info("hf_rows_read", dataset=repo, config=config, split=split, rows=offset)
+                return
+
+    # --- failures --------------------------------------------------------------------------
+
+    def _failure(self, cursor: DatasetCursor, error: HttpError, step: str) -> SourceBatch | None:
+        reason = STATUS_REASONS.get(error.status, "http_error" if error.status else "unreachable")
+        if isinstance(error, DownloadIncomplete):
+            reason = "download_incomplete"
+        token = f"${self.config.token_env}"
+        hint = {
+            "unauthorized": f"a gated or private dataset: set {token}",
+            "forbidden": f"accept the dataset's conditions on the Hub, or check {token}",
+        }.get(reason, "")
+        self.log.error(
+            "hf_request_failed",
+            dataset=self.repo,
+            step=step,
+            status=error.status,
+            reason=reason,
+            error=error.message,
+            hint=hint,
+        )
+        detail = f"HTTP {error.status}: {error.message}"
+        return failure_batch(self.name, self.repo, cursor, reason, detail, step)
+
+
+def _next_link(header: str) -> str | None:
+    """The `rel="next"` URL of a `Link` header, as GitHub and the Hub send it."""
+    for part in header.split(","):
+        section = part.strip()
+        if 'rel="next"' in section and section.startswith("<") and ">" in section:
+            return section[1 : section.index(">")]
+    return None
+
+
+def _is_lfs_pointer(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(43) == b"version https://git-lfs.github.com/spec/v1"
