@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from collector.sources.base import SourceContext
 from collector.sources.config import KaggleSourceConfig, RateConfig, RetryConfig
 from collector.sources.kaggle import KaggleCursor, KaggleSource
 from processors.records import Drop, RawRecord
+from tests.conftest import collector_command, subprocess_env, write_config
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
 GAURAV = "gauravduttakiit/resume-dataset"
@@ -373,3 +375,80 @@ def test_a_dataset_ref_that_is_not_owner_slash_name_fails_at_build(tmp_path: Pat
         make_source("http://127.0.0.1:9", tmp_path, ["just-a-name"])
     with pytest.raises(ValueError, match="owner/dataset"):
         make_source("http://127.0.0.1:9", tmp_path, ["a/b/c"])
+
+
+# --- end to end: the real service against the emulator ----------------------------------------
+
+
+async def test_resume_collector_once_collects_kaggle_datasets_into_named_files(
+    kaggle: RunningApp, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "training-data"
+    base = f"{kaggle.url}/api/v1"
+    config = write_config(
+        tmp_path / "collector.toml",
+        f"""
+[[sources]]
+type = "kaggle"
+name = "kaggle-resumes"
+datasets = ["{GAURAV}", "{SNEHA}", "sandbox/zip-slip"]
+base_url = "{base}"
+retry = {{ attempts = 3, initial_wait = 0.01, max_wait = 0.05 }}
+rate = {{ per_second = 100, burst = 10 }}
+recipe = {{ name = "resume_text" }}
+
+[[sources]]
+type = "kaggle"
+name = "kaggle-postings"
+datasets = ["{UPWORK}"]
+base_url = "{base}"
+rate = {{ per_second = 100, burst = 10 }}
+recipe = {{ name = "job_posting" }}
+""",
+        data_dir,
+    )
+    env = {**subprocess_env(), "HOME": str(tmp_path / "home")}
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+        env.pop(name, None)
+
+    async def once() -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            *collector_command("once", "--config", str(config)),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 120)
+        return process.returncode or 0, output.decode(errors="replace")
+
+    code, output = await once()
+    assert code == 0, output
+    formatted = data_dir / "formatted"
+    names = sorted(p.name for p in formatted.iterdir())
+    for stem in (
+        "gauravduttakiit__resume-dataset",
+        "snehaanbhawal__resume-dataset",
+        "asaniczka__upwork-job-postings-dataset-2024-50k-records",
+    ):
+        assert f"{stem}__pairs.jsonl" in names, names
+        assert f"{stem}__clean_report.json" in names
+        assert f"{stem}.jsonl" not in names  # no improved bullets yet: no training lines
+        lines = (formatted / f"{stem}__pairs.jsonl").read_text(encoding="utf-8").splitlines()
+        pairs = [json.loads(line) for line in lines]
+        assert pairs and all(p["bullet"] and p["context"] for p in pairs)
+    gaurav = [
+        json.loads(line)
+        for line in (formatted / "gauravduttakiit__resume-dataset__pairs.jsonl").open()
+    ]
+    assert {p["context"] for p in gaurav} >= {"Data Science", "HR"}
+    report = json.loads((formatted / "sandbox__zip-slip__clean_report.json").read_text())
+    assert report["drop_reasons"] == {"zip_slip": 1}
+    assert not list(tmp_path.rglob("evil.csv"))
+
+    # A second run finds every version unchanged: nothing is downloaded or written again.
+    sizes = {p.name: p.stat().st_size for p in formatted.iterdir() if p.suffix == ".jsonl"}
+    downloads = len(store_of(kaggle).downloads)
+    code, output = await once()
+    assert code == 0, output
+    assert {p.name: p.stat().st_size for p in formatted.iterdir() if p.suffix == ".jsonl"} == sizes
+    assert len(store_of(kaggle).downloads) == downloads
