@@ -15,6 +15,7 @@ from collector.sandbox import hub as hub_emulator
 from collector.sandbox.faults import FAULTS, FaultConfig, FaultRule
 from collector.sandbox.hf_rows import ROWS, RowsStore
 from collector.sandbox.hub import HUB, HubEmulator
+from collector.sources.archive import RawArchive
 from collector.sources.base import SourceContext
 from collector.sources.config import HuggingFaceSourceConfig, RateConfig, RetryConfig
 from collector.sources.datafiles import DatasetCursor
@@ -355,3 +356,17 @@ async def test_rows_api_faults_are_retried(hub: RunningApp, tmp_path: Path) -> N
     finally:
         await running.stop()
     assert len(result.records) == 5 and result.drops == []
+
+
+async def test_records_rebuilt_from_the_raw_archive_equal_the_live_ones(
+    hub: RunningApp, tmp_path: Path
+) -> None:
+    live = await run_pass(make_source(hub.url, tmp_path, CHAT))
+    source = make_source(hub.url, tmp_path, CHAT)
+    rebuilt: list[RawRecord] = []
+    for _, entry in RawArchive(tmp_path / "raw", "hf").entries():
+        assert not isinstance(entry, Exception)
+        records, _ = source.records_from_archive(entry)
+        rebuilt += records
+    await source.close()
+    assert [(r.id, r.payload) for r in rebuilt] == [(r.id, r.payload) for r in live.records]

@@ -14,6 +14,7 @@ from collector.logging import get_logger
 from collector.sandbox import RunningApp, start_app
 from collector.sandbox.faults import FAULTS, FaultConfig, FaultRule
 from collector.sandbox.kaggle import KAGGLE, KaggleStore, create_app
+from collector.sources.archive import RawArchive
 from collector.sources.base import SourceContext
 from collector.sources.config import KaggleSourceConfig, RateConfig, RetryConfig
 from collector.sources.kaggle import KaggleCursor, KaggleSource
@@ -452,3 +453,20 @@ recipe = {{ name = "job_posting" }}
     assert code == 0, output
     assert {p.name: p.stat().st_size for p in formatted.iterdir() if p.suffix == ".jsonl"} == sizes
     assert len(store_of(kaggle).downloads) == downloads
+
+
+async def test_records_rebuilt_from_the_raw_archive_equal_the_live_ones(
+    kaggle: RunningApp, tmp_path: Path
+) -> None:
+    live = await run_pass(make_source(kaggle.url, tmp_path, [GAURAV, SNEHA]))
+    source = make_source(kaggle.url, tmp_path, [GAURAV, SNEHA])
+    rebuilt: list[RawRecord] = []
+    for _, entry in RawArchive(tmp_path / "raw", "kaggle").entries():
+        assert not isinstance(entry, Exception)
+        records, drops = source.records_from_archive(entry)
+        rebuilt += records
+        assert drops == []
+    await source.close()
+    assert [(r.dataset, r.id, r.payload) for r in rebuilt] == [
+        (r.dataset, r.id, r.payload) for r in live.records
+    ]

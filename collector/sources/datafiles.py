@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
 from collector.sources.base import SourceBatch
 from collector.sources.unzip import member_kind, read_rows
 from processors.records import Drop, RawRecord
@@ -143,3 +144,36 @@ def failure_batch(
     cursor = msgspec.structs.replace(cursor, error=mark)
     drop = Drop(source, dataset, dataset, reason, f"{step}: {detail}"[:300])
     return SourceBatch([], [drop], {dataset: cursor.encode()})
+
+
+# --- the raw archive ---------------------------------------------------------------------------
+
+ARCHIVE_KIND = "dataset_file"
+
+
+def file_entry(
+    url: str, dataset: str, version: str, member: str, path: Path
+) -> tuple[list[ArchivedResponse], dict[str, Any]]:
+    """What the raw archive keeps for a file read to the end: where it came from and where it
+    is on disk (the downloaded file itself is the raw data; it is not copied into the entry)."""
+    response = ArchivedResponse(redact_url(url), {}, {}, 200, {}, "")
+    note = {"dataset": dataset, "version": version, "member": member, "path": str(path.resolve())}
+    return [response], note
+
+
+def records_from_file_entry(
+    source: str, entry: ArchiveEntry, meta: dict[str, Any], log: Any
+) -> tuple[list[RawRecord], list[Drop]]:
+    """Every record of an archived file, read again from disk (for `reprocess`).
+
+    A file of a version that a newer one has replaced is gone from disk: its entry is skipped
+    (the newer version's entry holds the same rows under the same ids).
+    """
+    note = entry.note
+    dataset, member = str(note["dataset"]), str(note["member"])
+    path = Path(str(note["path"]))
+    if not path.is_file():
+        log.info("archived_file_superseded", dataset=dataset, file=member, version=note["version"])
+        return [], []
+    chunk = read_chunk(source, dataset, member, path, 0, 0, 1 << 62, meta)
+    return chunk.records, chunk.drops

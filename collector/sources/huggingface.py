@@ -42,9 +42,17 @@ from urllib.parse import quote
 
 from collector.http import HttpClient, HttpError
 from collector.sinks.naming import safe_part
+from collector.sources.archive import ArchiveEntry, RawArchive
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import HuggingFaceSourceConfig
-from collector.sources.datafiles import DatasetCursor, failure_batch, read_member
+from collector.sources.datafiles import (
+    ARCHIVE_KIND,
+    DatasetCursor,
+    failure_batch,
+    file_entry,
+    read_member,
+    records_from_file_entry,
+)
 from collector.sources.unzip import member_kind
 from processors.records import Drop, RawRecord
 
@@ -81,6 +89,7 @@ class HuggingFaceSource:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.client = HttpClient(config, context.log, headers=headers)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
 
     async def close(self) -> None:
         await self.client.close()
@@ -222,6 +231,10 @@ class HuggingFaceSource:
             async for batch, progress in reader:
                 cursor = progress
                 yield batch, cursor
+            if path in cursor.done:  # read to the end: the raw archive notes the file
+                url = "/".join([self.base, "datasets", repo, "resolve", sha, path])
+                responses, note = file_entry(url, repo, sha, path, local)
+                await self.archive.save(ARCHIVE_KIND, responses, note)
             if self.context.stop.is_set():
                 return
 
@@ -307,6 +320,19 @@ class HuggingFaceSource:
             if finished:
                 self.log.info("hf_rows_read", dataset=repo, config=config, split=split, rows=offset)
                 return
+
+    def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
+        """The records of an archived dataset file, read again from disk (`reprocess`).
+        (Rows fetched through the rows API are not archived: `reprocess` skips them.)"""
+        if entry.kind != ARCHIVE_KIND:
+            return [], []
+        note = entry.note
+        meta = {
+            "license": self.config.license,
+            "hf_sha": str(note["version"]),
+            "member": str(note["member"]),
+        }
+        return records_from_file_entry(self.name, entry, meta, self.log)
 
     # --- failures --------------------------------------------------------------------------
 

@@ -45,9 +45,17 @@ import msgspec
 
 from collector.http import HttpClient, HttpError
 from collector.sinks.naming import safe_part
+from collector.sources.archive import ArchiveEntry, RawArchive
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import KaggleSourceConfig
-from collector.sources.datafiles import DatasetCursor, failure_batch, read_member
+from collector.sources.datafiles import (
+    ARCHIVE_KIND,
+    DatasetCursor,
+    failure_batch,
+    file_entry,
+    read_member,
+    records_from_file_entry,
+)
 from collector.sources.unzip import (
     ExtractLimits,
     UnsafeArchive,
@@ -55,7 +63,7 @@ from collector.sources.unzip import (
     is_zip,
     member_kind,
 )
-from processors.records import Drop
+from processors.records import Drop, RawRecord
 
 # A damaged download (cut short on the way) is fetched this many times in one pass; after that
 # the pass ends and the next one tries again (a damaged archive is never marked as read).
@@ -131,6 +139,7 @@ class KaggleSource:
                 "kaggle_credentials", origin=credentials.origin, user=credentials.username
             )
         self.client = HttpClient(config, context.log, headers=headers)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.limits = ExtractLimits(
             max_total_bytes=config.max_uncompressed_bytes,
             max_entries=config.max_entries,
@@ -225,6 +234,11 @@ class KaggleSource:
                 async for batch, progress in reader:
                     cursor = progress
                     yield batch
+                if member in cursor.done:  # read to the end: the raw archive notes the file
+                    parts = ["datasets/download", owner, slug] + ([download] if download else [])
+                    url = f"{self._url(*parts)}?datasetVersionNumber={version}"
+                    responses, note = file_entry(url, ref, version, member, local[member])
+                    await self.archive.save(ARCHIVE_KIND, responses, note)
                 if self.context.stop.is_set():
                     return
         cursor = cursor.completed()
@@ -400,6 +414,18 @@ class KaggleSource:
             stopped=self.context.stop.is_set,
             log=self.log,
         )
+
+    def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
+        """The records of an archived dataset file, read again from disk (`reprocess`)."""
+        if entry.kind != ARCHIVE_KIND:
+            return [], []
+        note = entry.note
+        meta = {
+            "license": self.config.license,
+            "kaggle_version": str(note["version"]),
+            "member": str(note["member"]),
+        }
+        return records_from_file_entry(self.name, entry, meta, self.log)
 
     # --- failures --------------------------------------------------------------------------
 
