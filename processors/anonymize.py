@@ -24,11 +24,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import Leniency, PhoneNumberMatcher
+from phonenumbers import Leniency, PhoneMetadata, PhoneNumberMatcher
 
 from processors.config import AnonymizeConfig
 from processors.names import NameLexicon, load_lexicon
@@ -54,11 +54,6 @@ _OBFUSCATED_EMAIL = re.compile(
     rf"[A-Za-z0-9-]+(?:{_DOT}[A-Za-z0-9-]+)*{_DOT}(?:{_TLDS})(?![\w-])",
     re.IGNORECASE,
 )
-_OBFUSCATION_HINT = re.compile(
-    r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\bdot\b|\s@\s|_at_|\(@\)|\sat\s+(?:gmail|yahoo|hotmail|"
-    r"outlook|protonmail|proton|icloud|aol|live|msn|gmx|yandex|zoho|mail)\b",
-    re.IGNORECASE,
-)
 _MAIL_PROVIDERS = frozenset(
     [
         "gmail",
@@ -80,6 +75,22 @@ _MAIL_PROVIDERS = frozenset(
         "web",
     ]
 )
+_PROVIDER_HINTS = (
+    "gmail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "proton",
+    "icloud",
+    "aol",
+    "gmx",
+    "yandex",
+    "zoho",
+    "msn",
+    "live",
+    "mail",
+)
+_OBFUSCATION_HINTS = ("[at]", "(at)", "{at}", "<at>", " dot ", "_at_", "(@)", " @ ", "[dot]")
 _MARKED = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\sdot\s|_at_|_dot_|@", re.IGNORECASE)
 _AT_WORD = re.compile(r"\s+at\s+", re.IGNORECASE)
 
@@ -117,6 +128,13 @@ _PROFILE_HOSTS = re.compile(
     r"vercel\.app|pages\.dev|herokuapp\.com|wordpress\.com|blogspot\.com|wixsite\.com|"
     r"carrd\.co|tiktok\.com|youtube\.com|threads\.net|mastodon\.social|linktr\.ee|calendly\.com)$"
 )
+# A host-like word: a known profile site, or a word, a dot and a personal-site ending.
+_HOST_HINT = re.compile(
+    r"(?:linkedin|github|gitlab|bitbucket|twitter|x\.com|facebook|instagram|medium|behance|"
+    r"dribbble|kaggle|stackoverflow|about\.me|angel\.co|wellfound|leetcode|hackerrank|codepen|"
+    r"dev\.to|substack|netlify|vercel|pages\.dev|herokuapp|wordpress|blogspot|wixsite|carrd)|"
+    r"[a-z0-9]\.(?:me|dev|name|page|site|website|portfolio|blog)\b"
+)
 _PERSONAL_TLD = re.compile(r"\.(?:me|dev|name|page|site|website|portfolio|blog)$")
 _URL_CUE = re.compile(
     r"(?:portfolio|website|web site|homepage|home page|personal site|blog|site|web)\s*[:\-–]\s*$",
@@ -129,7 +147,9 @@ _HOST = re.compile(r"^(?:https?://)?(?:www\.)?([^/:?#\s]+)", re.IGNORECASE)
 _PHONE_CANDIDATE = re.compile(
     r"(?<![\w+.$€£/-])(?:\+|00)?\s?\(?\+?\d[\d \t().\-/]{4,24}\d(?![\w%$€£+]|[.,]\d)"
 )
+_DIGIT = re.compile(r"\d")
 _YEAR_RUN = re.compile(r"^(?:(?:19|20)\d\d[\s\-–/.]*)+$")
+_MONTH_YEAR = re.compile(r"(?:^|\D)(?:0?[1-9]|1[0-2])/(?:19|20)\d\d$")
 _DATE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
 # A version (1.2.3) or an IPv4 address: dotted groups of at most three digits.
 _VERSION = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")
@@ -145,6 +165,110 @@ _ID_CUE = re.compile(
     r"version|build|release|doi|arxiv|pmid|sku|part)\W{0,3}$",
     re.IGNORECASE,
 )
+
+_TYPE_DESCS = (
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+)
+_Rule = tuple[
+    re.Pattern[str] | None,
+    re.Pattern[str],
+    frozenset[int],
+    list[tuple[re.Pattern[str], frozenset[int]]],
+]
+
+
+@cache
+def _region_rule(region: str) -> _Rule | None:
+    """A region's validity rule from phonenumbers' metadata, compiled once.
+
+    The same test `phonenumbers.is_valid_number_for_region` makes: the national significant
+    number matches the general description and one number type (fixed line, mobile, toll free,
+    ...), pattern and possible length both. A test holds them equal on generated numbers.
+    """
+    meta = PhoneMetadata.metadata_for_region(region)
+    if (
+        meta is None
+        or meta.general_desc is None
+        or meta.general_desc.national_number_pattern is None
+    ):
+        return None
+    general = meta.general_desc
+    general_lengths = frozenset(general.possible_length or ())
+    types: list[tuple[re.Pattern[str], frozenset[int]]] = []
+    for name in _TYPE_DESCS:
+        desc = getattr(meta, name, None)
+        if desc is None or desc.national_number_pattern is None:
+            continue
+        lengths = desc.possible_length or general.possible_length or ()
+        if tuple(lengths) == (-1,):
+            continue
+        types.append((re.compile(desc.national_number_pattern), frozenset(lengths)))
+    prefix = meta.national_prefix_for_parsing or meta.national_prefix
+    return (
+        re.compile(prefix) if prefix else None,
+        re.compile(general.national_number_pattern or r"\d+"),
+        general_lengths,
+        types,
+    )
+
+
+def _valid_nsn(nsn: str, rule: _Rule) -> bool:
+    _, general, lengths, types = rule
+    if len(nsn) not in lengths or not general.fullmatch(nsn):
+        return False
+    return any(len(nsn) in ls and pattern.fullmatch(nsn) for pattern, ls in types)
+
+
+def _valid_national(digits: str, region: str) -> bool:
+    rule = _region_rule(region)
+    if rule is None:
+        return False
+    prefix = rule[0]
+    if prefix is not None:
+        trunk = prefix.match(digits)
+        if trunk is not None and trunk.end() > 0 and _valid_nsn(digits[trunk.end() :], rule):
+            return True
+    return _valid_nsn(digits, rule)
+
+
+def _valid_international(digits: str) -> bool:
+    """`digits` after the `+`: a country code, then a number valid in one of its regions."""
+    for size in (1, 2, 3):
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:size] or 0))
+        if not regions:
+            continue
+        rest = digits[size:]
+        for region in regions:
+            rule = _region_rule(region)
+            if rule is None:
+                continue
+            # "+44 (0)20 ...": a trunk zero written after the country code is not dialled.
+            if _valid_nsn(rest, rule) or (rest.startswith("0") and _valid_nsn(rest[1:], rule)):
+                return True
+        return False
+    return False
+
+
+def _not_a_phone(body: str, before: str) -> bool:
+    """Digit runs resumes are full of: year ranges, dates, versions, IPs, IDs."""
+    shape = body.strip("()")
+    if _YEAR_RUN.match(shape) or _DATE.match(shape) or _MONTH_YEAR.search(shape):
+        return True
+    if _VERSION.match(shape) or _IPV4.match(shape):
+        return True
+    if body.count("(") != body.count(")"):  # "500 (07/2016": two things, not one number
+        return True
+    return before.rstrip().endswith(("v", "V")) or _ID_CUE.search(before) is not None
+
 
 # ---------------------------------------------------------------------------------------------
 # addresses
@@ -175,7 +299,72 @@ _ADDRESS = re.compile(
     r"|\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2})\b"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b",
 )
-_ADDRESS_HINT = re.compile(r"\d|stra(?:ß|ss)e|P\.?\s?O\.?\s+Box", re.IGNORECASE)
+_STREET_HINTS = (
+    "street",
+    " st",
+    "avenue",
+    " ave",
+    "road",
+    " rd",
+    "boulevard",
+    "blvd",
+    "lane",
+    " ln",
+    "drive",
+    " dr",
+    "court",
+    " ct",
+    " way",
+    "place",
+    " pl",
+    "terrace",
+    "parkway",
+    "pkwy",
+    "circle",
+    " cir",
+    "highway",
+    "hwy",
+    "square",
+    " sq",
+    "trail",
+    "crescent",
+    "close",
+    "grove",
+    "gardens",
+    "mews",
+    " row",
+    "plaza",
+    "straße",
+    "strasse",
+    "str.",
+    "weg",
+    "gasse",
+    "platz",
+    "allee",
+    "damm",
+    "ring",
+    "rue ",
+    "av.",
+    " bd ",
+    "allée",
+    "chemin",
+    "impasse",
+    "quai",
+    "route",
+    "calle",
+    "avenida",
+    "carrer",
+    "paseo",
+    "via ",
+    "viale",
+    "piazza",
+    "corso",
+    "rua ",
+    "travessa",
+    "largo",
+    "box",
+)
+_POSTCODE_HINT = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b|GIR ?0AA")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -194,6 +383,7 @@ _SEQUENCE = re.compile(
     rf"(?<![\w@/#.\[])(?:{_WORD})(?:{_GAP}(?:{_INITIAL}{_GAP})?{_WORD}){{1,3}}(?![\w@\]])"
 )
 _TOKEN = re.compile(rf"{_INITIAL}|{_WORD}")
+_LONE_WORD = re.compile(rf"(?<![\w@/.\[]){_WORD}(?![\w@\]])")
 _NAME_AFTER = rf"((?:{_WORD})(?:{_GAP}(?:{_INITIAL}{_GAP})?{_WORD}){{0,3}})"
 _CUE = re.compile(
     r"\b(?:(?:Full[ \t]+)?Name|Contact(?:[ \t]+(?:Person|Name))?|Supervisor|Manager|Reference|"
@@ -218,7 +408,7 @@ _TOKENS_IN_TEXT = re.compile(r"\[(?:EMAIL|PHONE|URL|ADDRESS|NAME)(?:_\d+)?\]")
 
 
 def _title(word: str) -> str:
-    return word[:1].upper() + word[1:].lower()
+    return word.capitalize()
 
 
 def _load_phrases() -> re.Pattern[str]:
@@ -277,17 +467,18 @@ class Anonymizer:
         config = self.config
         if not config.enabled or not text:
             return text
-        if config.emails and "@" in text:
-            text = _EMAIL.sub(EMAIL, text)
-        if config.emails and _OBFUSCATION_HINT.search(text):
-            text = _OBFUSCATED_EMAIL.sub(_obfuscated_email, text)
         names = tuple(n for n in known_names if isinstance(n, str) and n.strip())
-        if config.urls and ("." in text):
-            text = self._urls(text, names)
-        if config.phones:
-            text = self._phones(text)
-        if config.addresses and _ADDRESS_HINT.search(text):
-            text = _ADDRESS.sub(ADDRESS, text)
+        # Emails, URLs, phones and addresses never span lines: each pass runs only on the lines
+        # a cheap test lets through (a resume has a dozen lines, one or two with contact data).
+        lines = text.split("\n")
+        changed = False
+        for index, line in enumerate(lines):
+            new = self._contact_line(line, names)
+            if new is not line:
+                lines[index] = new
+                changed = True
+        if changed:
+            text = "\n".join(lines)
         if config.names:
             if record is None:
                 record = RecordNames(numbered=config.consistent_names)
@@ -319,6 +510,31 @@ class Anonymizer:
         return example
 
     # -- URLs ------------------------------------------------------------------------------
+    def _contact_line(self, line: str, names: Sequence[str]) -> str:
+        config = self.config
+        low = ""
+        if config.emails:
+            if "@" in line:
+                line = _EMAIL.sub(EMAIL, line)
+            low = line.lower()
+            if any(hint in low for hint in _OBFUSCATION_HINTS) or (
+                " at " in low and any(p in low for p in _PROVIDER_HINTS)
+            ):
+                line = _OBFUSCATED_EMAIL.sub(_obfuscated_email, line)
+                low = line.lower()
+        if config.urls and "." in line:
+            low = low or line.lower()
+            if "://" in low or "www." in low or _HOST_HINT.search(low):
+                line = self._urls(line, names)
+        if (config.phones or config.addresses) and _DIGIT.search(line):
+            if config.phones:
+                line = self._phones(line)
+            if config.addresses:
+                low = line.lower()
+                if any(word in low for word in _STREET_HINTS) or _POSTCODE_HINT.search(line):
+                    line = _ADDRESS.sub(ADDRESS, line)
+        return line
+
     def _urls(self, text: str, names: Sequence[str]) -> str:
         def replace(match: re.Match[str]) -> str:
             url = match.group(0)
@@ -355,7 +571,7 @@ class Anonymizer:
 
     # -- phones ----------------------------------------------------------------------------
     def _phones(self, text: str) -> str:
-        if sum(c.isdigit() for c in text[:4096]) < 7 and not any(c.isdigit() for c in text[4096:]):
+        if not _DIGIT.search(text):
             return text
         out: list[str] = []
         last = 0
@@ -374,37 +590,33 @@ class Anonymizer:
 
     def _phone_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
         candidate = match.group(0)
-        digits = sum(c.isdigit() for c in candidate)
-        if not 7 <= digits <= 15:
+        digits = "".join(c for c in candidate if c.isdigit())
+        if not 7 <= len(digits) <= 15:
             return None
-        stripped = candidate.strip()
+        lead = len(candidate) - len(candidate.lstrip())
+        if candidate[lead] == "(" and ")" not in candidate:
+            lead += 1  # "(+44 20 ...)": the bracket belongs to the sentence
+        body = candidate[lead:].rstrip()
+        start, end = match.start() + lead, match.start() + lead + len(body)
         before = text[max(0, match.start() - 24) : match.start()]
         cued = bool(_PHONE_CUE.search(before))
-        if not cued:
-            if _YEAR_RUN.match(stripped) or _DATE.match(stripped):
-                return None
-            if (
-                _VERSION.match(stripped)
-                or _IPV4.match(stripped)
-                or before.rstrip().endswith(("v", "V"))
-            ):
-                return None
-            if _ID_CUE.search(before):
-                return None
-        offset = match.start()
-        international = stripped.startswith(("+", "00", "(+"))
-        for region in self.regions[:1] if international else self.regions:
-            for found in PhoneNumberMatcher(candidate, region, leniency=Leniency.VALID):
-                found_digits = sum(c.isdigit() for c in found.raw_string)
-                if found_digits >= digits - 1:
-                    start, raw = offset + found.start, found.raw_string
-                    if raw.startswith("(") and raw.count("(") > raw.count(")"):
-                        start += 1  # "(+44 20 ...)": the bracket belongs to the sentence
-                    return start, offset + found.end
-        if cued:
-            lead = len(candidate) - len(candidate.lstrip())
-            return offset + lead, offset + len(candidate.rstrip())
-        return None
+        if not cued and _not_a_phone(body, before):
+            return None
+        if body.startswith("+") or body.startswith("00"):
+            valid = _valid_international(digits[2:] if body.startswith("00") else digits)
+        else:
+            valid = any(_valid_national(digits, region) for region in self.regions)
+        if valid:
+            return start, end
+        if (
+            len(digits) > 10
+        ):  # a phone glued to other digits ("2019 +1 415 ..."): let the matcher cut
+            for region in self.regions:
+                for found in PhoneNumberMatcher(candidate, region, leniency=Leniency.VALID):
+                    raw = found.raw_string
+                    cut = 1 if raw.startswith("(") and raw.count("(") > raw.count(")") else 0
+                    return match.start() + found.start + cut, match.start() + found.end
+        return (start, end) if cued else None
 
     # -- names -----------------------------------------------------------------------------
     def _compile_known(self, names: tuple[str, ...]) -> _KnownNames:
@@ -443,8 +655,11 @@ class Anonymizer:
                     key = compiled.key_of.get(" ".join(m.group(0).split()).casefold(), "")
                     spans.append((m.start(), m.end(), key or m.group(0).casefold()))
         self._cued_names(text, spans)
+        name_words = lexicon.name_words
         for m in _SEQUENCE.finditer(text):
-            self._sequence_names(m, spans)
+            # Most capitalised runs (Machine Learning, Product Manager) hold no name at all.
+            if any(w.capitalize() in name_words for w in m.group(0).split()):
+                self._sequence_names(m, spans)
         # Every further mention of a part of a name found ("Jane" after "Jane Doe").
         for start, end, key in spans:
             for token in _TOKEN.findall(text[start:end]):
@@ -457,19 +672,23 @@ class Anonymizer:
                 ):
                     record.parts.setdefault(token, key)
         if record.parts:
-            for m in self._parts_pattern(record).finditer(text):
-                spans.append((m.start(), m.end(), record.parts[m.group(0)]))
+            parts = record.parts
+            for m in _LONE_WORD.finditer(text):
+                person = parts.get(m.group(0))
+                if person is not None:
+                    spans.append((m.start(), m.end(), person))
         if not spans:
             return text
         return self._render(text, spans, record)
 
-    def _parts_pattern(self, record: RecordNames) -> re.Pattern[str]:
-        alternation = "|".join(re.escape(p) for p in sorted(record.parts, key=len, reverse=True))
-        return re.compile(rf"(?<![\w@/.\[])(?:{alternation})(?![\w@\]])")
-
     def _mentions(self, text: str, record: RecordNames) -> str:
-        pattern = self._parts_pattern(record)
-        return pattern.sub(lambda m: record.token(record.parts[m.group(0)]), text)
+        parts = record.parts
+
+        def replace(match: re.Match[str]) -> str:
+            key = parts.get(match.group(0))
+            return match.group(0) if key is None else record.token(key)
+
+        return _LONE_WORD.sub(replace, text)
 
     def _render(self, text: str, spans: list[tuple[int, int, str]], record: RecordNames) -> str:
         spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
@@ -573,7 +792,7 @@ class Anonymizer:
             }
         else:
             blocked = set()
-        titled = [_title(w[2]) for w in words]
+        titled = [w[2].capitalize() for w in words]
         base = match.start()
         i = 0
         while i < len(words) - 1:

@@ -29,6 +29,7 @@ class NameLexicon:
     last: frozenset[str]
     vocabulary: frozenset[str]
     not_names: frozenset[str]
+    name_words: frozenset[str]  # first | last
 
 
 def _words(path: Path) -> set[str]:
@@ -41,7 +42,7 @@ def _words(path: Path) -> set[str]:
 
 
 def _title(word: str) -> str:
-    return word[:1].upper() + word[1:].lower()
+    return word.capitalize()
 
 
 def _add(target: set[str], value: object) -> None:
@@ -78,9 +79,12 @@ def load_lexicon() -> NameLexicon:
         vocabulary.update(_title(w.strip(",()/")) for w in job.split() if len(w) > 2)
     vocabulary |= _words(DATA / "resume_vocabulary.txt")
     not_names = _words(DATA / "not_names.txt")
+    first -= not_names
+    last -= not_names
     return NameLexicon(
-        first=frozenset(first - not_names),
-        last=frozenset(last - not_names),
+        first=frozenset(first),
+        last=frozenset(last),
         vocabulary=frozenset(vocabulary),
         not_names=frozenset(not_names),
+        name_words=frozenset(first | last),
     )

@@ -268,3 +268,32 @@ def test_uk_is_refused_as_a_phone_region_with_a_hint() -> None:
 
 def test_phone_after_a_cue_is_replaced_even_when_no_region_validates_it() -> None:
     assert ANON.anonymize("Phone: 555-0100-99") == "Phone: [PHONE]"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(CONFIG.phone_regions),
+    st.text(alphabet="0123456789", min_size=6, max_size=13),
+)
+def test_fast_phone_validity_agrees_with_phonenumbers(region: str, digits: str) -> None:
+    from processors.anonymize import _valid_national
+
+    try:
+        number = phonenumbers.parse(digits, region)
+        expected = phonenumbers.is_valid_number_for_region(number, region)
+    except phonenumbers.NumberParseException:
+        expected = False
+    assert _valid_national(digits, region) == expected
+
+
+@PROPERTY
+@given(phones())
+def test_fast_validity_accepts_every_generated_valid_number(phone: tuple[str, str]) -> None:
+    from processors.anonymize import _valid_international, _valid_national
+
+    written, _national = phone
+    digits = re.sub(r"\D", "", written)
+    if written.startswith("+"):
+        assert _valid_international(digits)
+    else:
+        assert any(_valid_national(digits, region) for region in CONFIG.phone_regions)
