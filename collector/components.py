@@ -38,10 +38,12 @@ class Component:
 def build_components(config: Config, mode: Mode) -> list[Component]:
     from collector.health import TestStall
     from collector.metrics import MetricsServer
+    from collector.rewrite.component import RewriteComponent
     from collector.systemd import SystemdNotifier
 
     components: list[Component] = []
     components += filter(None, [TestStall.from_environment()])  # tests only: see health.py
     components += filter(None, [SystemdNotifier.from_environment()])  # when NOTIFY_SOCKET is set
     components += filter(None, [MetricsServer.from_config(config.metrics)])  # [metrics] enabled
+    components += filter(None, [RewriteComponent.from_config(config, mode)])  # [rewrite] enabled
     return components

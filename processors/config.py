@@ -6,7 +6,7 @@ They are decoded from the `[processing]` table of the service config (and a sour
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -75,6 +75,18 @@ class SplitConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validation: float = 0.05
     test: float = 0.05
     seed: str = "resume-collector"
+
+
+class RewriteCheckConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What an LLM's rewrite must satisfy to become a training line (`processors/rewrite.py`)."""
+
+    min_chars: Annotated[int, msgspec.Meta(ge=1)] = 20
+    max_chars: Annotated[int, msgspec.Meta(ge=1)] = 400
+    # At most this many times the original's length (an original shorter than
+    # `growth_floor` counts as that long: a three-word bullet may grow into a sentence).
+    max_growth: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    growth_floor: Annotated[int, msgspec.Meta(ge=1)] = 60
+    allow_placeholders: bool = True
 
 
 class ProcessingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

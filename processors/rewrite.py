@@ -26,31 +26,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Annotated, Any, Protocol
-
-import msgspec
+from typing import Any, Protocol
 
 from processors.anonymize import Anonymizer
-from processors.config import AnonymizeConfig, RecipeConfig
+from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
 from processors.dedupe import normalise
 from processors.formatters.base import Formatted, bullet_example, drop
 from processors.formatters.fields import get_text
 from processors.records import RawRecord
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-class RewriteCheckConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """What a rewrite must satisfy to become a training line."""
-
-    min_chars: Annotated[int, msgspec.Meta(ge=1)] = 20
-    max_chars: Annotated[int, msgspec.Meta(ge=1)] = 400
-    # At most this many times the original's length (an original shorter than
-    # `growth_floor` counts as that long: a three-word bullet may grow into a sentence).
-    max_growth: Annotated[float, msgspec.Meta(gt=0)] = 3.0
-    growth_floor: Annotated[int, msgspec.Meta(ge=1)] = 60
-    allow_placeholders: bool = True
-
 
 # --- PII -------------------------------------------------------------------------------------
 

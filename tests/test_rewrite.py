@@ -38,11 +38,10 @@ from collector.sinks.files import NAMESPACE as FILES
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import RetryConfig
 from collector.state.sqlite import SqliteStateStore
-from processors.config import AnonymizeConfig, RecipeConfig
+from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
 from processors.records import RawRecord
 from processors.rewrite import (
     BasicPiiScanner,
-    RewriteCheckConfig,
     RewriteChecker,
     RewrittenFormatter,
     clean_answer,
@@ -431,6 +430,28 @@ def test_the_budget_reserves_the_worst_case_and_renews_each_utc_day(tmp_path: Pa
     assert budget.day() == "2023-11-15"
     assert budget.reserve(100)
     assert budget.used.tokens == 0
+    state.close()
+
+
+def test_instances_sharing_a_store_share_one_budget(tmp_path: Path) -> None:
+    state = SqliteStateStore(tmp_path / "s.sqlite3")
+    wall = Wall(1_700_000_000.0)
+    config = RewriteConfig(max_tokens=100, daily_token_budget=500)
+    one = DailyBudget(config, state, wall, instance="host-a")
+    two = DailyBudget(config, state, wall, instance="host-b")
+    assert one.reserve(100)
+    state.commit(one.record(100, 150, 50))  # host-a used 200
+    assert two.reserve(100)  # 200 + 200 held, before host-b knows of host-a
+    two.release(100)
+    two.refresh()
+    assert two.others.tokens == 200
+    assert two.reserve(100)  # 200 (host-a) + 200
+    assert not two.reserve(100)  # 200 + 400 > 500
+    state.commit(two.record(100, 150, 50))
+    assert sorted(k for k, _ in state.scan("rewrite:budget")) == [
+        "2023-11-14@host-a",
+        "2023-11-14@host-b",
+    ]
     state.close()
 
 

@@ -27,14 +27,27 @@ class DayUsage(msgspec.Struct):
 
 
 class DailyBudget:
+    """Today's usage, and what may still be spent.
+
+    Each instance writes its own key (`{day}`, or `{day}@{instance}` with a shared Redis
+    store), so instances never overwrite each other's usage; the budget is shared: what the
+    others used (read by `refresh`, once per chunk) counts against it too.
+    """
+
     def __init__(
-        self, config: RewriteConfig, state: StateStore, wall: Callable[[], float] = time.time
+        self,
+        config: RewriteConfig,
+        state: StateStore,
+        wall: Callable[[], float] = time.time,
+        instance: str = "",
     ) -> None:
         self.config = config
         self.state = state
         self.wall = wall
+        self.instance = instance
         self._day = ""
-        self.used = DayUsage()
+        self.used = DayUsage()  # this instance's usage today
+        self.others = DayUsage()  # the other instances' usage today, as last read
         self._reserved_tokens = 0
         self._reserved_spend = 0.0
 
@@ -50,13 +63,33 @@ class DailyBudget:
         midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
         return max(0.0, (midnight - now).total_seconds())
 
+    def _key(self, day: str) -> str:
+        return f"{day}@{self.instance}" if self.instance else day
+
     def _today(self) -> None:
         """Switch to today's usage (read from the state store) when the day has changed."""
         day = self.day()
         if day != self._day:
-            stored = self.state.get(NAMESPACE, day)
-            self.used = msgspec.json.decode(stored, type=DayUsage) if stored else DayUsage()
+            stored = self.state.get(NAMESPACE, self._key(day))
+            self.used = _decode(stored) if stored else DayUsage()
+            self.others = DayUsage()
             self._day = day
+            if self.instance:
+                self.refresh()
+
+    def refresh(self) -> None:
+        """Read what the other instances used today (a state read: call it from a thread)."""
+        if not self.instance:
+            return
+        self._today()
+        others = DayUsage()
+        for key, value in self.state.scan(NAMESPACE, self._day):
+            if key != self._key(self._day) and key.partition("@")[0] == self._day:
+                usage = _decode(value)
+                others.requests += usage.requests
+                others.tokens += usage.tokens
+                others.spend += usage.spend
+        self.others = others
 
     def price(self, prompt_tokens: int, completion_tokens: int) -> float:
         config = self.config
@@ -75,9 +108,11 @@ class DailyBudget:
         tokens = prompt_tokens + self.config.max_tokens
         spend = self.price(prompt_tokens, self.config.max_tokens)
         token_budget, spend_budget = self.config.daily_token_budget, self.config.daily_spend_budget
-        if token_budget and self.used.tokens + self._reserved_tokens + tokens > token_budget:
+        used_tokens = self.used.tokens + self.others.tokens + self._reserved_tokens
+        used_spend = self.used.spend + self.others.spend + self._reserved_spend
+        if token_budget and used_tokens + tokens > token_budget:
             return False
-        if spend_budget and self.used.spend + self._reserved_spend + spend > spend_budget:
+        if spend_budget and used_spend + spend > spend_budget:
             return False
         self._reserved_tokens += tokens
         self._reserved_spend += spend
@@ -97,4 +132,11 @@ class DailyBudget:
         self.used.requests += 1
         self.used.tokens += prompt_tokens + completion_tokens
         self.used.spend += self.price(prompt_tokens, completion_tokens)
-        return {NAMESPACE: {self._day: msgspec.json.encode(self.used).decode()}}
+        return {NAMESPACE: {self._key(self._day): msgspec.json.encode(self.used).decode()}}
+
+
+def _decode(value: str) -> DayUsage:
+    try:
+        return msgspec.json.decode(value, type=DayUsage)
+    except msgspec.DecodeError:
+        return DayUsage()

@@ -12,7 +12,7 @@ from typing import Annotated
 import msgspec
 
 from collector.sources.config import RetryConfig
-from processors.rewrite import RewriteCheckConfig
+from processors.config import RewriteCheckConfig
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]

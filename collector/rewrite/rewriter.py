@@ -65,6 +65,25 @@ class Outcome(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
+def render_prompt(config: RewriteConfig, pair: Pair) -> list[Message]:
+    """The messages that ask for one rewrite: the recipe's prompt, filled in one pass (a
+    bullet that contains "{context}" is not filled in again)."""
+    prompt = config.prompt_for(pair.recipe)
+    values = {
+        "bullet": pair.bullet,
+        "context": pair.context or "general",
+        "number_rule": config.number_rule,
+    }
+
+    def render(template: str) -> str:
+        return _FIELD.sub(lambda m: values[m.group(1)], template).strip()
+
+    messages = [Message("user", render(prompt.user))]
+    if prompt.system.strip():
+        messages.insert(0, Message("system", render(prompt.system)))
+    return messages
+
+
 class Rewriter:
     def __init__(
         self,
@@ -85,27 +104,15 @@ class Rewriter:
         self.stats: Counter[str] = Counter()
 
     def messages(self, pair: Pair) -> list[Message]:
-        prompt = self.config.prompt_for(pair.recipe)
-        values = {
-            "bullet": pair.bullet,
-            "context": pair.context or "general",
-            "number_rule": self.config.number_rule,
-        }
-
-        def render(template: str) -> str:
-            # One pass: a bullet that contains "{context}" is not filled in again.
-            return _FIELD.sub(lambda m: values[m.group(1)], template).strip()
-
-        messages = [Message("user", render(prompt.user))]
-        if prompt.system.strip():
-            messages.insert(0, Message("system", render(prompt.system)))
-        return messages
+        return render_prompt(self.config, pair)
 
     async def rewrite_many(self, pairs: Sequence[Pair], stop: asyncio.Event) -> list[Outcome]:
         """One outcome per pair, in order."""
         asks = [self.messages(pair) for pair in pairs]
         keys = [cache.cache_key(self.config.model, messages) for messages in asks]
         known = await asyncio.to_thread(cache.lookup, self.state, keys)
+        if self.budget.limited:
+            await asyncio.to_thread(self.budget.refresh)
         hits: Counter[tuple[str, str, str]] = Counter()
         tasks: dict[str, asyncio.Task[Outcome]] = {}  # one request per distinct question
         for pair, messages, key in zip(pairs, asks, keys, strict=True):

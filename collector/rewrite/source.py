@@ -82,6 +82,7 @@ class RewriteSource:
         wait_for: Sequence[asyncio.Future[Any]] = (),
         on_progress: Progress | None = None,
         budget_recheck: float = BUDGET_RECHECK_SECONDS,
+        instance: str = "",
     ) -> None:
         self.name = RUNNER_NAME
         self.config = config
@@ -96,6 +97,9 @@ class RewriteSource:
         self.wait_for = list(wait_for)
         self.on_progress = on_progress
         self.budget_recheck = budget_recheck
+        # With a store shared by several instances, the pairs files are each instance's own:
+        # so are the cursors over them.
+        self.instance = instance
         self.halted: str | None = None  # why the last pass ended early, if it did
 
     # --- streams ---------------------------------------------------------------------------
@@ -109,12 +113,17 @@ class RewriteSource:
             found.update(p for p in root.glob(pattern) if p.is_file())
         return sorted(found)
 
-    def stream(self, path: Path) -> str:
-        """The cursor's stream: the file's key in the `files` namespace, or its absolute path."""
+    def file_key(self, path: Path) -> str:
+        """The file's key in the `files` namespace (relative to the data folder), or its path."""
         try:
             return path.resolve().relative_to(self.data_dir.resolve()).as_posix()
         except ValueError:
             return str(path.resolve())
+
+    def stream(self, path: Path) -> str:
+        """The cursor's stream: the file's key, prefixed by the instance when there is one."""
+        key = self.file_key(path)
+        return f"{self.instance}:{key}" if self.instance else key
 
     # --- the pass --------------------------------------------------------------------------
 
@@ -133,7 +142,7 @@ class RewriteSource:
             saved = cursors.get(stream, "")
             offset = int(saved) if saved.isdigit() else 0
             while not stop.is_set():
-                chunk = await asyncio.to_thread(self._read, path, stream, offset)
+                chunk = await asyncio.to_thread(self._read, path, offset)
                 if chunk.end < offset:  # the file is shorter than the cursor: a new file
                     self.log.warning("rewrite_file_replaced", file=stream, cursor=offset)
                     offset = 0
@@ -226,17 +235,18 @@ class RewriteSource:
 
     # --- reading, in a worker thread -------------------------------------------------------
 
-    def _limit(self, path: Path, stream: str) -> tuple[int, bool]:
+    def _limit(self, path: Path) -> tuple[int, bool]:
         """(how far the file may be read, whether that is a committed length)."""
-        committed = self.state.get(FILES_NAMESPACE, stream)
+        committed = self.state.get(FILES_NAMESPACE, self.file_key(path))
         size = path.stat().st_size
         if committed is not None and committed.isdigit():
             return min(int(committed), size), True
         return size, False
 
-    def _read(self, path: Path, stream: str, offset: int) -> _Chunk:
+    def _read(self, path: Path, offset: int) -> _Chunk:
+        stream = self.file_key(path)
         try:
-            limit, committed = self._limit(path, stream)
+            limit, committed = self._limit(path)
         except OSError:
             return _Chunk([], [], offset, offset)
         if offset > limit:

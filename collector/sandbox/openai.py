@@ -168,6 +168,7 @@ class ChatEmulator:
         self.hold_after = hold_after
         self._released = asyncio.Event()
         self.admitted = 0  # answers let through `hold_after`
+        self.abandoned = 0  # held requests whose client had gone when released
         self.requests = 0  # every request that reached the endpoint (faults excluded)
         self.answered: Counter[str] = Counter()  # bullet -> completions sent
         self.refused: Counter[int] = Counter()  # status -> refusals by the emulator itself
@@ -259,6 +260,9 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
         if emulator.hold_after is not None:
             if emulator.admitted >= emulator.hold_after:
                 await emulator._released.wait()
+                if request.transport is None or request.transport.is_closing():
+                    emulator.abandoned += 1  # the client went away while held: no answer
+                    return web.Response(status=499)
             emulator.admitted += 1
         answer = emulator.answers.get(bullet)
         if answer is None:

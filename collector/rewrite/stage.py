@@ -1,0 +1,136 @@
+"""Builds the rewrite stage from the config: its source, its processor chain, its lock.
+
+Used by the daemon's `RewriteComponent` and by `resume-collector rewrite FILE`, so both rewrite
+the same way, with the same cache, budget, checks and cursors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from collector.config import Config
+from collector.rewrite.budget import DailyBudget
+from collector.rewrite.client import ChatClient
+from collector.rewrite.rewriter import Rewriter
+from collector.rewrite.source import RUNNER_NAME, Progress, RewriteSource
+from collector.sources.base import SourceContext
+from collector.sources.config import InboxSourceConfig
+from collector.state import StateStore
+from collector.state.base import instance_name
+from processors.chain import ProcessorChain
+from processors.config import RecipeConfig
+from processors.rewrite import (
+    REWRITE_RECIPE,
+    PiiScanner,
+    RewriteChecker,
+    RewrittenFormatter,
+    pii_scanner,
+)
+
+LOCK_FILE = ".rewrite.lock"
+
+
+def shared_instance(config: Config) -> str:
+    """This instance's name when the state store is shared by several (Redis), else ""."""
+    return instance_name(config) if config.state.backend == "redis" else ""
+
+
+def recipes_of(config: Config) -> dict[str, RecipeConfig]:
+    """Source name -> recipe: the prompts a rewritten line of that source is written with."""
+    return {source.name: source.recipe for source in config.sources}
+
+
+def rewrite_chain(config: Config, pii: PiiScanner | None = None) -> ProcessorChain:
+    """The service's chain (format -> validate ...) with the rewritten-line formatter."""
+    chain = ProcessorChain(REWRITE_RECIPE, config.processing)
+    pii = pii or pii_scanner(config.processing.anonymize)
+    checker = RewriteChecker(config.rewrite.checks, pii)
+    chain.formatter = RewrittenFormatter(checker, recipes_of(config))
+    return chain
+
+
+def runner_config(config: Config, data_dir: Path) -> InboxSourceConfig:
+    """What `Service.add_runner` needs of a source config: its name and its interval.
+
+    The stage is no inbox; the type only satisfies the runner's signature. `RUNNER_NAME` is not
+    a valid source name, so it can never clash with a configured source.
+    """
+    rewrite = config.rewrite
+    return InboxSourceConfig(
+        name=RUNNER_NAME,
+        interval=rewrite.interval,
+        batch_size=rewrite.batch_size,
+        path=str(data_dir / "formatted"),
+        license="inherited",
+    )
+
+
+def build_source(
+    config: Config,
+    state: StateStore,
+    data_dir: Path,
+    context: SourceContext,
+    *,
+    files: Sequence[Path] | None = None,
+    pause_on_budget: bool = True,
+    wait_for: Sequence[asyncio.Future[Any]] = (),
+    on_progress: Progress | None = None,
+    pii: PiiScanner | None = None,
+    instance: str = "",
+) -> RewriteSource:
+    """The stage's source. `instance` names this instance when the state store is shared."""
+    rewrite = config.rewrite
+    api_key = os.environ.get(rewrite.api_key_env, "") if rewrite.api_key_env else ""
+    if not api_key:
+        context.log.info("rewrite_no_api_key", env=rewrite.api_key_env)
+    client = ChatClient(rewrite, context.log, api_key=api_key)
+    budget = DailyBudget(rewrite, state, instance=instance)
+    redact = (pii or pii_scanner(config.processing.anonymize)).redact
+    rewriter = Rewriter(rewrite, client, state, budget, context.log, redact)
+    return RewriteSource(
+        rewrite,
+        rewriter,
+        state,
+        data_dir,
+        context,
+        recipes=recipes_of(config),
+        files=files,
+        pause_on_budget=pause_on_budget,
+        wait_for=wait_for,
+        on_progress=on_progress,
+        instance=instance,
+    )
+
+
+class StageLock:
+    """One rewrite stage per data folder: the daemon's, or a `rewrite` command's, not both.
+
+    Both append to the same `__rewritten` files through their own committed lengths; two at once
+    would corrupt them. An advisory `flock`, released by the kernel if the process dies.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self._handle: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
