@@ -46,6 +46,12 @@ MOJIBAKE_REST = {
     "Â ": " ",
     "Â·": " • ",
 }
+# Characters that mojibake is made of (Latin-1 and cp1252 letters and punctuation): text
+# without any of them has no codec damage to repair.
+_MOJIBAKE_PRONE = re.compile(
+    "[\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+    "\u02c6\u02dc\u2013-\u203a\u20ac\u2122\ufffd]"
+)
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # Exotic spaces become plain ones one for one: runs of spaces are item separators (see below).
 _ODD_SPACE = re.compile(r"[\t\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]")
@@ -193,21 +199,20 @@ PLACEHOLDERS = ("Company Name", "City , State", "City, State", "Job Title")
 
 
 def _load_fixer() -> Callable[[str], str]:
-    """The text fixer of the processors stage when there is one, else ftfy directly."""
-    try:  # the processors helper's cleaning module, when present
-        from processors import clean  # type: ignore[attr-defined]
+    """The processors stage's ftfy repair (`processors.validate.EncodingRepair`), so a bullet is
+    repaired the same way as the lines the validator checks; plain ftfy if it is missing."""
+    try:
+        from processors.config import ValidateConfig
+        from processors.validate import EncodingRepair
 
-        fixer = getattr(clean, "fix_text", None)
-        if callable(fixer):
-            return fixer  # type: ignore[no-any-return]
-    except ImportError:
-        pass
-    import ftfy
+        return EncodingRepair(ValidateConfig(fix_encoding=True)).fix_text
+    except ImportError:  # pragma: no cover - the validator always ships with the formatters
+        import ftfy
 
-    def fix(text: str) -> str:
-        return str(ftfy.fix_text(text, normalization="NFC"))
+        def fix(text: str) -> str:
+            return str(ftfy.fix_text(text, normalization="NFC"))
 
-    return fix
+        return fix
 
 
 _fix_text = _load_fixer()
@@ -239,7 +244,8 @@ def normalize_text(text: str) -> str:
     for sequence in MOJIBAKE_BULLETS:
         if sequence in text:
             text = text.replace(sequence, "\n• ")
-    text = _fix_text(text)
+    if _MOJIBAKE_PRONE.search(text):  # ftfy is the slow part: only where it can help
+        text = _fix_text(text)
     for sequence, replacement in MOJIBAKE_REST.items():
         if sequence in text:
             text = text.replace(sequence, replacement)
