@@ -1,0 +1,155 @@
+"""The dataset card (`README.md`): YAML front matter the Hub and `datasets` read, and a body.
+
+The front matter holds `configs` with `data_files` per split (so `load_dataset` finds
+train/validation/test without guessing), the licenses of the sources, a size category, the
+language and task. The body lists the sources, records per split and source, drop reasons from
+the state counters, and the anonymization, dedupe and split settings in force. The card is
+built from the ledger alone, never from the files, and carries no timestamps: the same ledger
+gives the same bytes, so a retried commit finds nothing to change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from collector.config import Config
+from collector.upload.ledger import ChunkEntry
+
+SPLITS = ("train", "validation", "test")
+_SIZES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+]
+
+
+def size_category(records: int) -> str:
+    for bound, name in _SIZES:
+        if records < bound:
+            return name
+    return "n>1B"
+
+
+def split_order(splits: Iterable[str]) -> list[str]:
+    present = set(splits)
+    return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[object]], numeric_from: int) -> list[str]:
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _settings(struct: msgspec.Struct) -> str:
+    fields: dict[str, Any] = msgspec.structs.asdict(struct)
+    return ", ".join(f"`{k}` = {msgspec.json.encode(v).decode()}" for k, v in fields.items())
+
+
+def build_card(
+    config: Config,
+    entries: list[ChunkEntry],
+    counts: list[tuple[str, str, str, int]],
+) -> str:
+    """The card for a repo that holds exactly `entries` (committed, or in this commit)."""
+    upload = config.upload
+    licenses = {s.name: s.license for s in config.sources}
+    files: Counter[str] = Counter()
+    per_split: Counter[str] = Counter()
+    per_origin: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for entry in entries:
+        files[entry.split] += 1
+        per_split[entry.split] += entry.records
+        for origin in entry.origins:
+            per_origin[(origin.source, origin.dataset)][entry.split] += origin.records
+    splits = split_order(per_split)
+    total = sum(per_split.values())
+    used = sorted({licenses.get(source, "unknown").lower() for source, _ in per_origin})
+    license_value: str | list[str] = used[0] if len(used) == 1 else (used or ["unknown"])
+    extra: dict[str, Any] = {"tags": ["resume", "instruction-tuning", "chat"]}
+    if splits:
+        extra["configs"] = [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}/*.jsonl"} for s in splits],
+            }
+        ]
+    data = DatasetCardData(
+        pretty_name=upload.pretty_name,
+        language=list(upload.language),
+        license=license_value,
+        size_categories=[size_category(total)],
+        task_categories=["text-generation"],
+        **extra,
+    )
+
+    body = [f"# {upload.pretty_name}", ""]
+    body += [
+        "Conversations for fine-tuning a model to write and improve resumes, collected and",
+        "cleaned by resume-collector. Every line of every file is one example,",
+        '`{"messages": [{"role": ..., "content": ...}, ...]}`, and nothing else. Files are',
+        "immutable chunks named `data/{split}/{owner}__{dataset}-{seq}.jsonl`; a name ending in",
+        "`__rewritten` holds answers written by an LLM.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'dataset = load_dataset("{upload.repo_id or "path/to/this/folder"}")',
+        "```",
+        "",
+        "## Splits",
+        "",
+    ]
+    rows: list[list[object]] = [[s, files[s], per_split[s]] for s in splits]
+    total_row: list[object] = ["**total**", sum(files.values()), total]
+    rows.append(total_row)
+    body += _table(["split", "files", "records"], rows, 1)
+    body += ["", "## Sources", ""]
+    rows = []
+    for (source, dataset), by_split in sorted(per_origin.items()):
+        row: list[object] = [source, dataset, licenses.get(source, "unknown")]
+        rows.append([*row, *(by_split[s] for s in splits), sum(by_split.values())])
+    body += _table(["source", "dataset", "license", *splits, "total"], rows, 3)
+    body += [
+        "",
+        "## Dropped records",
+        "",
+        "Records fetched and not published, by reason (state counters, since the first run):",
+        "",
+    ]
+    drops = [
+        [source, dataset, what.removeprefix("drop:"), n]
+        for source, dataset, what, n in sorted(counts)
+        if what.startswith("drop:") and n
+    ]
+    body += _table(["source", "dataset", "reason", "records"], drops, 3) if drops else ["None."]
+    processing = config.processing
+    split = processing.split
+    body += [
+        "",
+        "## Processing",
+        "",
+        f"- Anonymization: {_settings(processing.anonymize)}.",
+        f"- Deduplication: {_settings(processing.dedupe)}.",
+        f"- Split: train {split.train:g} / validation {split.validation:g} / test {split.test:g},"
+        f" by a hash of each record's group (seed `{split.seed}`), so related examples stay in"
+        " one split.",
+        f"- Validation: {_settings(processing.validate)}.",
+        "",
+    ]
+    card = DatasetCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
+    return str(card)

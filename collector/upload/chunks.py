@@ -1,0 +1,330 @@
+"""The chunk roller: training lines rolled into immutable, numbered files ready to publish.
+
+A sink beside the formatted one: it receives the same ordered batches (with `split` set) and
+takes part in the same checkpoint, so an open chunk always matches the sources' cursors, kill -9
+included. Per (split, output name) one chunk is open at a time under
+`chunks/open/{split}/{stem}-{seq:05d}.jsonl`; it closes when it reaches `max_records` or
+`max_bytes`, or when it is older than `max_age`, and becomes
+`chunks/data/{split}/{stem}-{seq:05d}.jsonl`, its path in the published repo. Only training
+lines (`{"messages": [...]}`) go in; `pairs` examples never do.
+
+Closing is crash-safe in three steps:
+1. the checkpoint that holds the chunk's last line also records it as `closing` in the ledger
+   and moves its output name to the next sequence number (one transaction);
+2. after that commit, the file is renamed from `open/` to `data/` (and the rename fsynced);
+3. the ledger entry becomes `pending`, with the file's git blob id.
+A restart finishes every `closing` entry before anything else, so no step is lost or done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import msgspec
+
+from collector.logging import Logger
+from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
+from collector.sinks.files import DurableFiles
+from collector.sinks.naming import output_name
+from collector.state import StateStore
+from collector.upload.config import UploadConfig
+from collector.upload.ledger import NAMESPACE as LEDGER_NAMESPACE
+from collector.upload.ledger import ChunkEntry, Ledger, Origin
+from collector.upload.ledger import encode as encode_entry
+from processors.records import Example
+
+OPEN_NAMESPACE = "chunks"
+_NAME = re.compile(r"^(?P<stem>.+)-(?P<seq>\d{5,})\.jsonl$")
+
+
+class OpenChunk(msgspec.Struct):
+    """The chunk being filled for one (split, output name); `records == 0`: not started yet."""
+
+    split: str
+    stem: str
+    seq: int
+    records: int = 0
+    bytes: int = 0
+    opened_at: float = 0.0
+    origins: dict[str, int] = {}  # "source\x1fdataset" -> records
+
+    @property
+    def key(self) -> str:
+        return f"{self.split}/{self.stem}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}-{self.seq:05d}.jsonl"
+
+    @property
+    def repo_path(self) -> str:
+        return f"data/{self.split}/{self.name}"
+
+
+def chunk_stem(example: Example) -> str:
+    """`owner__dataset`, or `owner__dataset__rewritten` for answers an LLM wrote."""
+    name = output_name(example.source, example.dataset)
+    return f"{name}__rewritten" if example.rewritten else name
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def git_blob_oid(path: Path) -> str:
+    """The git blob id of a file (what the Hub reports as a regular file's oid)."""
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ChunkRoller:
+    name = "chunks"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        state: StateStore,
+        config: UploadConfig,
+        log: Logger,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = data_dir / "chunks"
+        self.open_dir = self.root / "open"
+        self.state = state
+        self.config = config
+        self.log = log
+        self.clock = clock
+        self.files = DurableFiles(data_dir, state, log)
+        self.ledger = Ledger(state)
+        self._open: dict[str, OpenChunk] = {}
+        self._floor: dict[str, int] = {}  # highest sequence number ever used per key
+        self._dirty: set[str] = set()
+        self._closing: list[ChunkEntry] = []  # closed since the last flush
+        self._committing: list[ChunkEntry] = []  # in the checkpoint being committed
+        self._due: set[str] = set()
+        self._keys: dict[str, tuple[int, str]] = {}  # chunk key -> (seq, file key): a hot path
+        self._encode_line = msgspec.json.Encoder().encode
+        self._encode_open = msgspec.json.Encoder().encode
+        self._decode_open = msgspec.json.Decoder(OpenChunk).decode
+
+    # --- paths ------------------------------------------------------------------------------
+
+    def open_path(self, split: str, stem: str, seq: int) -> Path:
+        return self.open_dir / split / f"{stem}-{seq:05d}.jsonl"
+
+    def closed_path(self, repo_path: str) -> Path:
+        return self.root / repo_path
+
+    def _file_key(self, chunk: OpenChunk) -> str:
+        key = self._keys.get(chunk.key)
+        if key is None or key[0] != chunk.seq:
+            path = self.open_path(chunk.split, chunk.stem, chunk.seq)
+            key = self._keys[chunk.key] = (chunk.seq, self.files.key(path))
+        return key[1]
+
+    # --- the Sink protocol ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.open_dir.mkdir(parents=True, exist_ok=True)
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        for key, value in self.state.scan(OPEN_NAMESPACE):
+            self._open[key] = self._decode_open(value.encode())
+        entries = self.ledger.entries()
+        closing = [e for e in entries if e.status == "closing"]
+        if closing:
+            self._finish(closing)
+            self.log.info("chunks_close_finished", chunks=len(closing))
+        self.files.recover(self.open_dir)
+        for entry in entries:
+            self._raise_floor(f"{entry.split}/{entry.stem}", entry.seq)
+        for chunk in self._open.values():
+            self._raise_floor(chunk.key, chunk.seq - (0 if chunk.records else 1))
+        self._check_open_files()
+
+    def _raise_floor(self, key: str, seq: int) -> None:
+        self._floor[key] = max(self._floor.get(key, 0), seq)
+
+    def _check_open_files(self) -> None:
+        """Numbers already on disk are never reused; an open chunk must match its file."""
+        known = {self.open_path(c.split, c.stem, c.seq) for c in self._open.values() if c.records}
+        for folder in (self.open_dir, self.root / "data"):
+            for path in folder.glob("*/*.jsonl"):
+                match = _NAME.match(path.name)
+                if match is None:
+                    continue
+                self._raise_floor(f"{path.parent.name}/{match['stem']}", int(match["seq"]))
+                if folder == self.open_dir and path not in known:
+                    self.log.warning("chunk_stray_file", file=str(path))
+        for chunk in self._open.values():
+            if not chunk.records:
+                continue
+            path = self.open_path(chunk.split, chunk.stem, chunk.seq)
+            size = path.stat().st_size if path.exists() else -1
+            if size != chunk.bytes:
+                # Removed or changed by hand: the state cannot vouch for its count any more.
+                self.log.error(
+                    "chunk_file_mismatch", file=str(path), size=size, expected=chunk.bytes
+                )
+
+    @property
+    def pending_bytes(self) -> int:
+        # A chunk due to close by age needs a checkpoint even when no line arrives.
+        return self.files.pending_bytes + (1 if self._due else 0)
+
+    def write(self, examples: list[Example]) -> None:
+        now = self.clock()
+        limit_records, limit_bytes = self.config.max_records, self.config.max_bytes
+        for example in examples:
+            if example.kind == "pairs":
+                continue
+            line = self._encode_line(example.training_line()) + b"\n"
+            stem = chunk_stem(example)
+            chunk = self._chunk(example.split, stem)
+            if chunk.records and chunk.bytes + len(line) > limit_bytes:
+                chunk = self._close(chunk)
+            if not chunk.records:
+                chunk.opened_at = now
+                chunk.origins = {}
+            self.files.append(self._file_key(chunk), line)
+            chunk.records += 1
+            chunk.bytes += len(line)
+            origin = f"{example.source}\x1f{example.dataset}"
+            chunk.origins[origin] = chunk.origins.get(origin, 0) + 1
+            self._dirty.add(chunk.key)
+            if (
+                chunk.records >= limit_records
+                or chunk.bytes >= limit_bytes
+                or now - chunk.opened_at >= self.config.max_age
+            ):
+                self._close(chunk)
+
+    async def flush(self) -> dict[str, dict[str, str]]:
+        for key in sorted(self._due):
+            chunk = self._open.get(key)
+            if chunk is not None and chunk.records:
+                self._close(chunk)
+        self._due.clear()
+        lengths = await asyncio.to_thread(self.files.flush)
+        closing, self._closing = self._closing, []
+        self._committing.extend(closing)
+        puts: dict[str, dict[str, str]] = {
+            FILES_NAMESPACE: lengths,
+            OPEN_NAMESPACE: {k: self._encode_open(self._open[k]).decode() for k in self._dirty},
+        }
+        if closing:
+            puts[LEDGER_NAMESPACE] = {entry.path: encode_entry(entry) for entry in closing}
+        self._dirty.clear()
+        return puts
+
+    async def committed(self) -> None:
+        if self._committing:
+            closing, self._committing = self._committing, []
+            await asyncio.to_thread(self._finish, closing)
+
+    async def close(self) -> None:
+        self.files.close()
+
+    # --- closing ----------------------------------------------------------------------------
+
+    def _chunk(self, split: str, stem: str) -> OpenChunk:
+        key = f"{split}/{stem}"
+        chunk = self._open.get(key)
+        floor = self._floor.get(key, 0)
+        if chunk is None:
+            chunk = self._open[key] = OpenChunk(split, stem, floor + 1)
+            self._dirty.add(key)
+        elif not chunk.records and chunk.seq <= floor:
+            chunk.seq = floor + 1  # a number found on disk or in the ledger is never reused
+            self._dirty.add(key)
+        return chunk
+
+    def _close(self, chunk: OpenChunk) -> OpenChunk:
+        """Close `chunk` (durable with the next checkpoint); the chunk that follows it."""
+        origins = []
+        for origin, records in sorted(chunk.origins.items()):
+            source, _, dataset = origin.partition("\x1f")
+            origins.append(Origin(source, dataset, records))
+        self._closing.append(
+            ChunkEntry(
+                path=chunk.repo_path,
+                split=chunk.split,
+                stem=chunk.stem,
+                seq=chunk.seq,
+                records=chunk.records,
+                bytes=chunk.bytes,
+                origins=origins,
+                status="closing",
+                closed_at=self.clock(),
+            )
+        )
+        self._raise_floor(chunk.key, chunk.seq)
+        following = self._open[chunk.key] = OpenChunk(chunk.split, chunk.stem, chunk.seq + 1)
+        self._dirty.add(chunk.key)
+        self._due.discard(chunk.key)
+        self.log.info(
+            "chunk_closed", file=chunk.repo_path, records=chunk.records, bytes=chunk.bytes
+        )
+        return following
+
+    def _finish(self, entries: Iterable[ChunkEntry]) -> None:
+        """Steps 2 and 3 of closing (sync: run in a thread); safe to repeat after a crash."""
+        done = []
+        for entry in entries:
+            source = self.open_path(entry.split, entry.stem, entry.seq)
+            target = self.closed_path(entry.path)
+            # Stop tracking first: a crash before the rename leaves a complete file that the
+            # next start renames (a closed chunk never received a line after its checkpoint).
+            self.files.forget(source)
+            if source.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+                fsync_dir(target.parent)
+                fsync_dir(source.parent)
+            elif not target.exists():
+                self.log.error("chunk_lost", file=entry.path, records=entry.records)
+                self.state.delete(LEDGER_NAMESPACE, [entry.path])
+                continue
+            entry.status = "pending"
+            entry.bytes = target.stat().st_size
+            entry.oid = git_blob_oid(target)
+            done.append(entry)
+        if done:
+            self.ledger.put(done)
+
+    def mark_due(self, *, everything: bool = False) -> int:
+        """Chunks older than `max_age` (or every open chunk) close at the next checkpoint."""
+        now = self.clock()
+        for key, chunk in self._open.items():
+            if chunk.records and (everything or now - chunk.opened_at >= self.config.max_age):
+                self._due.add(key)
+        return len(self._due)
+
+    async def close_now(self, *, everything: bool = False) -> int:
+        """Close what is due right away; only when no pipeline writes (shutdown, a command)."""
+        if not self.mark_due(everything=everything) and not self._closing:
+            return 0
+        puts = await self.flush()
+        closed = len(self._committing)
+        await asyncio.to_thread(self.state.commit, puts)
+        await self.committed()
+        return closed
+
+    def open_chunks(self) -> list[OpenChunk]:
+        return [c for c in self._open.values() if c.records]

@@ -1,0 +1,262 @@
+"""The uploader: pending chunks into commits, each chunk in the target exactly once.
+
+- A round takes the pending chunks in name order, at most `max_files_per_commit - 1` per commit
+  (the dataset card, updated in the same commit, takes the last slot).
+- Commits to the Hub stay within `max_commits_per_hour` over any sliding hour; the times are
+  kept in the state store, so a restart does not reset the budget. A 429 whose `Retry-After`
+  is longer than a retry wait pauses the uploader until then.
+- The blocking client runs in a thread; tenacity retries a commit on 429, 5xx, timeouts and
+  412/409 (a commit landed since the head was read: the next attempt re-reads it).
+- Exactly once: the ledger marks a chunk committed (with its commit id) only after the commit
+  returned; a crash or a lost answer in between is reconciled by looking the chunks up in the
+  target: at start (`reconcile`), and at every attempt (the target reports chunks already
+  there). A chunk's local file is removed only once the ledger says committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from collector.config import Config
+from collector.logging import Logger
+from collector.state import StateStore
+from collector.upload.card import build_card
+from collector.upload.crashpoints import crash_point
+from collector.upload.ledger import COMMITS_NAMESPACE, ChunkEntry, Ledger
+from collector.upload.targets import CommitResult, Target
+
+HOUR = 3600.0
+T = TypeVar("T")
+Progress = Callable[[int, int], None]  # (chunks, records) just committed
+
+
+class UploadReport(msgspec.Struct):
+    committed: int = 0  # chunks marked committed in this round
+    records: int = 0
+    commits: int = 0  # commits made
+    pending: int = 0  # chunks still pending after the round
+    conflicts: int = 0
+    paused_until: float | None = None  # the commit budget is spent until then
+    error: str = ""
+
+
+class Uploader:
+    def __init__(
+        self,
+        config: Config,
+        target: Target,
+        state: StateStore,
+        log: Logger,
+        *,
+        chunks_root: Path,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.upload = config.upload
+        self.target = target
+        self.state = state
+        self.ledger = Ledger(state)
+        self.log = log.bind(target=target.description)
+        self.chunks_root = chunks_root
+        self.clock = clock
+        self.sleep = sleep
+        self.paused_until = 0.0
+        self._lock = asyncio.Lock()  # one round at a time
+
+    def local_path(self, entry: ChunkEntry) -> Path:
+        return self.chunks_root / entry.path
+
+    # --- the commit budget ------------------------------------------------------------------
+
+    def budget_wait(self) -> float:
+        """Seconds until a commit is allowed (0: now)."""
+        now = self.clock()
+        wait = max(0.0, self.paused_until - now)
+        if not self.target.budgeted:
+            return wait
+        recent = [t for t in self.ledger.commit_times() if t > now - HOUR]
+        if len(recent) >= self.upload.max_commits_per_hour:
+            wait = max(wait, recent[-self.upload.max_commits_per_hour] + HOUR - now)
+        return wait
+
+    # --- reconcile --------------------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Chunks the ledger calls pending but the target already holds become committed."""
+        async with self._lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> int:
+        entries = await asyncio.to_thread(self.ledger.entries)
+        await asyncio.to_thread(self._remove_committed_files, entries)
+        pending = [e for e in entries if e.status == "pending"]
+        if not pending:
+            return 0
+        remote = await self._retrying(
+            lambda: self.target.lookup([e.path for e in pending]), "reconcile"
+        )
+        now = self.clock()
+        changed = []
+        for entry in pending:
+            there = remote.get(entry.path)
+            if there is None:
+                continue
+            if there.oid == entry.oid:
+                entry.status, entry.commit, entry.committed_at = "committed", there.commit, now
+            else:
+                entry.status = "conflict"
+                self.log.error("chunk_conflict", file=entry.path, remote_oid=there.oid)
+            changed.append(entry)
+        if changed:
+            await asyncio.to_thread(self.ledger.put, changed)
+            await asyncio.to_thread(self._remove_committed_files, changed)
+        found = sum(1 for e in changed if e.status == "committed")
+        self.log.info("upload_reconciled", pending=len(pending), found_in_target=found)
+        return found
+
+    def _remove_committed_files(self, entries: list[ChunkEntry]) -> None:
+        if self.upload.keep_committed:
+            return
+        for entry in entries:
+            if entry.status == "committed":
+                self.local_path(entry).unlink(missing_ok=True)
+
+    # --- upload -----------------------------------------------------------------------------
+
+    async def run(self, progress: Progress | None = None) -> UploadReport:
+        """Commit pending chunks while the budget allows; what was done and what is left."""
+        async with self._lock:
+            return await self._run(progress)
+
+    async def _run(self, progress: Progress | None) -> UploadReport:
+        report = UploadReport()
+        entries = await asyncio.to_thread(self.ledger.entries)
+        pending = sorted((e for e in entries if e.status == "pending"), key=lambda e: e.path)
+        pending = await asyncio.to_thread(self._drop_lost, pending)
+        per_commit = self.upload.max_files_per_commit - 1
+        while pending:
+            wait = self.budget_wait()
+            if wait > 0:
+                report.paused_until = self.clock() + wait
+                self.log.info("upload_paused", seconds=round(wait, 1), pending=len(pending))
+                break
+            batch, pending = pending[:per_commit], pending[per_commit:]
+            try:
+                result = await self._commit(batch)
+            except Exception as error:
+                retry_after = self.target.retry_after(error)
+                if retry_after is not None:
+                    self.paused_until = self.clock() + retry_after
+                    report.paused_until = self.paused_until
+                report.error = f"{type(error).__name__}: {error}".splitlines()[0]
+                self.log.error("upload_failed", chunks=len(batch), error=report.error)
+                pending = batch + pending
+                break
+            crash_point("after_commit")
+            await asyncio.to_thread(self._record, batch, result)
+            done = [e for e in batch if e.status == "committed"]
+            records = sum(e.records for e in done)
+            report.committed += len(done)
+            report.records += records
+            report.commits += int(result.created)
+            report.conflicts += len(batch) - len(done)
+            self.log.info(
+                "chunks_committed",
+                commit=result.commit,
+                chunks=len(done),
+                records=records,
+                found_in_target=len(result.found),
+                conflicts=len(result.conflicts),
+            )
+            if progress is not None:
+                progress(len(batch), records)
+        report.pending = len(pending)
+        return report
+
+    def _drop_lost(self, pending: list[ChunkEntry]) -> list[ChunkEntry]:
+        lost = [e for e in pending if not self.local_path(e).is_file()]
+        for entry in lost:
+            entry.status = "lost"
+            self.log.error("chunk_file_missing", file=entry.path, records=entry.records)
+        if lost:
+            self.ledger.put(lost)
+        return [e for e in pending if e.status == "pending"]
+
+    async def _commit(self, batch: list[ChunkEntry]) -> CommitResult:
+        committed = await asyncio.to_thread(self.ledger.entries, "committed")
+        counts = await asyncio.to_thread(self.state.counts)
+
+        def card(entries: list[ChunkEntry]) -> bytes:
+            return build_card(self.config, committed + entries, counts).encode()
+
+        records = sum(e.records for e in batch)
+        message = f"Add {len(batch)} chunk{'s' if len(batch) != 1 else ''} ({records} records)"
+        chunks = [(entry, self.local_path(entry)) for entry in batch]
+        return await self._retrying(lambda: self.target.commit(chunks, card, message), "commit")
+
+    def _record(self, batch: list[ChunkEntry], result: CommitResult) -> None:
+        """Ledger and commit time in one transaction, then the local files go."""
+        now = self.clock()
+        for entry in batch:
+            if entry.path in result.conflicts:
+                entry.status = "conflict"
+                self.log.error("chunk_conflict", file=entry.path)
+            else:
+                entry.status = "committed"
+                entry.commit = result.found.get(entry.path) or result.commit
+                entry.committed_at = now
+        extra = {}
+        if result.created and self.target.budgeted:
+            extra[COMMITS_NAMESPACE] = {f"{now:020.6f} {result.commit}": repr(now)}
+        self.ledger.put(batch, extra)
+        self.ledger.forget_commit_times(now - HOUR)
+        self._remove_committed_files(batch)
+
+    # --- retries ----------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        retry = self.upload.retry
+        wait = min(retry.max_wait, retry.initial_wait * 2 ** (state.attempt_number - 1))
+        wait *= 1 + random.random() / 4
+        error = state.outcome.exception() if state.outcome is not None else None
+        after = self.target.retry_after(error) if error is not None else None
+        return float(max(wait, after or 0.0))
+
+    def _worth_retry(self, error: BaseException) -> bool:
+        after = self.target.retry_after(error)
+        if after is not None and after > self.upload.retry.max_wait:
+            return False  # a quota that frees up later: pause instead of hammering
+        return self.target.retryable(error)
+
+    async def _retrying(self, call: Callable[[], T], what: str) -> T:
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            self.log.warning(
+                "upload_retry",
+                step=what,
+                attempt=state.attempt_number,
+                wait=round(state.upcoming_sleep, 2),
+                error=f"{type(error).__name__}: {error}".splitlines()[0],
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.upload.retry.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._worth_retry),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await asyncio.to_thread(call)
+        raise AssertionError("unreachable: tenacity reraises the last error")
