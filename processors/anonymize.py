@@ -764,10 +764,14 @@ class Anonymizer:
         titled = [_title(w) for w in words]
         if any(t in lexicon.not_names for t in titled):
             return
-        if not any(t in lexicon.first or t in lexicon.last for t in titled):
-            return
         vocabulary = [t for t in titled if t in lexicon.vocabulary and t not in lexicon.last]
         if len(vocabulary) == len(titled) or self._phrase_inside(line):
+            return
+        if not any(t in lexicon.name_words for t in titled) and (
+            # A header of two or three words none of which is a known word: a name the lists
+            # do not know (Siobhán Ní Bhriain), not a title (Senior Engineer, Résumé).
+            vocabulary or len(words) > 3
+        ):
             return
         spans.append((match.start(1), match.end(1), " ".join(words).casefold()))
 
@@ -808,13 +812,7 @@ class Anonymizer:
             elif a_first:  # a first name that is also a word: Will, Grant, Chase
                 is_name = b in last and not b_vocab
             else:  # an unknown word before a known surname: Chidi Okonkwo
-                is_name = (
-                    b in last
-                    and not b_vocab
-                    and b not in first
-                    and not a_vocab
-                    and not words[i][2].isupper()
-                )
+                is_name = b in last and not b_vocab and not a_vocab and not words[i][2].isupper()
             if not is_name:
                 i += 1
                 continue

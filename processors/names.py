@@ -50,7 +50,9 @@ def _add(target: set[str], value: object) -> None:
         value = list(value)
     if isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            if isinstance(item, str):
+            if isinstance(item, tuple):  # ja_JP pairs: (kanji, kana, romanized)
+                _add(target, item)
+            elif isinstance(item, str):
                 # Faker lists hold a few compound entries ("Mary Ann"); take their words.
                 target.update(_title(part) for part in item.split() if len(part) > 1)
 
@@ -65,15 +67,14 @@ def load_lexicon() -> NameLexicon:
     last: set[str] = set()
     for module_info in pkgutil.iter_modules(person.__path__):
         provider = importlib.import_module(f"{person.__name__}.{module_info.name}").Provider
-        attributes = vars(provider)
-        for attribute in (
-            "first_names",
-            "first_names_male",
-            "first_names_female",
-            "first_names_nonbinary",
-        ):
-            _add(first, attributes.get(attribute))
-        _add(last, attributes.get("last_names"))
+        for attribute, value in vars(provider).items():
+            # first_names, first_names_female, first_romanized_names, last_names_male, ...
+            if "name" not in attribute or attribute.startswith("_"):
+                continue
+            if attribute.startswith(("first", "middle")):
+                _add(first, value)
+            elif attribute.startswith("last") or attribute.endswith("last_names"):
+                _add(last, value)
     vocabulary = {_title(word) for word in lorem.Provider.word_list}
     for job in jobs.Provider.jobs:
         vocabulary.update(_title(w.strip(",()/")) for w in job.split() if len(w) > 2)
