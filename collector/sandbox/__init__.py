@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # name -> module with `create_app` (and optionally `point`). One line per emulator.
 EMULATORS: dict[str, str] = {
     "stackexchange": "collector.sandbox.stackexchange",
+    "github": "collector.sandbox.github",
     "openai": "collector.sandbox.openai",
     "huggingface": "collector.sandbox.hub",
     "kaggle": "collector.sandbox.kaggle",

@@ -7,6 +7,7 @@ from typing import Any
 
 from collector.sources.base import Source, SourceBatch, SourceContext
 from collector.sources.config import AnySourceConfig
+from collector.sources.github import GitHubSource
 from collector.sources.huggingface import HuggingFaceSource
 from collector.sources.inbox import InboxSource
 from collector.sources.kaggle import KaggleSource
@@ -18,6 +19,7 @@ SOURCES: dict[str, Callable[[Any, SourceContext], Source]] = {
     "kaggle": KaggleSource,
     "huggingface": HuggingFaceSource,
     "stackexchange": StackExchangeSource,
+    "github": GitHubSource,
 }
 
 

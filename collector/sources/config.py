@@ -77,6 +77,11 @@ class GitHubSourceConfig(SourceConfig, tag="github", frozen=True):
     token_env: str = "GITHUB_TOKEN"
     per_page: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
     split_queries: bool = False
+    # Files read from each repository a `queries` search finds (code searches name their files).
+    resume_paths: list[str] = msgspec.field(default_factory=lambda: ["resume.json"])
+    # Results GitHub lets a search reach; past it, `split_queries` splits by created:/size:.
+    search_cap: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    fetch_profiles: bool = True  # read /users/{login} for the profile name (to anonymize)
 
 
 class KaggleSourceConfig(SourceConfig, tag="kaggle", frozen=True):
