@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from collector import __version__
 from collector.components import Component, Event
-from collector.config import MetricsConfig
+from collector.config import ConfigError, MetricsConfig
 from collector.health import Health, PipelineMonitor
 from collector.logging import Logger, get_logger
 
@@ -131,8 +131,10 @@ def _source_view(name: str, runner: Any) -> SourceView:
     return view
 
 
-def live_view(service: Service, monitor: PipelineMonitor, state: str) -> LiveView:
-    pipeline = service.pipeline
+def live_view(service: Service, monitor: PipelineMonitor, state: str) -> LiveView | None:
+    pipeline = getattr(service, "pipeline", None)
+    if pipeline is None:  # still starting
+        return None
     return LiveView(
         state=state,
         health=monitor.check(),
@@ -161,7 +163,7 @@ class ServiceCollector:
         self.counts: list[tuple[str, str, str, int]] = []
         self.live: LiveView | None = None
 
-    def update(self, counts: list[tuple[str, str, str, int]], live: LiveView) -> None:
+    def update(self, counts: list[tuple[str, str, str, int]], live: LiveView | None) -> None:
         self.counts, self.live = counts, live
 
     def describe(self) -> list[Metric]:
@@ -331,7 +333,8 @@ class MetricsServer(Component):
     def from_config(cls, config: MetricsConfig) -> MetricsServer | None:
         return cls(config) if config.enabled else None
 
-    async def start(self, service: Service) -> None:
+    async def prepare(self, service: Service) -> None:
+        """Listen before any source starts: a port that cannot be bound stops the start."""
         self.service = service
         self.monitor = PipelineMonitor(service)
         app = web.Application()
@@ -340,7 +343,15 @@ class MetricsServer(Component):
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            where = f"{self.config.host}:{self.config.port}"
+            self.log.error("metrics_listen_failed", address=where, error=str(error))
+            # A config the service cannot run with: `run` prints it and exits 2.
+            problem = f"metrics: cannot listen on {where}: {error.strerror or error}"
+            raise ConfigError(str(service.config_path), [problem]) from None
         address = self._runner.addresses[0]
         self.port = int(address[1])
         self.log.info("metrics_listening", host=self.config.host, port=self.port)

@@ -4,6 +4,7 @@ health check fails while a stage is stuck."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -245,3 +246,24 @@ def test_each_server_has_its_own_registry() -> None:
     first, second = MetricsServer(MetricsConfig()), MetricsServer(MetricsConfig())
     assert first.registry is not second.registry
     assert b"resume_collector" not in generate_latest(REGISTRY)
+
+
+def test_a_port_in_use_is_a_clear_error_before_any_source_runs(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        write_pairs(inbox / "a.jsonl", 0, 3)
+        body = inbox_source("inbox", inbox) + METRICS.replace("port = 0", f"port = {port}")
+        config = write_daemon_config(tmp_path / "c.toml", data_dir, body)
+        daemon = Daemon(config, tmp_path / "log")
+        code = daemon.process.wait(30)
+        daemon.kill()
+    assert code == 2
+    assert f"metrics: cannot listen on 127.0.0.1:{port}" in daemon.text()
+    assert daemon.find("metrics_listen_failed")
+    assert daemon.find("source_started") == []
