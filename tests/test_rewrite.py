@@ -574,6 +574,9 @@ async def test_the_source_reads_only_the_committed_part_of_a_pairs_file(
     assert records[0].source == "src" and records[0].dataset == "own/data"
     assert records[0].payload["improved"] == improve("Responsible for maintaining service number 0")
     assert chat_of(app).completions == 3
+    telemetry = source.telemetry()
+    assert telemetry["requests"] == 3 and telemetry["cache_hits"] == 0
+    assert telemetry["budget_tokens_today"] > 0 and telemetry["budget_paused"] == 0
     state.close()
 
 
@@ -655,8 +658,8 @@ async def test_an_endpoint_that_is_down_ends_the_pass_and_keeps_the_cursor(
 ) -> None:
     app = await serve(FaultConfig(sequence=[FaultRule("server_error", count=0, skip=2)]))
     state = SqliteStateStore(tmp_path / "s.sqlite3")
-    path = write_pairs_file(tmp_path, 4)
-    config = config_for(app.url, batch_size=4, concurrency=1)
+    path = write_pairs_file(tmp_path, 12)
+    config = config_for(app.url, batch_size=12, concurrency=1)
     source = RewriteSource(
         config, rewriter_for(config, state), state, tmp_path, context_for(tmp_path)
     )
@@ -666,6 +669,10 @@ async def test_an_endpoint_that_is_down_ends_the_pass_and_keeps_the_cursor(
     assert [r.id for b in batches for r in b.records] == ["r0", "r1"]
     two_lines = sum(len(line) for line in path.read_bytes().splitlines(keepends=True)[:2])
     assert batches[-1].cursors == {"formatted/own__data__pairs.jsonl": str(two_lines)}
+    # The first bullet to find the endpoint down stops the chunk: the others stop retrying.
+    seen = len(app.faults.requests)
+    await asyncio.sleep(0.3)
+    assert len(app.faults.requests) == seen
     state.close()
 
 

@@ -11,7 +11,8 @@ its own limits before the server has to refuse anything:
   the bucket until `x-ratelimit-reset-requests` / `-tokens` (durations such as `20ms`, `1s`,
   `6m0s`);
 - retries with tenacity (exponential backoff with jitter, or the server's wait) on 429, 408,
-  5xx, timeouts, connection errors and malformed answers (invalid JSON, no choices).
+  5xx, timeouts, connection errors and malformed answers (invalid JSON, no choices); a
+  backoff pauses every request of the client, not only the one that failed.
 
 Errors: `ChatRejected(status, message, code)` when the server refuses the request itself
 (400, 401, 403, 404, 422 ...: not retried; 429 `insufficient_quota` is one too: no retry pays
@@ -320,6 +321,9 @@ class ChatClient:
         error = state.outcome.exception() if state.outcome is not None else None
         reason = error.reason if isinstance(error, _Retryable) else type(error).__name__
         wait = state.next_action.sleep if state.next_action is not None else 0.0
+        # One backoff for the client: the other requests in flight back off too, instead of
+        # each learning on its own that the server is struggling.
+        self.requests.pause_until(self.clock() + wait)
         self.log.warning(
             "rewrite_retry",
             reason=reason,

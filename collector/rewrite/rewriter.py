@@ -115,15 +115,18 @@ class Rewriter:
             await asyncio.to_thread(self.budget.refresh)
         hits: Counter[tuple[str, str, str]] = Counter()
         tasks: dict[str, asyncio.Task[Outcome]] = {}  # one request per distinct question
+        # Set by the first bullet that finds the endpoint down or refusing: the others of the
+        # chunk stop asking (instead of each retrying against a dead endpoint).
+        halt = asyncio.Event()
         for pair, messages, key in zip(pairs, asks, keys, strict=True):
             if key in known:
                 hits[(pair.source, pair.dataset, "rewrite_cache_hits")] += 1
             elif key not in tasks:
-                tasks[key] = asyncio.create_task(self._ask(pair, messages, key, stop))
+                tasks[key] = asyncio.create_task(self._ask(pair, messages, key, stop, halt))
         self.stats["cache_hits"] += sum(hits.values())
         if hits:
             await asyncio.to_thread(self.state.commit, {}, hits)
-        await _finish(list(tasks.values()), stop)
+        await _finish(list(tasks.values()), stop, halt)
         outcomes: list[Outcome] = []
         first: set[str] = set()
         for key in keys:
@@ -139,9 +142,14 @@ class Rewriter:
         return outcomes
 
     async def _ask(
-        self, pair: Pair, messages: list[Message], key: str, stop: asyncio.Event
+        self,
+        pair: Pair,
+        messages: list[Message],
+        key: str,
+        stop: asyncio.Event,
+        halt: asyncio.Event,
     ) -> Outcome:
-        if stop.is_set():
+        if stop.is_set() or halt.is_set():
             return Outcome(stop="stopped")
         estimate = estimate_tokens(messages, 0)
         if not self.budget.reserve(estimate):
@@ -151,13 +159,19 @@ class Rewriter:
         except ChatRejected as error:
             self.budget.release(estimate)
             if error.status in HALTING_STATUSES or error.status == 429:
-                self.log.error("rewrite_endpoint_refused", status=error.status, error=str(error))
+                if not halt.is_set():
+                    self.log.error(
+                        "rewrite_endpoint_refused", status=error.status, error=str(error)
+                    )
+                halt.set()
                 return Outcome(stop="refused", detail=str(error))
             self.stats[f"rejected_{error.status}"] += 1
             return Outcome(failed=f"rewrite_api_{error.status}", detail=str(error)[:200])
         except ChatUnavailable as error:
             self.budget.release(estimate)
-            self.log.warning("rewrite_unavailable", error=str(error))
+            if not halt.is_set():
+                self.log.warning("rewrite_unavailable", error=str(error))
+            halt.set()
             return Outcome(stop="unavailable", detail=str(error))
         except BaseException:
             self.budget.release(estimate)
@@ -179,22 +193,27 @@ class Rewriter:
         return Outcome(answer=cached)
 
 
-async def _finish(tasks: list[asyncio.Task[Outcome]], stop: asyncio.Event) -> None:
+async def _finish(
+    tasks: list[asyncio.Task[Outcome]], stop: asyncio.Event, halt: asyncio.Event
+) -> None:
     """Wait for every task. Once `stop` is set, requests in flight get `STOP_GRACE` seconds
-    (an answer paid for is worth keeping); whatever is still waiting then is cancelled."""
+    (an answer paid for is worth keeping); once `halt` is set (the endpoint is down or refusing)
+    the others are cancelled at once: they would only retry against it."""
     if not tasks:
         return
     stopping = asyncio.ensure_future(stop.wait())
+    halting = asyncio.ensure_future(halt.wait())
     try:
         pending = set(tasks)
-        while pending and not stop.is_set():
-            await asyncio.wait([*pending, stopping], return_when=asyncio.FIRST_COMPLETED)
+        while pending and not stop.is_set() and not halt.is_set():
+            await asyncio.wait([*pending, stopping, halting], return_when=asyncio.FIRST_COMPLETED)
             pending = {task for task in tasks if not task.done()}
         rest = [task for task in tasks if not task.done()]
-        if rest:
+        if rest and not halt.is_set():
             await asyncio.wait(rest, timeout=STOP_GRACE)
     finally:
         stopping.cancel()
+        halting.cancel()
         for task in tasks:
             task.cancel()  # no-op for the finished ones
         await asyncio.gather(*tasks, return_exceptions=True)

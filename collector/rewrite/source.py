@@ -101,6 +101,7 @@ class RewriteSource:
         # so are the cursors over them.
         self.instance = instance
         self.halted: str | None = None  # why the last pass ended early, if it did
+        self.paused = False  # waiting for the next day's budget
 
     # --- streams ---------------------------------------------------------------------------
 
@@ -162,7 +163,32 @@ class RewriteSource:
                     continue
                 self.halted = halt
                 self.log.info("rewrite_pass_halted", reason=halt, file=stream, cursor=offset)
-                return
+                break
+            if self.halted is not None:
+                break
+        stats = self.rewriter.stats
+        self.log.info(
+            "rewrite_pass_summary",
+            files=len(paths),
+            requests=stats["requests"],
+            cache_hits=stats["cache_hits"],
+            tokens=stats["tokens"],
+            halted=self.halted,
+        )
+
+    def telemetry(self) -> dict[str, float]:
+        """For `/metrics`: totals since start, today's budget use, whether the stage waits."""
+        stats, budget = self.rewriter.stats, self.rewriter.budget
+        client = self.rewriter.client.stats
+        return {
+            "requests": stats["requests"],
+            "cache_hits": stats["cache_hits"],
+            "tokens": stats["tokens"],
+            "retries": client["retries"],
+            "budget_tokens_today": budget.used.tokens + budget.others.tokens,
+            "budget_spend_today": budget.used.spend + budget.others.spend,
+            "budget_paused": 1.0 if self.paused else 0.0,
+        }
 
     def _batch(
         self, stream: str, chunk: _Chunk, outcomes: list[Outcome], start: int
@@ -178,9 +204,13 @@ class RewriteSource:
         records: list[RawRecord] = []
         drops: list[Drop] = []
         offset = start
+        # Why the chunk stopped: a bullet cancelled because another found the endpoint down
+        # says "stopped"; the reason to report is the other's.
+        reasons = [o.stop for o in outcomes if o.stop is not None]
+        reason = next((r for r in reasons if r != "stopped"), reasons[0] if reasons else None)
         for end, item in events:
             if isinstance(item, Outcome):
-                return SourceBatch(records, drops, {stream: str(offset)}), offset, item.stop
+                return SourceBatch(records, drops, {stream: str(offset)}), offset, reason
             if isinstance(item, RawRecord):
                 records.append(item)
             else:
@@ -221,14 +251,18 @@ class RewriteSource:
             resumes_in=round(budget.seconds_until_reset(), 1),
         )
         day = budget.day()
-        while not stop.is_set():
-            wait = min(budget.seconds_until_reset(), self.budget_recheck)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.01))
-            if budget.day() != day:
-                self.log.info("rewrite_budget_renewed", day=budget.day())
-                return not stop.is_set()
-        return False
+        self.paused = True
+        try:
+            while not stop.is_set():
+                wait = min(budget.seconds_until_reset(), self.budget_recheck)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(wait, 0.01))
+                if budget.day() != day:
+                    self.log.info("rewrite_budget_renewed", day=budget.day())
+                    return not stop.is_set()
+            return False
+        finally:
+            self.paused = False
 
     async def close(self) -> None:
         await self.rewriter.client.close()
