@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf demo-output
-	$(BIN)/resume-collector once --config examples/demo.toml
+	$(BIN)/resume-collector once --sandbox --config examples/demo.toml
 	$(BIN)/resume-collector stats --config examples/demo.toml
 
 test: $(STAMP)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from collector.commands import operations, processing, reprocess, rewrite, service, upload
+from collector.commands import operations, processing, reprocess, rewrite, sandbox, service, upload
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
-COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing]
+COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing, sandbox]
 
 
 def build_parser() -> argparse.ArgumentParser:

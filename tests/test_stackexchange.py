@@ -358,6 +358,7 @@ def test_html_to_text_keeps_code_and_never_glues_words() -> None:
     html = (
         "<p>Use this:</p><pre><code>if x &lt; 3:\n    print(&quot;hi&quot;)\n</code></pre>"
         "<p>Then call <code>run()</code>and<a href='x'>link</a>text.<br>Next line</p>"
+        "<p>Arrays such as <code>work</code>, <code>skills</code>.</p>"
         "<ol><li>First</li><li>Second</li></ol><blockquote><p>Quoted</p></blockquote>"
         "<p><b>S</b>ales went up</p><table><tr><td>a</td><td>b</td></tr></table>"
     )
@@ -365,6 +366,7 @@ def test_html_to_text_keeps_code_and_never_glues_words() -> None:
     assert '```\nif x < 3:\n    print("hi")\n```' in text
     assert "call `run()` and link text." in text
     assert "\nNext line" in text
+    assert "Arrays such as `work`, `skills`." in text
     assert "1. First\n2. Second" in text
     assert "Sales went up" in text
     assert "ab" not in text.split()

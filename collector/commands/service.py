@@ -22,6 +22,10 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from collector.service import run_service
 
+    if args.sandbox:  # every emulated API served in-process (collector/commands/sandbox.py)
+        from collector.commands.sandbox import run_against_sandbox
+
+        return run_against_sandbox(args.config, args.command)
     try:
         return run_service(args.config, args.command)
     except ConfigError as error:
@@ -70,7 +74,14 @@ def register(commands: Subparsers) -> None:
 
     run = with_config("run", "run as a daemon: every source polls on its own interval")
     run.set_defaults(func=_run)
-    with_config("once", "one pass over every source, then exit").set_defaults(func=_run)
+    once = with_config("once", "one pass over every source, then exit")
+    once.set_defaults(func=_run)
+    for sub in (run, once):
+        sub.add_argument(
+            "--sandbox",
+            action="store_true",
+            help="aim every source at the local API emulators, started in-process",
+        )
     check = commands.add_parser("check-config", help="validate a config file; exit 2 on errors")
     check.add_argument("config")
     check.set_defaults(func=_check_config)

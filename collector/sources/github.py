@@ -91,6 +91,7 @@ class GitHubSource:
         self.etags: dict[str, str] = {}
         self.new_etags: dict[str, str] = {}
         self.profiles: dict[str, str] = {}
+        self.seen: set[str] = set()  # files read in this pass (searches overlap)
 
     # --- the pass ------------------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class GitHubSource:
         self.etags = {
             k.removeprefix(ETAG_PREFIX): v for k, v in cursors.items() if k.startswith(ETAG_PREFIX)
         }
+        self.seen = set()
         searches = [("repositories", q) for q in self.config.queries]
         searches += [("code", q) for q in self.config.code_queries]
         for kind, query in searches:
@@ -262,6 +264,9 @@ class GitHubSource:
 
     async def _file(self, file: _File, optional: bool) -> tuple[RawRecord | None, Drop | None]:
         key = f"{file.repo}/{file.path}"
+        if key in self.seen:
+            return None, None  # another search of this pass found it first
+        self.seen.add(key)
         headers = self._auth(file.url)
         if key in self.etags:
             headers["If-None-Match"] = self.etags[key]

@@ -130,7 +130,8 @@ class _Text(HTMLParser):
             data = data.lstrip()
             if not data:
                 return
-        if self.boundary and self.out and not self.out[-1][-1:].isspace() and data[0] != " ":
+        # A tag between two words separates them; before punctuation it adds nothing.
+        if self.boundary and self.out and not self.out[-1][-1:].isspace() and data[0].isalnum():
             self.out.append(" ")
         self.boundary = False
         self.out.append(data)
