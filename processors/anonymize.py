@@ -75,22 +75,12 @@ _MAIL_PROVIDERS = frozenset(
         "web",
     ]
 )
-_PROVIDER_HINTS = (
-    "gmail",
-    "yahoo",
-    "hotmail",
-    "outlook",
-    "proton",
-    "icloud",
-    "aol",
-    "gmx",
-    "yandex",
-    "zoho",
-    "msn",
-    "live",
-    "mail",
+# Run the obfuscated-email regex only where one of these shows (on lowercased text).
+_OBFUSCATION_HINT = re.compile(
+    r"\[at\]|\(at\)|\{at\}|<at>| dot |_at_|_dot_|\(@\)| @ |\[dot\]|\(dot\)|\{dot\}"
+    r"| at (?:gmail|googlemail|yahoo|hotmail|outlook|proton|icloud|aol|gmx|yandex|zoho|msn|live|"
+    r"mail|web)\b"
 )
-_OBFUSCATION_HINTS = ("[at]", "(at)", "{at}", "<at>", " dot ", "_at_", "(@)", " @ ", "[dot]")
 _MARKED = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\sdot\s|_at_|_dot_|@", re.IGNORECASE)
 _AT_WORD = re.compile(r"\s+at\s+", re.IGNORECASE)
 
@@ -186,6 +176,16 @@ _Rule = tuple[
 ]
 
 
+_COUNTRY_CODES = {
+    region: str(code)
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    for region in regions
+}
+
+
+_TRANSFORMS: dict[str, str] = {}
+
+
 @cache
 def _region_rule(region: str) -> _Rule | None:
     """A region's validity rule from phonenumbers' metadata, compiled once.
@@ -213,6 +213,8 @@ def _region_rule(region: str) -> _Rule | None:
             continue
         types.append((re.compile(desc.national_number_pattern), frozenset(lengths)))
     prefix = meta.national_prefix_for_parsing or meta.national_prefix
+    if meta.national_prefix_transform_rule:
+        _TRANSFORMS[region] = meta.national_prefix_transform_rule
     return (
         re.compile(prefix) if prefix else None,
         re.compile(general.national_number_pattern or r"\d+"),
@@ -232,11 +234,31 @@ def _valid_national(digits: str, region: str) -> bool:
     rule = _region_rule(region)
     if rule is None:
         return False
+    if _valid_with_trunk(digits, region, rule):
+        return True
+    # A national number written with its country code but no "+" (5511 2000 0000 in Brazil):
+    # phonenumbers takes the code off when what is left is valid.
+    code = _COUNTRY_CODES.get(region, "")
+    return (
+        bool(code)
+        and digits.startswith(code)
+        and _valid_with_trunk(digits[len(code) :], region, rule)
+    )
+
+
+def _valid_with_trunk(digits: str, region: str, rule: _Rule) -> bool:
+    """Valid as written, or once the national (trunk) prefix is taken off."""
     prefix = rule[0]
     if prefix is not None:
         trunk = prefix.match(digits)
-        if trunk is not None and trunk.end() > 0 and _valid_nsn(digits[trunk.end() :], rule):
-            return True
+        if trunk is not None and trunk.end() > 0:
+            if _valid_nsn(digits[trunk.end() :], rule):
+                return True
+            # Brazil: "0 12 11 2000 0000" dials carrier 12; the number is what is left.
+            transform = _TRANSFORMS.get(region)
+            carrier = transform and trunk.groups() and trunk.groups()[-1] is not None
+            if carrier and _valid_nsn(prefix.sub(transform or "", digits, count=1), rule):
+                return True
     return _valid_nsn(digits, rule)
 
 
@@ -299,70 +321,12 @@ _ADDRESS = re.compile(
     r"|\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2})\b"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b",
 )
-_STREET_HINTS = (
-    "street",
-    " st",
-    "avenue",
-    " ave",
-    "road",
-    " rd",
-    "boulevard",
-    "blvd",
-    "lane",
-    " ln",
-    "drive",
-    " dr",
-    "court",
-    " ct",
-    " way",
-    "place",
-    " pl",
-    "terrace",
-    "parkway",
-    "pkwy",
-    "circle",
-    " cir",
-    "highway",
-    "hwy",
-    "square",
-    " sq",
-    "trail",
-    "crescent",
-    "close",
-    "grove",
-    "gardens",
-    "mews",
-    " row",
-    "plaza",
-    "straße",
-    "strasse",
-    "str.",
-    "weg",
-    "gasse",
-    "platz",
-    "allee",
-    "damm",
-    "ring",
-    "rue ",
-    "av.",
-    " bd ",
-    "allée",
-    "chemin",
-    "impasse",
-    "quai",
-    "route",
-    "calle",
-    "avenida",
-    "carrer",
-    "paseo",
-    "via ",
-    "viale",
-    "piazza",
-    "corso",
-    "rua ",
-    "travessa",
-    "largo",
-    "box",
+_STREET_HINT = re.compile(
+    r"\b(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
+    r"terrace|parkway|pkwy|circle|cir|highway|hwy|square|sq|trail|crescent|close|grove|gardens|"
+    r"mews|row|plaza|rue|av|bd|allée|chemin|impasse|quai|route|calle|avenida|carrer|paseo|via|"
+    r"viale|piazza|corso|rua|travessa|largo|box)\b|stra(?:ß|ss)e|str\.|weg\b|gasse|platz|allee|"
+    r"damm\b|ring\b"
 )
 _POSTCODE_HINT = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b|GIR ?0AA")
 
@@ -399,6 +363,14 @@ _SIGN_OFF = re.compile(
     rf"{_NAME_AFTER}[ \t]*(?=\n|$)",
     re.IGNORECASE,
 )
+_CUE_HINT = re.compile(
+    r"Name|Contact|Supervisor|Manager|Refere|Mentor|Advis|Report|Prepared|Written|Author|"
+    r"Candidate|Applicant|Submitted|Signed|Attn|Attention|POC|Point"
+)
+_SIGN_OFF_HINT = re.compile(
+    r"(?i:thank|best|regards|sincerely|cheers|yours|respectfully|cordially)"
+)
+_DASH_HINT = re.compile(r"(?:^|\n)[ \t]*(?:--|—|–|~)")
 _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER}[ \t]*$")
 _FIRST_LINE = re.compile(
     rf"^[ \t]*((?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)"
@@ -455,6 +427,7 @@ class Anonymizer:
         self.lexicon = lexicon or (load_lexicon() if config.names else None)
         self._phrases = _load_phrases() if config.names else None
         self._known = lru_cache(maxsize=4096)(self._compile_known)
+        self._cache: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
 
     # -- public API ------------------------------------------------------------------------
     def anonymize(
@@ -468,22 +441,51 @@ class Anonymizer:
         if not config.enabled or not text:
             return text
         names = tuple(n for n in known_names if isinstance(n, str) and n.strip())
+        if names or len(text) > 2048 or (record is not None and (record.parts or record.numbered)):
+            return self._anonymize(text, names, record)
+        # The same short text again (a recipe's system prompt, a re-posted bullet): reuse.
+        hit = self._cache.get(text)
+        if hit is None:
+            found = RecordNames()
+            hit = (self._anonymize(text, (), found), tuple(found.parts.items()))
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            self._cache[text] = hit
+        if record is not None:
+            for part, person in hit[1]:
+                record.parts.setdefault(part, person)
+        return hit[0]
+
+    def _anonymize(self, text: str, names: tuple[str, ...], record: RecordNames | None) -> str:
+        config = self.config
         # Emails, URLs, phones and addresses never span lines: each pass runs only on the lines
         # a cheap test lets through (a resume has a dozen lines, one or two with contact data).
-        lines = text.split("\n")
-        changed = False
-        for index, line in enumerate(lines):
-            new = self._contact_line(line, names)
-            if new is not line:
-                lines[index] = new
-                changed = True
-        if changed:
-            text = "\n".join(lines)
+        if self._contact_data_possible(text):
+            lines = text.split("\n")
+            changed = False
+            for index, line in enumerate(lines):
+                new = self._contact_line(line, names)
+                if new is not line:
+                    lines[index] = new
+                    changed = True
+            if changed:
+                text = "\n".join(lines)
         if config.names:
             if record is None:
                 record = RecordNames(numbered=config.consistent_names)
             text = self._names(text, names, record)
         return text
+
+    def _contact_data_possible(self, text: str) -> bool:
+        config = self.config
+        if (config.phones or config.addresses) and _DIGIT.search(text):
+            return True
+        if "@" in text or "://" in text:
+            return True
+        low = text.lower()
+        if config.emails and _OBFUSCATION_HINT.search(low):
+            return True
+        return config.urls and ("www." in low or _HOST_HINT.search(low) is not None)
 
     def anonymize_example(self, example: Example) -> Example:
         """The example with every message (and a pending bullet) anonymized, in place."""
@@ -512,27 +514,22 @@ class Anonymizer:
     # -- URLs ------------------------------------------------------------------------------
     def _contact_line(self, line: str, names: Sequence[str]) -> str:
         config = self.config
-        low = ""
         if config.emails:
             if "@" in line:
                 line = _EMAIL.sub(EMAIL, line)
-            low = line.lower()
-            if any(hint in low for hint in _OBFUSCATION_HINTS) or (
-                " at " in low and any(p in low for p in _PROVIDER_HINTS)
-            ):
+            if _OBFUSCATION_HINT.search(line.lower()):
                 line = _OBFUSCATED_EMAIL.sub(_obfuscated_email, line)
-                low = line.lower()
         if config.urls and "." in line:
-            low = low or line.lower()
+            low = line.lower()
             if "://" in low or "www." in low or _HOST_HINT.search(low):
                 line = self._urls(line, names)
         if (config.phones or config.addresses) and _DIGIT.search(line):
             if config.phones:
                 line = self._phones(line)
-            if config.addresses:
-                low = line.lower()
-                if any(word in low for word in _STREET_HINTS) or _POSTCODE_HINT.search(line):
-                    line = _ADDRESS.sub(ADDRESS, line)
+            if config.addresses and (
+                _STREET_HINT.search(line.lower()) or _POSTCODE_HINT.search(line)
+            ):
+                line = _ADDRESS.sub(ADDRESS, line)
         return line
 
     def _urls(self, text: str, names: Sequence[str]) -> str:
@@ -706,7 +703,7 @@ class Anonymizer:
     def _cued_names(self, text: str, spans: list[tuple[int, int, str]]) -> None:
         lexicon = self.lexicon
         assert lexicon is not None
-        if ":" in text or "Contact" in text or "\n" in text:
+        if _CUE_HINT.search(text):
             for m in _CUE.finditer(text):
                 with_colon = m.group(1).strip() != ""
                 self._cued(m, 2, spans, require_first=not with_colon)
@@ -714,9 +711,10 @@ class Anonymizer:
             first = _FIRST_LINE.match(text)
             if first is not None:
                 self._first_line(first, spans)
-            for m in _SIGN_OFF.finditer(text):
-                self._cued(m, 1, spans, require_first=False)
-        if "-" in text or "—" in text or "–" in text or "~" in text:
+            if _SIGN_OFF_HINT.search(text):
+                for m in _SIGN_OFF.finditer(text):
+                    self._cued(m, 1, spans, require_first=False)
+        if _DASH_HINT.search(text):
             for m in _DASH_SIGNATURE.finditer(text):
                 self._cued(m, 1, spans, require_first=True)
 

@@ -270,7 +270,7 @@ def test_phone_after_a_cue_is_replaced_even_when_no_region_validates_it() -> Non
     assert ANON.anonymize("Phone: 555-0100-99") == "Phone: [PHONE]"
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     st.sampled_from(CONFIG.phone_regions),
     st.text(alphabet="0123456789", min_size=6, max_size=13),
