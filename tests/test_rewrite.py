@@ -4,6 +4,8 @@ cache, the daily budget and the source that reads committed `__pairs` lines."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -262,8 +264,10 @@ def test_unreadable_durations_are_ignored() -> None:
 def test_retry_after_prefers_milliseconds_and_reads_http_dates() -> None:
     assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert retry_after({"retry-after": "3"}) == 3.0
-    date = "Wed, 21 Oct 2015 07:28:10 GMT"
-    assert retry_after({"retry-after": date}, wall=lambda: 1445412480.0) == 10.0
+    date = email.utils.format_datetime(
+        datetime.datetime.fromtimestamp(time.time() + 10, datetime.UTC), usegmt=True
+    )
+    assert retry_after({"retry-after": date}) == pytest.approx(10, abs=1.5)
     assert retry_after({}) is None
 
 
@@ -699,6 +703,32 @@ async def test_a_request_the_server_rejects_is_dropped_with_its_status(
     drops = [(d.record_id, d.reason) for b in batches for d in b.drops]
     assert drops[0] == ("r1", "rewrite_api_400")
     assert drops[1][1] == "malformed_pair_line"
+    assert batches[-1].cursors == {"formatted/own__data__pairs.jsonl": str(path.stat().st_size)}
+    state.close()
+
+
+async def test_a_stray_carriage_return_and_an_oversized_line_do_not_stall_a_file(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.rewrite.source.MAX_CHUNK_BYTES", 256)
+    app = await serve()
+    state = SqliteStateStore(tmp_path / "s.sqlite3")
+    path = tmp_path / "formatted" / "own__data__pairs.jsonl"
+    path.parent.mkdir(parents=True)
+    line = {"bullet": "Responsible for maintaining service 1", "source": "src", "record_id": "a"}
+    huge = {"bullet": "Responsible for " + "x" * 600, "source": "src", "record_id": "b"}
+    last = {"bullet": "Responsible for maintaining service 2", "source": "src", "record_id": "c"}
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in (line, huge, last))
+    # JSON allows a raw CR between tokens: it must not be taken for the end of a line.
+    path.write_bytes(data.replace(b'", "source"', b'",\r"source"', 1))
+    config = config_for(app.url)
+    source = RewriteSource(
+        config, rewriter_for(config, state), state, tmp_path, context_for(tmp_path)
+    )
+    batches = await collect(source)
+    await source.close()
+    assert [r.id for b in batches for r in b.records] == ["a", "c"]
+    assert [d.reason for b in batches for d in b.drops] == ["pair_too_long"]
     assert batches[-1].cursors == {"formatted/own__data__pairs.jsonl": str(path.stat().st_size)}
     state.close()
 

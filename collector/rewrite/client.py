@@ -22,7 +22,6 @@ a bill), `ChatUnavailable(reason)` when the retries ran out.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from tenacity import (
 )
 
 from collector import __version__
+from collector.http import _retry_after as http_retry_after
 from collector.logging import Logger
 from collector.ratelimit import TokenBucket
 from collector.rewrite.config import RewriteConfig
@@ -134,25 +134,15 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-def retry_after(headers: dict[str, str], wall: Clock = time.time) -> float | None:
-    """Seconds the server asked to wait: `retry-after-ms`, or `retry-after` (seconds or date)."""
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds the server asked to wait: `retry-after-ms` (OpenAI sends it), else `retry-after`
+    (seconds or an HTTP date, read as the shared HTTP client reads it)."""
     if "retry-after-ms" in headers:
         try:
             return max(0.0, float(headers["retry-after-ms"]) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - wall())
+    return http_retry_after(headers.get("retry-after"))
 
 
 def estimate_tokens(messages: list[Message], max_tokens: int) -> int:

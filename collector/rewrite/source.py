@@ -26,7 +26,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -289,11 +289,16 @@ class RewriteSource:
         with path.open("rb") as handle:
             handle.seek(offset)
             data = handle.read(min(limit - offset, MAX_CHUNK_BYTES))
+            if len(data) == MAX_CHUNK_BYTES and b"\n" not in data:
+                # One line longer than a whole chunk: no bullet; skip it, counted.
+                end = _next_line(handle, limit)
+                drop = Drop(RUNNER_NAME, _dataset_of(path), f"{stream}:{offset}", "pair_too_long")
+                return _Chunk([], [(drop, end)], end, limit)
         pairs: list[tuple[Pair, int]] = []
         drops: list[tuple[Drop, int]] = []
         position = offset
         dataset = _dataset_of(path)
-        for line in data.splitlines(keepends=True):
+        for line in _lines(data):
             if not line.endswith(b"\n") and not (settled and position + len(line) == limit):
                 break  # not complete yet
             end = position + len(line)
@@ -324,6 +329,27 @@ class RewriteSource:
             if len(pairs) >= self.config.batch_size:
                 break
         return _Chunk(pairs, drops, position, limit)
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """`data` cut after each newline (only "\n": a stray "\r" is part of its line)."""
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _next_line(handle: BinaryIO, limit: int) -> int:
+    """The offset after the next newline from the handle's position (or `limit`)."""
+    while handle.tell() < limit:
+        block = handle.read(min(MAX_CHUNK_BYTES, limit - handle.tell()))
+        if not block:
+            break
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return handle.tell() - len(block) + cut + 1
+    return limit
 
 
 def _dataset_of(path: Path) -> str:
