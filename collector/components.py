@@ -40,10 +40,12 @@ def build_components(config: Config, mode: Mode) -> list[Component]:
     from collector.metrics import MetricsServer
     from collector.rewrite.component import RewriteComponent
     from collector.systemd import SystemdNotifier
+    from collector.upload.component import UploadComponent
 
     components: list[Component] = []
     components += filter(None, [TestStall.from_environment()])  # tests only: see health.py
     components += filter(None, [SystemdNotifier.from_environment()])  # when NOTIFY_SOCKET is set
     components += filter(None, [MetricsServer.from_config(config.metrics)])  # [metrics] enabled
     components += filter(None, [RewriteComponent.from_config(config, mode)])  # [rewrite] enabled
+    components += filter(None, [UploadComponent.from_config(config, mode)])  # [upload] enabled
     return components

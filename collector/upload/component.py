@@ -1,0 +1,130 @@
+"""Publishing inside the daemon: the chunk roller as a sink, the uploader on a timer.
+
+- `prepare` takes the chunks folder's lock and adds the chunk roller to the service's sinks, so
+  it shares every checkpoint with the formatted output;
+- `start` reconciles the ledger with the target, then every `upload.interval` seconds marks the
+  chunks older than `max_age` (they close at the next checkpoint) and uploads what is pending;
+- `stop` (after the pipeline drained) closes what is due (in `once`, every open chunk: a single
+  pass publishes what it collected) and uploads, within half the shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from collector.components import Component
+from collector.config import Config
+from collector.logging import Logger
+from collector.upload.chunks import ChunkRoller
+from collector.upload.targets import build_target
+from collector.upload.uploader import Uploader
+
+if TYPE_CHECKING:
+    from collector.service import Mode, Service
+
+
+class ChunksBusy(RuntimeError):
+    """Another process (the daemon, or `resume-collector upload`) owns the chunks folder."""
+
+
+class ChunksLock:
+    """An advisory lock on `chunks/`: one roller per data folder. Released by the OS on kill."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+        self._handle: TextIO | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise ChunksBusy(f"{self.path.parent} is in use by pid {owner}") from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+class UploadComponent(Component):
+    name = "upload"
+
+    def __init__(self, config: Config, mode: Mode) -> None:
+        self.config = config
+        self.mode = mode
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    @classmethod
+    def from_config(cls, config: Config, mode: Mode) -> UploadComponent | None:
+        return cls(config, mode) if config.upload.enabled else None
+
+    async def prepare(self, service: Service) -> None:
+        self.log: Logger = service.log.bind(component=self.name)
+        self.roller = ChunkRoller(service.data_dir, service.state, self.config.upload, self.log)
+        self.lock = ChunksLock(self.roller.root)
+        self.lock.acquire()
+        service.sinks.append(self.roller)
+        target = build_target(self.config.upload, service.data_dir, self.log)
+        self.uploader = Uploader(
+            self.config, target, service.state, self.log, chunks_root=self.roller.root
+        )
+
+    async def start(self, service: Service) -> None:
+        self._task = asyncio.create_task(self._periodic(), name="uploader")
+
+    async def _periodic(self) -> None:
+        try:
+            await self.uploader.reconcile()
+        except Exception as error:  # each commit looks the chunks up again: not fatal
+            self.log.error("upload_reconcile_failed", error=str(error).splitlines()[0])
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.upload.interval)
+            if self._stopping.is_set():
+                return
+            self.roller.mark_due()
+            try:
+                await self.uploader.run()
+            except Exception:  # the next round tries again; nothing was marked committed
+                self.log.exception("upload_round_failed")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        grace = self.config.service.shutdown_timeout / 2
+        try:
+            if self._task is not None:
+                # A round in progress finishes: its commit may be landing right now.
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            closed = await self.roller.close_now(everything=self.mode == "once")
+            report = await asyncio.wait_for(self.uploader.run(), grace)
+            self.log.info(
+                "upload_stopped",
+                closed=closed,
+                committed=report.committed,
+                pending=report.pending,
+                open_chunks=len(self.roller.open_chunks()),
+            )
+        except TimeoutError:
+            self.log.error("upload_shutdown_timeout", seconds=grace)
+        finally:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self.lock.release()
