@@ -471,3 +471,12 @@ async def test_records_rebuilt_from_the_raw_archive_equal_the_live_ones(
     assert [(r.dataset, r.id, r.payload) for r in rebuilt] == [
         (r.dataset, r.id, r.payload) for r in live.records
     ]
+
+
+async def test_a_configured_file_that_is_not_data_is_reported(
+    kaggle: RunningApp, tmp_path: Path
+) -> None:
+    pdf = "data/data/HR/16852973.pdf"
+    result = await run_pass(make_source(kaggle.url, tmp_path, [SNEHA], files=[pdf]))
+    assert result.records == []
+    assert [(d.record_id, d.reason) for d in result.drops] == [(pdf, "unsupported_format")]

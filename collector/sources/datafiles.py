@@ -117,7 +117,8 @@ async def read_member(
             "dataset_file_skipped", dataset=dataset, file=member, reason="not csv/json/jsonl"
         )
         cursor = cursor.finish_member(member)
-        yield SourceBatch([], [], {dataset: cursor.encode()}), cursor
+        drop = Drop(source, dataset, member, "unsupported_format", "not csv, json or jsonl")
+        yield SourceBatch([], [drop], {dataset: cursor.encode()}), cursor
         return
     while not stopped():
         chunk = await asyncio.to_thread(
