@@ -266,6 +266,40 @@ async def test_a_different_file_under_a_chunk_name_is_never_overwritten(
     assert (tmp_path / "chunks" / taken).exists()  # kept on disk
 
 
+async def test_instances_sharing_a_state_store_each_upload_their_own_chunks(
+    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str]
+) -> None:
+    emulator, url = hub
+    config = make_config(url)
+    folders = {name: tmp_path / name for name in ("one", "two")}
+    for name, folder in folders.items():
+        roller = ChunkRoller(folder, state, config.upload, get_logger(), instance=name)
+        await roller.open()
+        roller.write([example(i) for i in range(3)])  # the same dataset on both
+        await roller.close_now(everything=True)
+    paths = chunk_paths(state)
+    assert paths == [
+        "data/train/local__advice__one-00001.jsonl",
+        "data/train/local__advice__two-00001.jsonl",
+    ]
+    log = get_logger()
+    for name, folder in folders.items():
+        up = Uploader(
+            config,
+            HubTarget(config.upload, log),
+            state,
+            log,
+            chunks_root=folder / "chunks",
+            instance=name,
+        )
+        await up.reconcile()
+        report = await up.run()
+        assert (report.committed, report.error) == (1, "")  # its own, and the other's untouched
+    assert_each_chunk_once(emulator, state)
+    _, tables = read_card(emulator.files(REPO)["README.md"].decode())
+    assert tables["Splits"][-1] == ["**total**", "2", "6"]  # the card counts both instances
+
+
 def read_card(text: str) -> tuple[dict[str, Any], dict[str, list[list[str]]]]:
     """The front matter, and each table of the body by its section title."""
     _, front, body = text.split("---\n", 2)

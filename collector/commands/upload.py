@@ -24,15 +24,16 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
     from collector.logging import get_logger
     from collector.state import open_state_store
     from collector.upload.chunks import ChunkRoller
-    from collector.upload.component import ChunksBusy, ChunksLock
+    from collector.upload.component import ChunksBusy, ChunksLock, upload_instance
     from collector.upload.targets import build_target
     from collector.upload.uploader import Uploader
 
     log = get_logger().bind(command="upload")
     data_dir = Path(config.service.data_dir)
-    state = await asyncio.to_thread(open_state_store, config.state)
+    instance = upload_instance(config)
+    state = await asyncio.to_thread(open_state_store, config.state, instance)
     try:
-        roller = ChunkRoller(data_dir, state, config.upload, log)
+        roller = ChunkRoller(data_dir, state, config.upload, log, instance=instance)
         lock = ChunksLock(roller.root)
         try:
             lock.acquire()
@@ -48,12 +49,14 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
             closed = await roller.close_now(everything=True)
             await roller.close()
             target = build_target(config.upload, data_dir, log)
-            uploader = Uploader(config, target, state, log, chunks_root=roller.root)
+            uploader = Uploader(
+                config, target, state, log, chunks_root=roller.root, instance=instance
+            )
             try:
                 await uploader.reconcile()
             except Exception as error:  # every commit looks its chunks up again
                 log.error("upload_reconcile_failed", error=str(error).splitlines()[0])
-            pending = len(uploader.ledger.entries("pending"))
+            pending = len(uploader.ledger.entries("pending", instance=instance))
             with tqdm(
                 total=pending, unit="chunk", disable=not progress_bar, file=sys.stderr
             ) as bar:

@@ -14,6 +14,10 @@ Closing is crash-safe in three steps:
 2. after that commit, the file is renamed from `open/` to `data/` (and the rename fsynced);
 3. the ledger entry becomes `pending`, with the file's git blob id.
 A restart finishes every `closing` entry before anything else, so no step is lost or done twice.
+
+With a state store shared by several instances, `instance` keeps this instance's open chunks
+apart and goes into the chunk names (`{stem}__{instance}-{seq}`), so two instances never write
+the same path even when a source moves from one to the other.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import msgspec
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles
-from collector.sinks.naming import output_name
+from collector.sinks.naming import output_name, safe_part
 from collector.state import StateStore
 from collector.upload.config import UploadConfig
 from collector.upload.ledger import NAMESPACE as LEDGER_NAMESPACE
@@ -100,9 +104,13 @@ class ChunkRoller:
         config: UploadConfig,
         log: Logger,
         *,
+        instance: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = data_dir / "chunks"
+        self.instance = instance
+        self._suffix = f"__{safe_part(instance)}" if instance else ""
+        self._prefix = f"{instance}\x1f" if instance else ""  # of this instance's state keys
         self.open_dir = self.root / "open"
         self.state = state
         self.config = config
@@ -144,10 +152,10 @@ class ChunkRoller:
     def _open_sync(self) -> None:
         self.open_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
-        for key, value in self.state.scan(OPEN_NAMESPACE):
-            self._open[key] = self._decode_open(value.encode())
+        for key, value in self.state.scan(OPEN_NAMESPACE, self._prefix):
+            self._open[key.removeprefix(self._prefix)] = self._decode_open(value.encode())
         entries = self.ledger.entries()
-        closing = [e for e in entries if e.status == "closing"]
+        closing = [e for e in entries if e.status == "closing" and e.instance == self.instance]
         if closing:
             self._finish(closing)
             self.log.info("chunks_close_finished", chunks=len(closing))
@@ -195,7 +203,7 @@ class ChunkRoller:
             if example.kind == "pairs":
                 continue
             line = self._encode_line(example.training_line()) + b"\n"
-            stem = chunk_stem(example)
+            stem = chunk_stem(example) + self._suffix
             chunk = self._chunk(example.split, stem)
             if chunk.records and chunk.bytes + len(line) > limit_bytes:
                 chunk = self._close(chunk)
@@ -226,7 +234,9 @@ class ChunkRoller:
         self._committing.extend(closing)
         puts: dict[str, dict[str, str]] = {
             FILES_NAMESPACE: lengths,
-            OPEN_NAMESPACE: {k: self._encode_open(self._open[k]).decode() for k in self._dirty},
+            OPEN_NAMESPACE: {
+                self._prefix + k: self._encode_open(self._open[k]).decode() for k in self._dirty
+            },
         }
         if closing:
             puts[LEDGER_NAMESPACE] = {entry.path: encode_entry(entry) for entry in closing}
@@ -272,6 +282,7 @@ class ChunkRoller:
                 origins=origins,
                 status="closing",
                 closed_at=self.clock(),
+                instance=self.instance,
             )
         )
         self._raise_floor(chunk.key, chunk.seq)

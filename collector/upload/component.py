@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from collector.service import Mode, Service
 
 
+def upload_instance(config: Config) -> str:
+    """The instance that owns this data folder's chunks when a state store is shared."""
+    if config.state.backend == "sqlite":
+        return ""  # a store of its own: nothing to tell apart, chunk names stay short
+    from collector.state.base import instance_name
+
+    return instance_name(config)
+
+
 class ChunksBusy(RuntimeError):
     """Another process (the daemon, or `resume-collector upload`) owns the chunks folder."""
 
@@ -77,13 +86,21 @@ class UploadComponent(Component):
 
     async def prepare(self, service: Service) -> None:
         self.log: Logger = service.log.bind(component=self.name)
-        self.roller = ChunkRoller(service.data_dir, service.state, self.config.upload, self.log)
+        instance = upload_instance(self.config)
+        self.roller = ChunkRoller(
+            service.data_dir, service.state, self.config.upload, self.log, instance=instance
+        )
         self.lock = ChunksLock(self.roller.root)
         self.lock.acquire()
         service.sinks.append(self.roller)
         target = build_target(self.config.upload, service.data_dir, self.log)
         self.uploader = Uploader(
-            self.config, target, service.state, self.log, chunks_root=self.roller.root
+            self.config,
+            target,
+            service.state,
+            self.log,
+            chunks_root=self.roller.root,
+            instance=instance,
         )
 
     async def start(self, service: Service) -> None:

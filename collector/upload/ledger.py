@@ -12,6 +12,10 @@ One entry per chunk under namespace `upload`, keyed by its path in the repo
     lost       pending, but its local file is gone (removed by hand): reported, not retried
 
 The times of recent commits (for the commits-per-hour budget) live under `upload_commits`.
+
+With a state store shared by several instances (Redis), the ledger is shared too, so the card
+counts every instance's chunks and the budget is the repo's; each entry names the instance whose
+disk holds the file, and an instance only closes, uploads or reports its own chunks.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class ChunkEntry(msgspec.Struct):
     oid: str = ""  # git blob id (sha1) of the file, known once pending
     commit: str = ""
     committed_at: float = 0.0
+    instance: str = ""  # whose disk holds the file ("" with a store of its own: SQLite)
 
     @property
     def name(self) -> str:
@@ -71,9 +76,16 @@ class Ledger:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    def entries(self, status: Status | None = None) -> list[ChunkEntry]:
+    def entries(
+        self, status: Status | None = None, *, instance: str | None = None
+    ) -> list[ChunkEntry]:
+        """Entries with that status (any: None) of that instance (any: None)."""
         found = [decode(value) for _, value in self.state.scan(NAMESPACE)]
-        return [e for e in found if status is None or e.status == status]
+        if status is not None:
+            found = [e for e in found if e.status == status]
+        if instance is not None:
+            found = [e for e in found if e.instance == instance]
+        return found
 
     def get(self, path: str) -> ChunkEntry | None:
         value = self.state.get(NAMESPACE, path)

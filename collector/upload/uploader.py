@@ -11,6 +11,8 @@
   returned; a crash or a lost answer in between is reconciled by looking the chunks up in the
   target: at start (`reconcile`), and at every attempt (the target reports chunks already
   there). A chunk's local file is removed only once the ledger says committed.
+- With a shared state store, an uploader handles its own instance's chunks (their files are on
+  its disk) and the card counts every instance's committed chunks, re-read at each attempt.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Uploader:
         log: Logger,
         *,
         chunks_root: Path,
+        instance: str = "",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -67,6 +70,7 @@ class Uploader:
         self.ledger = Ledger(state)
         self.log = log.bind(target=target.description)
         self.chunks_root = chunks_root
+        self.instance = instance
         self.clock = clock
         self.sleep = sleep
         self.paused_until = 0.0
@@ -96,7 +100,7 @@ class Uploader:
             return await self._reconcile()
 
     async def _reconcile(self) -> int:
-        entries = await asyncio.to_thread(self.ledger.entries)
+        entries = await asyncio.to_thread(self.ledger.entries, None, instance=self.instance)
         await asyncio.to_thread(self._remove_committed_files, entries)
         pending = [e for e in entries if e.status == "pending"]
         if not pending:
@@ -139,8 +143,8 @@ class Uploader:
 
     async def _run(self, progress: Progress | None) -> UploadReport:
         report = UploadReport()
-        entries = await asyncio.to_thread(self.ledger.entries)
-        pending = sorted((e for e in entries if e.status == "pending"), key=lambda e: e.path)
+        entries = await asyncio.to_thread(self.ledger.entries, "pending", instance=self.instance)
+        pending = sorted(entries, key=lambda e: e.path)
         pending = await asyncio.to_thread(self._drop_lost, pending)
         per_commit = self.upload.max_files_per_commit - 1
         while pending:
@@ -192,10 +196,11 @@ class Uploader:
         return [e for e in pending if e.status == "pending"]
 
     async def _commit(self, batch: list[ChunkEntry]) -> CommitResult:
-        committed = await asyncio.to_thread(self.ledger.entries, "committed")
-        counts = await asyncio.to_thread(self.state.counts)
+        counts = await asyncio.to_thread(self.state.counts)  # fixed: a retry gives the same card
 
         def card(entries: list[ChunkEntry]) -> bytes:
+            # Re-read at each attempt: another instance may have committed in between.
+            committed = self.ledger.entries("committed")
             return build_card(self.config, committed + entries, counts).encode()
 
         records = sum(e.records for e in batch)
