@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/ratelimit_bench.py
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -401,8 +401,10 @@ class HttpClient:
                 send["If-None-Match"] = etag
         query = {k: str(v) for k, v in params.items()} if params else None
         limit = max_bytes or self.config.max_response_bytes
-        self.rate_wait_seconds += await self.limiter.acquire(limit_key)
+        # The slot first, then the token: a token is taken right before its request goes out,
+        # so requests that waited for a slot do not leave together in a burst.
         async with self.limiter.slot():
+            self.rate_wait_seconds += await self.limiter.acquire(limit_key)
             self.stats["requests"] += 1
             extra: dict[str, Any] = {}
             if dest is not None:  # a big file: no total deadline, but no stalled reads either

@@ -87,7 +87,16 @@ class TokenBucket:
                 if self._tokens >= need:
                     self._tokens -= tokens
                     return self.clock() - started
-                await self._sleep((need - self._tokens) / self.rate)
+                wait = (need - self._tokens) / self.rate
+                await self._sleep(wait)
+                if self.clock() < self._paused_until:
+                    continue  # the server asked for a pause meanwhile
+                # The tokens were due at `now + wait`: count from then, not from when the sleep
+                # ended, so a late wake-up is not lost time (the long-run rate stays `rate`).
+                self._refill(now + wait)
+                self._tokens = max(self._tokens, need)
+                self._tokens -= tokens
+                return self.clock() - started
 
 
 class RateLimiter:

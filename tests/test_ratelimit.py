@@ -118,3 +118,17 @@ async def test_server_quota_at_zero_refuses_until_its_reset() -> None:
 def test_bucket_rejects_a_nonsense_rate() -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=0, burst=1)
+
+
+async def test_a_late_wake_up_is_not_lost_time() -> None:
+    clock = FakeClock()
+
+    async def late_sleep(seconds: float) -> None:  # every sleep ends 10 ms late
+        await clock.sleep(seconds + 0.01)
+
+    bucket = TokenBucket(rate=5, burst=1, clock=clock, sleep=late_sleep)
+    start = clock.now
+    for _ in range(51):
+        await bucket.acquire()
+    # 50 intervals of 0.2 s; lateness does not add up (it would be 10.5 s if it did)
+    assert clock.now - start == pytest.approx(10.0, abs=0.02)
