@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
+from collector.leases import SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
 from collector.pipeline import CURSOR_NAMESPACE, Acknowledger, Pipeline, WorkItem
 from collector.sinks.base import Sink
@@ -26,6 +27,7 @@ from collector.sinks.formatted import FormattedSink
 from collector.sources import Source, SourceBatch, SourceContext, build_source
 from collector.sources.config import AnySourceConfig
 from collector.state import StateStore, open_state_store
+from collector.state.base import instance_name
 from processors.chain import ProcessorChain
 from processors.dedupe import Deduplicator
 from processors.records import ProcessedBatch
@@ -136,12 +138,15 @@ class Service:
         self._tasks: set[asyncio.Future[None]] = set()
         self.components: list[Component] = build_components(self.config, mode)
         self.sinks: list[Sink] = []
+        # With state.backend = "redis", sources run only while this instance holds their lease.
+        self.leases: SourceLeases | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> int:
         service = self.config.service
-        self.state = await asyncio.to_thread(open_state_store, self.config.state)
+        self.instance = instance_name(self.config)
+        self.state = await asyncio.to_thread(open_state_store, self.config.state, self.instance)
         self.sinks.append(FormattedSink(self.data_dir, self.state, self.log))
         for component in self.components:
             await component.prepare(self)
@@ -160,9 +165,21 @@ class Service:
         )
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
         self._install_signals()
+        if self.config.state.backend == "redis":
+            self.leases = SourceLeases.for_config(
+                self.config,
+                instance=self.instance,
+                log=self.log,
+                launch=self._launch_source,
+                halt=self._halt_source,
+                mode=self.mode,
+                on_fatal=lambda reason: self.request_stop(),
+            )
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source)
+        if self.leases is not None:
+            await self.leases.start()
         self.log.info(
             "service_started", mode=self.mode, sources=sorted(self.runners), pid=os.getpid()
         )
@@ -201,6 +218,8 @@ class Service:
         return 0
 
     async def _drain(self, timeout: float) -> None:
+        if self.leases is not None:
+            await self.leases.freeze()
         runners = list(self.runners.values())
         await asyncio.gather(*(runner.stop(timeout / 2) for runner in runners))
         await self.pipeline.drain()
@@ -210,6 +229,8 @@ class Service:
             await sink.close()
         for component in reversed(self.components):
             await component.stop()
+        if self.leases is not None:  # after the last checkpoint: others continue from it
+            await self.leases.close()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -217,6 +238,24 @@ class Service:
     # --- sources ---------------------------------------------------------------------------
 
     def _start_source(self, config: AnySourceConfig) -> None:
+        if self.leases is not None:  # the runner starts once the lease is held
+            self.leases.want(config)
+            return
+        self._launch_source(config)
+
+    async def _stop_source(self, name: str) -> None:
+        """Stop a source that is no longer configured (as it was): drained, lease released."""
+        if self.leases is not None:
+            await self.leases.unwant(name)
+        else:
+            await self._halt_source(name)
+
+    async def _halt_source(self, name: str) -> None:
+        runner = self.runners.pop(name, None)
+        if runner is not None:
+            await runner.stop(self.config.service.shutdown_timeout / 2)
+
+    def _launch_source(self, config: AnySourceConfig) -> None:
         context = SourceContext(data_dir=self.data_dir, log=self.log.bind(source=config.name))
         source = build_source(config, context)
         self.add_runner(
@@ -262,8 +301,7 @@ class Service:
             removed = [n for n in old if n not in fresh]
             added = [n for n in fresh if n not in old]
             changed = [n for n in fresh if n in old and fresh[n] != old[n]]
-            grace = self.config.service.shutdown_timeout / 2
-            await asyncio.gather(*(self.runners.pop(n).stop(grace) for n in removed + changed))
+            await asyncio.gather(*(self._stop_source(n) for n in removed + changed))
             ignored = [
                 section
                 for section in ("service", "state", "processing", "upload", "rewrite", "metrics")

@@ -67,10 +67,23 @@ def connect(config: StateConfig) -> redis.Redis:
 
 
 def connect_async(config: StateConfig) -> redis.asyncio.Redis:
-    """An asyncio client for `state.url` (leases, shared rate limits), answering `str`."""
+    """An asyncio client for `state.url` (leases, shared rate limits), answering `str`.
+
+    No socket timeouts: redis-py implements them with `async_timeout`, which on Python 3.11
+    swallows a task's cancellation that arrives while a command waits (a stopped task would run
+    on). Callers bound each call with `asyncio.timeout` instead (`ASYNC_TIMEOUT`).
+    """
     return redis.asyncio.Redis.from_url(
-        config.url, password=redis_password(config), decode_responses=True
+        config.url,
+        password=redis_password(config),
+        decode_responses=True,
+        socket_timeout=None,
+        socket_connect_timeout=None,
     )
+
+
+# Seconds any one call of the asyncio client may take (see `connect_async`).
+ASYNC_TIMEOUT = 5.0
 
 
 def _safe(url: str) -> str:

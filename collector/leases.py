@@ -1,0 +1,568 @@
+"""Leases in Redis: which instance runs which source, and who may upload to a repo.
+
+A lease is one or more Redis keys holding the owner's token, with a TTL its owner renews.
+Taking it is atomic over all its keys (free or already ours: set them all); renewing and
+releasing check ownership first, in the same Lua script, so an instance can never extend or
+drop a lease another instance took after its own expired.
+
+`SourceLeases` runs the sources of one instance when several instances share a Redis:
+
+- each configured source is one lease over two keys: its identity (`source_key`: a hash of the
+  type and of the fields that say what it fetches, so instances with different config files
+  agree) and its name (cursors and output files are saved under the name, so one name must
+  mean one source at a time);
+- a runner only starts once its lease is held; a runner whose lease is lost stops fetching and
+  drains what it has;
+- each instance announces which sources it is configured with (a sorted set per source, one
+  member per instance, expiring with the lease TTL). Among the live instances interested in a
+  source, the preferred owner is the one with the highest rendezvous hash of (source, instance):
+  a free source is taken at once by its preferred owner, and by anyone once it has been free for
+  a TTL; an owner that is not preferred hands the source over (drains, then releases) once it has
+  held it for a TTL. Sources spread evenly, and none stays unowned;
+- when an instance dies, its leases expire after the TTL and the others take its sources over,
+  continuing from the cursors it committed.
+
+The instance itself holds a lease on its name, so two processes started with the same
+`state.instance` (and therefore the same local file ledger) cannot run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import redis.asyncio
+
+from collector.logging import Logger
+from collector.sources.config import AnySourceConfig
+from collector.state.redis import ASYNC_TIMEOUT, connect_async
+
+if TYPE_CHECKING:
+    from collector.config import Config
+
+# What may fail talking to Redis: its own errors, and our bound on each call.
+REDIS_ERRORS = (redis.RedisError, TimeoutError, OSError)
+
+# What a source's identity leaves out: how it runs, not what it fetches. Secrets are named by
+# `*_env` fields, which may differ between machines holding the same credential.
+OPERATIONAL_FIELDS = frozenset(
+    {
+        "name",
+        "enabled",
+        "interval",
+        "batch_size",
+        "recipe",
+        "license",
+        "rate",
+        "concurrency",
+        "retry",
+        "timeout",
+        "max_response_bytes",
+    }
+)
+
+# KEYS: the lease's keys. ARGV: owner, ttl in ms. Free or ours: take every key; 0 otherwise.
+_ACQUIRE = """
+for i, key in ipairs(KEYS) do
+    local holder = redis.call('GET', key)
+    if holder and holder ~= ARGV[1] then return {0, key, holder} end
+end
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return {1}
+"""
+
+# Renew only if every key is still ours; otherwise the lease is lost (nothing is touched).
+_RENEW = """
+for i, key in ipairs(KEYS) do
+    if redis.call('GET', key) ~= ARGV[1] then return 0 end
+end
+for i, key in ipairs(KEYS) do
+    redis.call('PEXPIRE', key, ARGV[2])
+end
+return 1
+"""
+
+# Delete the keys that are ours; leave any other holder's alone.
+_RELEASE = """
+local n = 0
+for i, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[1] then
+        redis.call('DEL', key)
+        n = n + 1
+    end
+end
+return n
+"""
+
+# KEYS: interest sets. ARGV: member, ttl in ms, 1 to announce or 0 to withdraw.
+# Returns, per set, the members whose interest has not expired (server time, not ours).
+_INTEREST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+    if ARGV[3] == '1' then
+        redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+        redis.call('PEXPIRE', key, tonumber(ARGV[2]) * 4)
+    else
+        redis.call('ZREM', key, ARGV[1])
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    out[i] = redis.call('ZRANGE', key, 0, -1)
+end
+return out
+"""
+
+
+def new_owner_token(instance: str) -> str:
+    """Unique per process: a restarted instance never mistakes its old leases for its own."""
+    return f"{instance}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def source_key(config: AnySourceConfig) -> str:
+    """A stable identity for what a source fetches: its type and its defining fields."""
+    kind = str(type(config).__struct_config__.tag)
+    defining: dict[str, Any] = {}
+    for name in config.__struct_fields__:
+        if name in OPERATIONAL_FIELDS or name.endswith("_env"):
+            continue
+        value = getattr(config, name)
+        if name == "path" and isinstance(value, str):
+            value = os.path.abspath(value)  # the same folder, whatever the working directory
+        defining[name] = value
+    encoded = msgspec.json.encode(msgspec.to_builtins(defining, order="sorted"))
+    return f"{kind}-{hashlib.blake2b(kind.encode() + b'|' + encoded, digest_size=10).hexdigest()}"
+
+
+def rendezvous_owner(source: str, instances: Sequence[str]) -> str | None:
+    """The instance that should own `source`: the highest hash of (source, instance)."""
+    if not instances:
+        return None
+    return max(
+        instances, key=lambda i: hashlib.blake2b(f"{source}|{i}".encode(), digest_size=8).digest()
+    )
+
+
+class LeaseStore:
+    """Atomic take / renew / release of leases under `{prefix}:lease:`."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str, timeout: float = ASYNC_TIMEOUT
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.timeout = timeout
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._interest = client.register_script(_INTEREST)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
+
+    async def acquire(self, names: Sequence[str], owner: str, ttl: float) -> tuple[bool, str]:
+        """(taken, current holder): the lease over all `names`, if each is free or ours."""
+        async with asyncio.timeout(self.timeout):
+            reply: list[Any] = await self._acquire(
+                keys=[self.key(n) for n in names], args=[owner, _ms(ttl)]
+            )
+        if int(reply[0]) == 1:
+            return True, owner
+        return False, str(reply[2])
+
+    async def renew(self, names: Sequence[str], owner: str, ttl: float) -> bool:
+        async with asyncio.timeout(self.timeout):
+            reply = await self._renew(keys=[self.key(n) for n in names], args=[owner, _ms(ttl)])
+        return int(reply) == 1
+
+    async def release(self, names: Sequence[str], owner: str) -> int:
+        async with asyncio.timeout(self.timeout):
+            reply = await self._release(keys=[self.key(n) for n in names], args=[owner])
+        return int(reply)
+
+    async def holder(self, name: str) -> str | None:
+        async with asyncio.timeout(self.timeout):
+            value: Any = await self.client.get(self.key(name))
+        return None if value is None else str(value)
+
+    async def interest(
+        self, sources: Sequence[str], member: str, ttl: float, announce: bool = True
+    ) -> dict[str, list[str]]:
+        """Announce (or withdraw) `member`'s interest in each source; the live members of each."""
+        if not sources:
+            return {}
+        keys = [f"{self.prefix}:interest:{s}" for s in sources]
+        async with asyncio.timeout(self.timeout):
+            reply: list[list[str]] = await self._interest(
+                keys=keys, args=[member, _ms(ttl), "1" if announce else "0"]
+            )
+        return {s: [str(m) for m in members] for s, members in zip(sources, reply, strict=True)}
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self,
+        name: str,
+        owner: str,
+        ttl: float,
+        *,
+        wait: float | None = None,
+        log: Logger | None = None,
+    ) -> AsyncIterator[HeldLease]:
+        """Take `name` (polling up to `wait` seconds, forever if None), keep it renewed while
+        the block runs, release it afterwards. `LeaseBusy` if it could not be taken in time;
+        check `lost` (an `asyncio.Event`) before any step that must only run under the lease."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            taken, holder = await self.acquire([name], owner, ttl)
+            if taken:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LeaseBusy(name, holder)
+            await asyncio.sleep(min(ttl / 3, 0.5) * (0.5 + random.random()))
+        held = HeldLease(name, owner)
+        keeper = asyncio.create_task(self._keep(held, ttl, log), name=f"lease-{name}")
+        try:
+            yield held
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.release([name], owner)
+
+    async def _keep(self, held: HeldLease, ttl: float, log: Logger | None) -> None:
+        valid_until = time.monotonic() + ttl
+        while not held.lost.is_set():
+            await asyncio.sleep(ttl / 3)
+            try:
+                if await self.renew([held.name], held.owner, ttl):
+                    valid_until = time.monotonic() + ttl
+                    continue
+            except REDIS_ERRORS as error:
+                if log is not None:
+                    log.warning("lease_renew_failed", lease=held.name, error=str(error))
+                if time.monotonic() < valid_until - ttl / 3:
+                    continue
+            held.lost.set()
+            if log is not None:
+                log.error("lease_lost", lease=held.name)
+
+
+@dataclass
+class HeldLease:
+    name: str
+    owner: str
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LeaseBusy(Exception):
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"the lease {name!r} is held by {holder}")
+        self.name = name
+        self.holder = holder
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+@dataclass
+class _Held:
+    config: AnySourceConfig
+    names: list[str]
+    since: float
+    valid_until: float
+    shedding: bool = False
+
+
+Launch = Callable[[AnySourceConfig], None]
+Halt = Callable[[str], Awaitable[None]]
+
+
+class SourceLeases:
+    """Starts and stops this instance's source runners as their leases come and go."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        *,
+        instance: str,
+        ttl: float,
+        log: Logger,
+        launch: Launch,
+        halt: Halt,
+        mode: Literal["run", "once"] = "run",
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.instance = instance
+        self.owner = new_owner_token(instance)
+        self.ttl = ttl
+        self.log = log.bind(instance=instance)
+        self.launch = launch
+        self.halt = halt
+        self.mode = mode
+        self.on_fatal = on_fatal
+        self.wanted: dict[str, AnySourceConfig] = {}
+        self.held: dict[str, _Held] = {}
+        self._free_since: dict[str, float] = {}
+        self._warned: dict[str, str] = {}
+        self._halting: dict[str, asyncio.Task[None]] = {}
+        self._frozen = False
+        self._wake = asyncio.Event()
+        self._owns_client = False
+        self._task: asyncio.Task[None] | None = None
+        self._instance_valid_until = 0.0
+
+    @classmethod
+    def for_config(
+        cls,
+        config: Config,
+        *,
+        instance: str,
+        log: Logger,
+        launch: Launch,
+        halt: Halt,
+        mode: Literal["run", "once"] = "run",
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> SourceLeases:
+        """Leases in the Redis of `state.url`, with `state.lease_ttl`."""
+        timeout = min(ASYNC_TIMEOUT, config.state.lease_ttl / 3)
+        store = LeaseStore(connect_async(config.state), config.state.prefix, timeout)
+        leases = cls(
+            store,
+            instance=instance,
+            ttl=config.state.lease_ttl,
+            log=log,
+            launch=launch,
+            halt=halt,
+            mode=mode,
+            on_fatal=on_fatal,
+        )
+        leases._owns_client = True
+        return leases
+
+    # --- what the service calls ------------------------------------------------------------
+
+    def want(self, config: AnySourceConfig) -> None:
+        """Run this source whenever its lease can be had (replaces a config of the same name)."""
+        self.wanted[config.name] = config
+        self._wake.set()
+
+    async def unwant(self, name: str) -> None:
+        """No longer configured: stop its runner if it runs here (drained), release its lease."""
+        self.wanted.pop(name, None)
+        self._free_since.pop(name, None)
+        held = self.held.get(name)
+        if name in self._halting:
+            await self._halting[name]
+        elif held is not None:
+            await self.halt(name)
+        held = self.held.pop(name, None)
+        if held is not None:
+            await self._release(name, held)
+
+    async def start(self) -> None:
+        """Take the instance's own lease, then a first round of source leases."""
+        await self._take_instance_lease()
+        await self._round(first=True)
+        # In `once` too: the leases taken must stay renewed until the pass is over.
+        self._task = asyncio.create_task(self._loop(), name="source-leases")
+
+    async def freeze(self) -> None:
+        """Shutdown begins: take no more sources, let the others know; renewals go on."""
+        self._frozen = True
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.store.interest(
+                [source_key(c) for c in self.wanted.values()], self.instance, self.ttl, False
+            )
+        if self._halting:
+            await asyncio.gather(*self._halting.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """After the last checkpoint: stop renewing and release every lease held."""
+        self._frozen = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for name, held in list(self.held.items()):
+            await self._release(name, held)
+        self.held.clear()
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.store.release([f"instance:{self.instance}"], self.owner)
+        if self._owns_client:
+            await self.store.client.aclose()
+
+    def owned(self) -> list[str]:
+        return sorted(self.held)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def _take_instance_lease(self) -> None:
+        name = f"instance:{self.instance}"
+        # A previous run of this instance that was killed holds it until its TTL runs out.
+        deadline = time.monotonic() + self.ttl + 1.0
+        while True:
+            taken, holder = await self.store.acquire([name], self.owner, self.ttl)
+            if taken:
+                self._instance_valid_until = time.monotonic() + self.ttl
+                return
+            if time.monotonic() >= deadline:
+                from collector.config import ConfigError
+
+                raise ConfigError(
+                    "state.instance",
+                    [
+                        f"state.instance: another process runs as instance {self.instance!r} "
+                        f"({holder}); give each instance its own state.instance and data_dir"
+                    ],
+                )
+            self.log.info("instance_lease_waiting", holder=holder)
+            await asyncio.sleep(min(1.0, self.ttl / 3))
+
+    async def _loop(self) -> None:
+        while True:
+            # Not `wait_for`: on 3.11 it can swallow a cancel that races a set event.
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait([waiter], timeout=self.ttl / 3 * (0.8 + 0.4 * random.random()))
+            finally:
+                waiter.cancel()
+            self._wake.clear()
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except REDIS_ERRORS as error:
+                self.log.warning("lease_round_failed", error=str(error))
+                self._expire_unrenewed()
+            except Exception as error:  # the loop must keep renewing whatever happens
+                self.log.exception("lease_round_failed", error=str(error))
+
+    async def _round(self, first: bool = False) -> None:
+        started = time.monotonic()
+        await self._renew_instance()
+        await self._renew_sources(started)
+        # `once` takes what is free in its first round only, and never hands anything over.
+        if self._frozen or (self.mode == "once" and not first):
+            return
+        keys = {name: source_key(config) for name, config in self.wanted.items()}
+        live = await self.store.interest(list(keys.values()), self.instance, self.ttl)
+        for name in list(self.wanted):
+            if name not in self.held and name not in self._halting:
+                await self._maybe_take(name, keys[name], live.get(keys[name], []), first)
+        if self.mode == "run":
+            self._maybe_shed(keys, live)
+
+    async def _renew_instance(self) -> None:
+        name = f"instance:{self.instance}"
+        if await self.store.renew([name], self.owner, self.ttl):
+            self._instance_valid_until = time.monotonic() + self.ttl
+            return
+        # Another process took our name after our lease ran out: it may write our local
+        # file ledger. Stop rather than run two instances as one.
+        self.log.error("instance_lease_lost", instance=self.instance)
+        if self.on_fatal is not None:
+            self.on_fatal("instance_lease_lost")
+
+    async def _renew_sources(self, started: float) -> None:
+        for name, held in list(self.held.items()):
+            if await self.store.renew(held.names, self.owner, self.ttl):
+                held.valid_until = started + self.ttl
+                continue
+            self.log.warning("lease_lost", source=name)
+            self._lose(name)
+
+    def _expire_unrenewed(self) -> None:
+        """Redis cannot be reached: a lease not renewed in time may be someone else's now."""
+        # Stop a third of a TTL early: the runner stops fetching before anyone can take over.
+        now = time.monotonic() + self.ttl / 3
+        for name, held in list(self.held.items()):
+            if now >= held.valid_until:
+                self.log.warning("lease_expired_unrenewed", source=name)
+                self._lose(name)
+
+    def _lose(self, name: str) -> None:
+        self.held.pop(name, None)
+        self._stop_runner(name)
+
+    def _stop_runner(self, name: str, then: Callable[[], Awaitable[None]] | None = None) -> None:
+        async def stop() -> None:
+            try:
+                await self.halt(name)
+                if then is not None:
+                    await then()
+            finally:
+                self._halting.pop(name, None)
+
+        if name not in self._halting:
+            self._halting[name] = asyncio.create_task(stop(), name=f"halt-{name}")
+
+    async def _maybe_take(self, name: str, key: str, live: list[str], first: bool) -> None:
+        config = self.wanted[name]
+        now = time.monotonic()
+        free_since = self._free_since.setdefault(name, now)
+        preferred = rendezvous_owner(key, live)
+        # `once` takes whatever is free; `run` leaves a source to its preferred owner unless
+        # nobody has taken it for a whole TTL (the preferred one may be unable to).
+        waiting = now - free_since < self.ttl
+        if self.mode == "run" and preferred not in (None, self.instance) and waiting:
+            return
+        taken, holder = await self.store.acquire(self._names(name, key), self.owner, self.ttl)
+        if not taken:
+            self._free_since[name] = now  # held by someone: not free
+            if self._warned.get(name) != holder:
+                self._warned[name] = holder
+                self.log.info("source_owned_elsewhere", source=name, holder=holder)
+            return
+        self._free_since.pop(name, None)
+        self._warned.pop(name, None)
+        self.held[name] = _Held(config, self._names(name, key), now, now + self.ttl)
+        self.log.info("lease_acquired", source=name, key=key, first_round=first)
+        try:
+            self.launch(config)
+        except Exception as error:
+            self.log.exception("source_start_failed", source=name, error=str(error))
+            held = self.held.pop(name)
+            self.wanted.pop(name, None)
+            await self._release(name, held)
+
+    def _maybe_shed(self, keys: dict[str, str], live: dict[str, list[str]]) -> None:
+        """Hand over one source whose preferred owner is another live instance."""
+        now = time.monotonic()
+        for name, held in self.held.items():
+            if held.shedding or name not in keys or now - held.since < self.ttl:
+                continue
+            preferred = rendezvous_owner(keys[name], live.get(keys[name], []))
+            if preferred is None or preferred == self.instance:
+                continue
+            held.shedding = True
+            self.log.info("lease_handover", source=name, to=preferred)
+
+            async def release(name: str = name) -> None:
+                held = self.held.pop(name, None)
+                if held is not None:
+                    await self._release(name, held)
+
+            self._stop_runner(name, then=release)
+            return
+
+    def _names(self, name: str, key: str) -> list[str]:
+        return [f"source:{key}", f"source-name:{name}"]
+
+    async def _release(self, name: str, held: _Held) -> None:
+        try:
+            await self.store.release(held.names, self.owner)
+            self.log.info("lease_released", source=name)
+        except REDIS_ERRORS as error:  # it expires by itself after the TTL
+            self.log.warning("lease_release_failed", source=name, error=str(error))
