@@ -119,8 +119,8 @@ def test_watchdog_pings_stop_while_the_writer_is_stalled_and_resume_after(
 
     # Idle for longer than stall_timeout: nothing waits, so the watchdog is still fed.
     idle = time.monotonic()
-    time.sleep(1.2)
-    assert notify_socket.pings_since(idle) >= 6
+    time.sleep(1.5)
+    assert notify_socket.pings_since(idle) >= 5  # one every 0.1 s; a busy machine is slower
 
     # The writer stalls with work waiting: after stall_timeout the pings stop.
     stall.touch()
