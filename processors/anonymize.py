@@ -37,6 +37,9 @@ from processors.records import Example, Message
 EMAIL, PHONE, URL, ADDRESS, NAME = "[EMAIL]", "[PHONE]", "[URL]", "[ADDRESS]", "[NAME]"
 _DATA = Path(__file__).parent / "data"
 
+# The contact passes, as bits.
+_EMAILS, _OBFUSCATED, _URLS, _PHONES, _ADDRESSES = 1, 2, 4, 8, 16
+
 # ---------------------------------------------------------------------------------------------
 # emails
 _EMAIL = re.compile(
@@ -75,6 +78,8 @@ _MAIL_PROVIDERS = frozenset(
         "web",
     ]
 )
+# Written in every obfuscated email (a bracket, " at ", " dot "...): plain substring tests.
+_OBFUSCATION_MARK = re.compile(r"[\[({<]|_at_|_dot_| [aA][tT] |dot|DOT")
 # Run the obfuscated-email regex only where one of these shows (on lowercased text).
 _OBFUSCATION_HINT = re.compile(
     r"\[at\]|\(at\)|\{at\}|<at>| dot |_at_|_dot_|\(@\)| @ |\[dot\]|\(dot\)|\{dot\}"
@@ -134,8 +139,10 @@ _HOST = re.compile(r"^(?:https?://)?(?:www\.)?([^/:?#\s]+)", re.IGNORECASE)
 
 # ---------------------------------------------------------------------------------------------
 # phones
+# A run of digits and phone punctuation. It starts with a character class (so the regex engine
+# can skip ahead fast) and checks the character before it with a lookbehind after it.
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![\w+.$€£/-])(?:\+|00)?\s?\(?\+?\d[\d \t().\-/]{4,24}\d(?![\w%$€£+]|[.,]\d)"
+    r"[+(\d](?<![\w+.$€£/-][+(\d])[\d \t().\-/+]{4,26}\d(?![\w%$€£+]|[.,]\d)"
 )
 _DIGIT = re.compile(r"\d")
 _YEAR_RUN = re.compile(r"^(?:(?:19|20)\d\d[\s\-–/.]*)+$")
@@ -321,14 +328,14 @@ _ADDRESS = re.compile(
     r"|\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2})\b"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b",
 )
-_STREET_HINT = re.compile(
-    r"\b(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
-    r"terrace|parkway|pkwy|circle|cir|highway|hwy|square|sq|trail|crescent|close|grove|gardens|"
-    r"mews|row|plaza|rue|av|bd|allée|chemin|impasse|quai|route|calle|avenida|carrer|paseo|via|"
-    r"viale|piazza|corso|rua|travessa|largo|box)\b|stra(?:ß|ss)e|str\.|weg\b|gasse|platz|allee|"
-    r"damm\b|ring\b"
+# Shapes every address form below starts with; the address regex runs only where one shows.
+_ADDRESS_GATE = re.compile(
+    r"\d[A-Za-z]?(?:-\d+)?\s+(?:[NSEW]\.?\s+)?[A-Z]"
+    r"|\d,?\s+(?:rue|avenue|av\.|boulevard|bd|allée|place|chemin|impasse|quai|route)\b"
+    r"|(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ring)\s+\d"
+    r"|(?:Calle|Avenida|Carrer|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Travessa|Largo)\s"
+    r"|[A-Z]\d[A-Z\d]?\s\d[A-Z]{2}|GIR\s?0AA|P\.?\s?O\.?\s+Box"
 )
-_POSTCODE_HINT = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b|GIR ?0AA")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -458,34 +465,27 @@ class Anonymizer:
 
     def _anonymize(self, text: str, names: tuple[str, ...], record: RecordNames | None) -> str:
         config = self.config
-        # Emails, URLs, phones and addresses never span lines: each pass runs only on the lines
-        # a cheap test lets through (a resume has a dozen lines, one or two with contact data).
-        if self._contact_data_possible(text):
-            lines = text.split("\n")
-            changed = False
-            for index, line in enumerate(lines):
-                new = self._contact_line(line, names)
-                if new is not line:
-                    lines[index] = new
-                    changed = True
-            if changed:
-                text = "\n".join(lines)
+        passes = self._contact_passes(text)
+        if passes:
+            # Emails, URLs, phones and addresses never span lines: each pass runs on the lines
+            # that can hold what it looks for (a resume has a dozen lines, few with contacts).
+            if "\n" in text:
+                lines = text.split("\n")
+                changed = False
+                for index, line in enumerate(lines):
+                    new = self._contact_line(line, names, passes)
+                    if new is not line:
+                        lines[index] = new
+                        changed = True
+                if changed:
+                    text = "\n".join(lines)
+            else:
+                text = self._contact_line(text, names, passes)
         if config.names:
             if record is None:
                 record = RecordNames(numbered=config.consistent_names)
             text = self._names(text, names, record)
         return text
-
-    def _contact_data_possible(self, text: str) -> bool:
-        config = self.config
-        if (config.phones or config.addresses) and _DIGIT.search(text):
-            return True
-        if "@" in text or "://" in text:
-            return True
-        low = text.lower()
-        if config.emails and _OBFUSCATION_HINT.search(low):
-            return True
-        return config.urls and ("www." in low or _HOST_HINT.search(low) is not None)
 
     def anonymize_example(self, example: Example) -> Example:
         """The example with every message (and a pending bullet) anonymized, in place."""
@@ -512,23 +512,40 @@ class Anonymizer:
         return example
 
     # -- URLs ------------------------------------------------------------------------------
-    def _contact_line(self, line: str, names: Sequence[str]) -> str:
+
+    def _contact_passes(self, text: str) -> int:
+        """The passes worth running on this text, from cheap tests on the whole of it."""
         config = self.config
-        if config.emails:
-            if "@" in line:
-                line = _EMAIL.sub(EMAIL, line)
-            if _OBFUSCATION_HINT.search(line.lower()):
-                line = _OBFUSCATED_EMAIL.sub(_obfuscated_email, line)
-        if config.urls and "." in line:
-            low = line.lower()
+        passes = 0
+        digits = _DIGIT.search(text) is not None
+        if config.phones and digits:
+            passes |= _PHONES
+        if config.emails and "@" in text:
+            passes |= _EMAILS
+        low = ""
+        if config.emails and _OBFUSCATION_MARK.search(text):
+            low = text.lower()
+            if _OBFUSCATION_HINT.search(low):
+                passes |= _OBFUSCATED
+        if config.urls and "." in text:
+            low = low or text.lower()
             if "://" in low or "www." in low or _HOST_HINT.search(low):
-                line = self._urls(line, names)
-        if (config.phones or config.addresses) and _DIGIT.search(line):
-            if config.phones:
+                passes |= _URLS
+        if config.addresses and digits and _ADDRESS_GATE.search(text):
+            passes |= _ADDRESSES
+        return passes
+
+    def _contact_line(self, line: str, names: Sequence[str], passes: int) -> str:
+        if passes & _EMAILS and "@" in line:
+            line = _EMAIL.sub(EMAIL, line)
+        if passes & _OBFUSCATED and _OBFUSCATION_HINT.search(line.lower()):
+            line = _OBFUSCATED_EMAIL.sub(_obfuscated_email, line)
+        if passes & _URLS and "." in line:
+            line = self._urls(line, names)
+        if passes & (_PHONES | _ADDRESSES) and _DIGIT.search(line):
+            if passes & _PHONES:
                 line = self._phones(line)
-            if config.addresses and (
-                _STREET_HINT.search(line.lower()) or _POSTCODE_HINT.search(line)
-            ):
+            if passes & _ADDRESSES:
                 line = _ADDRESS.sub(ADDRESS, line)
         return line
 
@@ -591,8 +608,10 @@ class Anonymizer:
         if not 7 <= len(digits) <= 15:
             return None
         lead = len(candidate) - len(candidate.lstrip())
-        if candidate[lead] == "(" and ")" not in candidate:
+        opened = candidate.count("(") - candidate.count(")")
+        while opened > 0 and candidate[lead] == "(":
             lead += 1  # "(+44 20 ...)": the bracket belongs to the sentence
+            opened -= 1
         body = candidate[lead:].rstrip()
         start, end = match.start() + lead, match.start() + lead + len(body)
         before = text[max(0, match.start() - 24) : match.start()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -150,15 +149,16 @@ def test_batch_signatures_equal_datasketch_minhash_bit_for_bit() -> None:
     shingles = [hasher.shingles(t) for t in texts]
     batch = hasher.signatures(shingles)
     for row, values in zip(batch, shingles, strict=True):
-        reference = MinHash(128, seed=1, hashfunc=int, scheme="affine32")
+        reference = MinHash(hasher.num_perm, seed=1, hashfunc=int, scheme="affine32")
         reference.update_batch([int(v) for v in values])
         assert np.array_equal(row, reference.hashvalues)
 
 
 def test_band_layout_is_datasketchs_optimal_one_for_the_threshold() -> None:
     hasher = MinHasher(DedupeConfig(near=True, threshold=0.8, num_perm=128))
-    assert hasher.bands * hasher.rows <= 128
     assert (hasher.bands, hasher.rows) == (9, 13)
+    hasher = MinHasher(DedupeConfig(near=True))  # defaults: 64 permutations, threshold 0.8
+    assert (hasher.bands, hasher.rows) == (5, 11)
 
 
 def test_a_threshold_outside_zero_and_one_is_refused() -> None:
@@ -166,6 +166,49 @@ def test_a_threshold_outside_zero_and_one_is_refused() -> None:
         MinHasher(DedupeConfig(near=True, threshold=1.5))
 
 
-def test_word_shingles_hash_stably_across_processes() -> None:
-    hasher = MinHasher(DedupeConfig(near=True, shingle_size=1))
-    assert int(hasher.shingles("hello")[0]) == zlib.crc32(b"hello")
+MASK = 2**64 - 1
+
+
+def reference_shingles(text: str, shingle: str, size: int) -> list[int]:
+    """The batch hashing written plainly, one text at a time."""
+    poly, mix = 0x100000001B3, 0x9E3779B97F4A7C15
+    if shingle == "word":
+        units = []
+        for word in text.replace("\x1e", " ").split(" "):
+            if word:
+                units.append(
+                    sum(c * pow(poly, j, 2**64) for j, c in enumerate(word.encode())) & MASK
+                )
+    else:
+        units = list(text.encode())
+    grams = [units[i : i + size] for i in range(len(units) - size + 1)] or [units]
+    out = []
+    for gram in grams:
+        acc = 0
+        for unit in gram:
+            acc = (acc * mix + unit) & MASK
+        out.append((acc ^ (acc >> 32)) & 0xFFFFFFFF)
+    return out
+
+
+@pytest.mark.parametrize(("shingle", "size"), [("word", 3), ("word", 1), ("char", 5)])
+def test_batch_shingle_hashing_equals_the_plain_definition(shingle: str, size: int) -> None:
+    config = DedupeConfig(near=True, shingle=shingle, shingle_size=size, sample=1)  # type: ignore[arg-type]
+    hasher = MinHasher(config)
+    texts = [normalise(BULLET), "two words", "", "zoë müller café\x1eanswer here", "x"]
+    flat, lengths = hasher.shingle_batch(texts)
+    expected = [reference_shingles(t, shingle, size) for t in texts]
+    assert lengths.tolist() == [len(e) for e in expected]
+    assert flat.tolist() == [h for e in expected for h in e]
+
+
+def test_sampling_keeps_the_same_half_of_the_shingles_in_every_text() -> None:
+    full = MinHasher(DedupeConfig(near=True, sample=1))
+    half = MinHasher(DedupeConfig(near=True, sample=2))
+    texts = [normalise(BULLET), normalise(BULLET + " and more"), "tiny"]
+    all_hashes, all_lengths = full.shingle_batch(texts)
+    kept, kept_lengths = half.shingle_batch(texts)
+    assert set(kept.tolist()) <= set(all_hashes.tolist())
+    assert all(int(h) % 2 == 0 for h in kept[: kept_lengths[0] + kept_lengths[1]])
+    assert 0.3 < kept_lengths[0] / all_lengths[0] < 0.7
+    assert kept_lengths[2] >= 1  # a text never ends up with no shingle at all
