@@ -38,11 +38,13 @@ class Component:
 def build_components(config: Config, mode: Mode) -> list[Component]:
     from collector.health import TestStall
     from collector.metrics import MetricsServer
+    from collector.progress import ProgressBar
     from collector.rewrite.component import RewriteComponent
     from collector.systemd import SystemdNotifier
     from collector.upload.component import UploadComponent
 
     components: list[Component] = []
+    components += filter(None, [ProgressBar.for_terminal(mode)])  # `once` on a terminal
     components += filter(None, [TestStall.from_environment()])  # tests only: see health.py
     components += filter(None, [SystemdNotifier.from_environment()])  # when NOTIFY_SOCKET is set
     components += filter(None, [MetricsServer.from_config(config.metrics)])  # [metrics] enabled
