@@ -37,6 +37,7 @@ from processors.records import Example, Message
 EMAIL, PHONE, URL, ADDRESS, NAME = "[EMAIL]", "[PHONE]", "[URL]", "[ADDRESS]", "[NAME]"
 _DATA = Path(__file__).parent / "data"
 
+_split = str.split
 # The contact passes, as bits.
 _EMAILS, _OBFUSCATED, _URLS, _PHONES, _ADDRESSES = 1, 2, 4, 8, 16
 
@@ -79,7 +80,6 @@ _MAIL_PROVIDERS = frozenset(
     ]
 )
 # Written in every obfuscated email (a bracket, " at ", " dot "...): plain substring tests.
-_OBFUSCATION_MARK = re.compile(r"[\[({<]|_at_|_dot_| [aA][tT] |dot|DOT")
 # Run the obfuscated-email regex only where one of these shows (on lowercased text).
 _OBFUSCATION_HINT = re.compile(
     r"\[at\]|\(at\)|\{at\}|<at>| dot |_at_|_dot_|\(@\)| @ |\[dot\]|\(dot\)|\{dot\}"
@@ -123,6 +123,7 @@ _PROFILE_HOSTS = re.compile(
     r"vercel\.app|pages\.dev|herokuapp\.com|wordpress\.com|blogspot\.com|wixsite\.com|"
     r"carrd\.co|tiktok\.com|youtube\.com|threads\.net|mastodon\.social|linktr\.ee|calendly\.com)$"
 )
+_DOT_LETTER = re.compile(r"\.[A-Za-z]")
 # A host-like word: a known profile site, or a word, a dot and a personal-site ending.
 _HOST_HINT = re.compile(
     r"(?:linkedin|github|gitlab|bitbucket|twitter|x\.com|facebook|instagram|medium|behance|"
@@ -328,14 +329,18 @@ _ADDRESS = re.compile(
     r"|\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2})\b"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b",
 )
-# Shapes every address form below starts with; the address regex runs only where one shows.
-_ADDRESS_GATE = re.compile(
-    r"\d[A-Za-z]?(?:-\d+)?\s+(?:[NSEW]\.?\s+)?[A-Z]"
-    r"|\d,?\s+(?:rue|avenue|av\.|boulevard|bd|allée|place|chemin|impasse|quai|route)\b"
-    r"|(?:stra(?:ß|ss)e|str\.|weg|gasse|platz|allee|damm|ring)\s+\d"
-    r"|(?:Calle|Avenida|Carrer|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Travessa|Largo)\s"
-    r"|[A-Z]\d[A-Z\d]?\s\d[A-Z]{2}|GIR\s?0AA|P\.?\s?O\.?\s+Box"
+# What every address form below holds: a number before a capitalised word (221B Baker
+# Street), a street word (Hauptstraße 5, 12 rue de la Paix, Calle Mayor 5), a UK postcode or a
+# PO box. The address regex runs only where one of these shows.
+_DIGIT_THEN_CAPITAL = re.compile(r"\d[A-Za-z]?(?:-\d+)?,?\s+(?:[NSEW]\.?\s+)?[A-Z]")
+_POSTCODE = re.compile(r"[A-Z]\d[A-Z\d]?\s\d[A-Z]{2}|GIR\s?0AA")
+_STREET_WORDS = frozenset(
+    _split(
+        "rue avenue av. bd allée chemin impasse quai route calle avenida carrer paseo plaza via "
+        "viale piazza corso rua travessa largo box weg gasse platz allee damm ring"
+    )
 )
+_BRACKETS = frozenset("[({<")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -374,8 +379,15 @@ _CUE_HINT = re.compile(
     r"Name|Contact|Supervisor|Manager|Refere|Mentor|Advis|Report|Prepared|Written|Author|"
     r"Candidate|Applicant|Submitted|Signed|Attn|Attention|POC|Point"
 )
-_SIGN_OFF_HINT = re.compile(
-    r"(?i:thank|best|regards|sincerely|cheers|yours|respectfully|cordially)"
+_SIGN_OFF_WORDS = (
+    "thank",
+    "best",
+    "regards",
+    "sincerely",
+    "cheers",
+    "yours",
+    "respectfully",
+    "cordially",
 )
 _DASH_HINT = re.compile(r"(?:^|\n)[ \t]*(?:--|—|–|~)")
 _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER}[ \t]*$")
@@ -522,16 +534,25 @@ class Anonymizer:
             passes |= _PHONES
         if config.emails and "@" in text:
             passes |= _EMAILS
-        low = ""
-        if config.emails and _OBFUSCATION_MARK.search(text):
-            low = text.lower()
-            if _OBFUSCATION_HINT.search(low):
-                passes |= _OBFUSCATED
-        if config.urls and "." in text:
-            low = low or text.lower()
-            if "://" in low or "www." in low or _HOST_HINT.search(low):
-                passes |= _URLS
-        if config.addresses and digits and _ADDRESS_GATE.search(text):
+        low = text.lower()
+        # Cheap substring and set tests first; the hint regexes only where they pass.
+        marked = " at " in low or "dot" in low or "_at_" in low or not _BRACKETS.isdisjoint(text)
+        if config.emails and marked and _OBFUSCATION_HINT.search(low):
+            passes |= _OBFUSCATED
+        # A host needs a dot before a letter.
+        hosted = "." in text and ("://" in text or _DOT_LETTER.search(text) is not None)
+        if config.urls and hosted and ("://" in low or "www." in low or _HOST_HINT.search(low)):
+            passes |= _URLS
+        if (
+            config.addresses
+            and digits
+            and (
+                _DIGIT_THEN_CAPITAL.search(text)
+                or _POSTCODE.search(text)
+                or "str" in low
+                or not _STREET_WORDS.isdisjoint(low.split())
+            )
+        ):
             passes |= _ADDRESSES
         return passes
 
@@ -730,10 +751,11 @@ class Anonymizer:
             first = _FIRST_LINE.match(text)
             if first is not None:
                 self._first_line(first, spans)
-            if _SIGN_OFF_HINT.search(text):
+            low = text.lower()
+            if any(word in low for word in _SIGN_OFF_WORDS):
                 for m in _SIGN_OFF.finditer(text):
                     self._cued(m, 1, spans, require_first=False)
-        if _DASH_HINT.search(text):
+        if ("--" in text or "—" in text or "–" in text or "~" in text) and _DASH_HINT.search(text):
             for m in _DASH_SIGNATURE.finditer(text):
                 self._cued(m, 1, spans, require_first=True)
 
