@@ -450,9 +450,7 @@ class SourceLeases:
                 self.log.exception("lease_round_failed", error=str(error))
 
     async def _round(self, first: bool = False) -> None:
-        started = time.monotonic()
-        await self._renew_instance()
-        await self._renew_sources(started)
+        await self._renew(stale_after=0.0)
         # `once` takes what is free in its first round only, and never hands anything over.
         if self._frozen or (self.mode == "once" and not first):
             return
@@ -461,27 +459,43 @@ class SourceLeases:
         for name in list(self.wanted):
             if name not in self.held and name not in self._halting:
                 await self._maybe_take(name, keys[name], live.get(keys[name], []), first)
+                # Starting a source may take a while (the first one loads the processors):
+                # keep what is held renewed in between.
+                await self._renew(stale_after=self.ttl / 3)
         if self.mode == "run":
             self._maybe_shed(keys, live)
 
-    async def _renew_instance(self) -> None:
-        name = f"instance:{self.instance}"
-        if await self.store.renew([name], self.owner, self.ttl):
-            self._instance_valid_until = time.monotonic() + self.ttl
-            return
-        # Another process took our name after our lease ran out: it may write our local
-        # file ledger. Stop rather than run two instances as one.
-        self.log.error("instance_lease_lost", instance=self.instance)
-        if self.on_fatal is not None:
-            self.on_fatal("instance_lease_lost")
-
-    async def _renew_sources(self, started: float) -> None:
+    async def _renew(self, stale_after: float) -> None:
+        """Renew the instance lease and the source leases not renewed for `stale_after` s."""
+        now = time.monotonic()
+        if now - (self._instance_valid_until - self.ttl) >= stale_after:
+            await self._renew_instance()
         for name, held in list(self.held.items()):
+            if now - (held.valid_until - self.ttl) < stale_after:
+                continue
             if await self.store.renew(held.names, self.owner, self.ttl):
-                held.valid_until = started + self.ttl
+                held.valid_until = now + self.ttl
                 continue
             self.log.warning("lease_lost", source=name)
             self._lose(name)
+
+    async def _renew_instance(self) -> None:
+        name = f"instance:{self.instance}"
+        now = time.monotonic()
+        if await self.store.renew([name], self.owner, self.ttl):
+            self._instance_valid_until = now + self.ttl
+            return
+        # Expired (the loop was held up longer than the TTL) and nobody took it: take it back.
+        taken, holder = await self.store.acquire([name], self.owner, self.ttl)
+        if taken:
+            self.log.warning("instance_lease_renewed_late", instance=self.instance)
+            self._instance_valid_until = now + self.ttl
+            return
+        # Another process took our name after our lease ran out: it may write our local
+        # file ledger. Stop rather than run two instances as one.
+        self.log.error("instance_lease_lost", instance=self.instance, holder=holder)
+        if self.on_fatal is not None:
+            self.on_fatal("instance_lease_lost")
 
     def _expire_unrenewed(self) -> None:
         """Redis cannot be reached: a lease not renewed in time may be someone else's now."""
@@ -528,6 +542,9 @@ class SourceLeases:
         self._free_since.pop(name, None)
         self._warned.pop(name, None)
         self.held[name] = _Held(config, self._names(name, key), now, now + self.ttl)
+        if time.monotonic() - now > self.ttl / 3:  # too slow to trust: the next round retries
+            await self._release(name, self.held.pop(name))
+            return
         self.log.info("lease_acquired", source=name, key=key, first_round=first)
         try:
             self.launch(config)
