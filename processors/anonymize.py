@@ -459,20 +459,22 @@ class Anonymizer:
         config = self.config
         if not config.enabled or not text:
             return text
-        names = tuple(n for n in known_names if isinstance(n, str) and n.strip())
-        if names or len(text) > 2048 or (record is not None and (record.parts or record.numbered)):
-            return self._anonymize(text, names, record)
-        # The same short text again (a recipe's system prompt, a re-posted bullet): reuse.
+        names = (
+            tuple(n for n in known_names if isinstance(n, str) and n.strip()) if known_names else ()
+        )
+        return self._anonymize(text, names, record)
+
+    def _repeated(self, text: str, record: RecordNames) -> str:
+        """A text that comes back again and again (a recipe's system prompt): from a cache."""
         hit = self._cache.get(text)
         if hit is None:
             found = RecordNames()
             hit = (self._anonymize(text, (), found), tuple(found.parts.items()))
-            if len(self._cache) >= 4096:
+            if len(self._cache) >= 1024:
                 self._cache.clear()
             self._cache[text] = hit
-        if record is not None:
-            for part, person in hit[1]:
-                record.parts.setdefault(part, person)
+        for part, person in hit[1]:
+            record.parts.setdefault(part, person)
         return hit[0]
 
     def _anonymize(self, text: str, names: tuple[str, ...], record: RecordNames | None) -> str:
@@ -506,12 +508,17 @@ class Anonymizer:
         known = example.meta.get("person_names") or ()
         if isinstance(known, str):
             known = (known,)
-        names = tuple(str(n) for n in known)
+        names = tuple(str(n) for n in known if n and str(n).strip())
         record = RecordNames(numbered=self.config.consistent_names)
-        contents = [self.anonymize(m.content, names, record=record) for m in example.messages]
+        contents = [
+            self._repeated(m.content, record)
+            if m.role == "system" and not names and not record.parts and len(m.content) < 4096
+            else self._anonymize(m.content, names, record)
+            for m in example.messages
+        ]
         bullet = example.meta.get("bullet")
         if isinstance(bullet, str) and bullet:
-            bullet = self.anonymize(bullet, names, record=record)
+            bullet = self._anonymize(bullet, names, record)
         if record.parts:  # a person named in a later message, mentioned in an earlier one
             contents = [self._mentions(c, record) for c in contents]
             if isinstance(bullet, str) and bullet:

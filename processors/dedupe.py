@@ -100,6 +100,7 @@ class MinHasher:
         self._b = np.asarray(b, dtype=_U32)
         self.bands, self.rows = _optimal_param(config.threshold, config.num_perm, 0.5, 0.5)
         self._block = np.zeros((0, self.num_perm), dtype=_U32)
+        self._band_prefixes = [f"{band:02d}" for band in range(self.bands)]
         self._pow = np.zeros(0, dtype=np.uint64)
         self._inv = np.zeros(0, dtype=np.uint64)
 
@@ -233,9 +234,16 @@ class MinHasher:
             for row in range(rows):
                 acc = (acc ^ block[:, :, row]) * _BAND_MIX
             acc ^= acc >> np.uint64(29)
+        # One hex string for the whole batch (big-endian: the digits read as the number),
+        # cut into 16-digit keys.
+        digits = acc.astype(">u8").tobytes().hex()
+        prefixes = self._band_prefixes
         return [
-            [f"{band:02d}{int(value):016x}" for band, value in enumerate(values)]
-            for values in acc.tolist()
+            [
+                prefixes[band] + digits[start + 16 * band : start + 16 * band + 16]
+                for band in range(bands)
+            ]
+            for start in range(0, len(digits), 16 * bands)
         ]
 
 
