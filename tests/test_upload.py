@@ -7,6 +7,7 @@ read back with `datasets.load_dataset`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -513,6 +514,42 @@ def test_once_publishes_every_record_to_the_folder_and_load_dataset_reads_it(
     assert len(list((published / "data" / "train").glob("*.jsonl"))) >= 4
 
 
+def run_on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run with stderr on a pseudo-terminal (as a person at a shell would); what it drew."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    primary, secondary = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide: give it a person's 80x24.
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    drawn: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(primary, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            drawn.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        done = subprocess.run(
+            command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=secondary, timeout=60
+        )
+    finally:
+        os.close(secondary)
+        reader.join(10)
+        os.close(primary)
+    return done, b"".join(drawn).decode(errors="replace")
+
+
 def test_the_upload_command_closes_open_chunks_and_uploads_them(
     tmp_path: Path, data_dir: Path
 ) -> None:
@@ -542,15 +579,11 @@ def test_the_upload_command_closes_open_chunks_and_uploads_them(
         lock.release()
     finally:
         store.close()
-    done = subprocess.run(
-        collector_command("upload", "--config", str(config)),
-        env=subprocess_env(),
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    done, terminal = run_on_a_terminal(collector_command("upload", "--config", str(config)))
+    assert done.returncode == 0, terminal[-2000:]
     assert b"committed 1 chunks (5 records)" in done.stdout
-    assert b"\r" not in done.stderr  # no progress bar without a TTY
+    assert "1/1 [" in terminal  # the progress bar, drawn because stderr is a terminal
+    assert "\r" not in busy.stderr.decode()  # none without a terminal
     chunk = data_dir / "published" / "data" / "train" / "local__advice-00001.jsonl"
     assert len(chunk.read_text().splitlines()) == 5
     assert not list((data_dir / "chunks").rglob("*.jsonl"))

@@ -91,7 +91,11 @@ class UploadComponent(Component):
             service.data_dir, service.state, self.config.upload, self.log, instance=instance
         )
         self.lock = ChunksLock(self.roller.root)
-        self.lock.acquire()
+        try:
+            self.lock.acquire()
+        except ChunksBusy as error:
+            self.log.error("chunks_busy", error=str(error), hint="one roller per data folder")
+            raise
         service.sinks.append(self.roller)
         target = build_target(self.config.upload, service.data_dir, self.log)
         self.uploader = Uploader(
@@ -124,13 +128,14 @@ class UploadComponent(Component):
 
     async def stop(self) -> None:
         self._stopping.set()
-        grace = self.config.service.shutdown_timeout / 2
+        grace = self.config.service.shutdown_timeout / 2  # for all of it: the drain is bounded
         try:
-            if self._task is not None:
-                # A round in progress finishes: its commit may be landing right now.
-                await asyncio.wait_for(asyncio.shield(self._task), grace)
-            closed = await self.roller.close_now(everything=self.mode == "once")
-            report = await asyncio.wait_for(self.uploader.run(), grace)
+            async with asyncio.timeout(grace):
+                if self._task is not None:
+                    # A round in progress finishes: its commit may be landing right now.
+                    await asyncio.shield(self._task)
+                closed = await self.roller.close_now(everything=self.mode == "once")
+                report = await self.uploader.run()
             self.log.info(
                 "upload_stopped",
                 closed=closed,
@@ -139,6 +144,8 @@ class UploadComponent(Component):
                 open_chunks=len(self.roller.open_chunks()),
             )
         except TimeoutError:
+            # Nothing is lost: pending chunks wait on disk, and a commit that landed meanwhile
+            # is found by the next start's reconcile.
             self.log.error("upload_shutdown_timeout", seconds=grace)
         finally:
             if self._task is not None and not self._task.done():
