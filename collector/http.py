@@ -44,7 +44,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from collector import __version__
+from collector import __version__, shared_limits
 from collector.logging import Logger
 from collector.ratelimit import QuotaExhausted, RateLimiter, TokenBucket
 
@@ -193,7 +193,9 @@ class HttpClient:
         self._sleep = sleep or asyncio.sleep
         if isinstance(limiter, TokenBucket):
             limiter = RateLimiter(config.rate, config.concurrency, bucket=limiter)
-        self.limiter = limiter or RateLimiter(config.rate, config.concurrency)
+        # With a Redis state, the bucket is shared by every instance using the same credential.
+        shared = None if limiter is not None else shared_limits.shared_bucket(config)
+        self.limiter = limiter or RateLimiter(config.rate, config.concurrency, bucket=shared)
         self.headers = {
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "gzip, deflate",

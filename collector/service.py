@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.leases import SourceLeases
@@ -175,6 +176,9 @@ class Service:
                 mode=self.mode,
                 on_fatal=lambda reason: self.request_stop(),
             )
+            # One quota per credential across the instances (collector/shared_limits.py).
+            client, prefix = self.leases.store.client, self.config.state.prefix
+            shared_limits.install(shared_limits.SharedBuckets(client, prefix))
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source)
@@ -230,6 +234,7 @@ class Service:
         for component in reversed(self.components):
             await component.stop()
         if self.leases is not None:  # after the last checkpoint: others continue from it
+            shared_limits.install(None)
             await self.leases.close()
 
     def request_stop(self) -> None:
