@@ -35,6 +35,7 @@ import msgspec
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles
+from collector.sinks.files import _fsync_dir as fsync_dir
 from collector.sinks.naming import output_name, safe_part
 from collector.state import StateStore
 from collector.upload.config import UploadConfig
@@ -75,14 +76,6 @@ def chunk_stem(example: Example) -> str:
     """`owner__dataset`, or `owner__dataset__rewritten` for answers an LLM wrote."""
     name = output_name(example.source, example.dataset)
     return f"{name}__rewritten" if example.rewritten else name
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def git_blob_oid(path: Path) -> str:

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import msgspec
 
 from collector.logging import Logger
-from collector.upload.chunks import fsync_dir, git_blob_oid
+from collector.sinks.files import _fsync_dir as fsync_dir
+from collector.upload.chunks import git_blob_oid
 from collector.upload.config import UploadConfig
 from collector.upload.ledger import ChunkEntry
 
