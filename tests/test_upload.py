@@ -220,9 +220,13 @@ async def test_the_commit_budget_holds_across_restarts(
     config = make_config(url, max_files_per_commit=2, max_commits_per_hour=2)
     clock = Clock()
     emulator.clock = clock
-    report = await uploader(config, state, tmp_path, clock).run()
+    first = uploader(config, state, tmp_path, clock)
+    report = await first.run()
     assert (report.commits, report.pending) == (2, 2)
     assert report.paused_until == pytest.approx(clock.now + 3600)
+    metrics = first.telemetry()  # what /metrics exports as resume_collector_upload_*
+    assert (metrics["pending_chunks"], metrics["commits"], metrics["failures"]) == (2, 2, 0)
+    assert metrics["paused_seconds"] == pytest.approx(3600)
     clock.now += 1800
     again = await uploader(config, state, tmp_path, clock).run()  # a restart keeps the budget
     assert (again.commits, again.pending) == (0, 2)

@@ -107,6 +107,16 @@ class UploadComponent(Component):
             instance=instance,
         )
 
+    def telemetry(self) -> dict[str, float]:
+        """For `/metrics`: `resume_collector_upload_{key}` (pending_chunks, lag_seconds...)."""
+        if not hasattr(self, "uploader"):
+            return {}
+        values = self.uploader.telemetry()
+        open_chunks = self.roller.open_chunks()
+        values["open_chunks"] = len(open_chunks)
+        values["open_records"] = sum(c.records for c in open_chunks)
+        return values
+
     async def start(self, service: Service) -> None:
         self._task = asyncio.create_task(self._periodic(), name="uploader")
 

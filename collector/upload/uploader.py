@@ -74,6 +74,12 @@ class Uploader:
         self.clock = clock
         self.sleep = sleep
         self.paused_until = 0.0
+        # For metrics, as of the last round: read without touching the state store.
+        self.pending_chunks = 0
+        self.oldest_pending = 0.0  # closed_at of the oldest pending chunk (0: none)
+        self.committed_chunks = 0  # by this process
+        self.commits = 0
+        self.failures = 0
         self._lock = asyncio.Lock()  # one round at a time
 
     def local_path(self, entry: ChunkEntry) -> Path:
@@ -146,6 +152,7 @@ class Uploader:
         entries = await asyncio.to_thread(self.ledger.entries, "pending", instance=self.instance)
         pending = sorted(entries, key=lambda e: e.path)
         pending = await asyncio.to_thread(self._drop_lost, pending)
+        self._note_pending(pending)
         per_commit = self.upload.max_files_per_commit - 1
         while pending:
             wait = self.budget_wait()
@@ -163,6 +170,7 @@ class Uploader:
                     report.paused_until = self.paused_until
                 report.error = f"{type(error).__name__}: {error}".splitlines()[0]
                 self.log.error("upload_failed", chunks=len(batch), error=report.error)
+                self.failures += 1
                 pending = batch + pending
                 break
             crash_point("after_commit")
@@ -184,7 +192,25 @@ class Uploader:
             if progress is not None:
                 progress(len(batch), records)
         report.pending = len(pending)
+        self._note_pending(pending)
+        self.committed_chunks += report.committed
+        self.commits += report.commits
         return report
+
+    def _note_pending(self, pending: list[ChunkEntry]) -> None:
+        self.pending_chunks = len(pending)
+        self.oldest_pending = min((e.closed_at for e in pending), default=0.0)
+
+    def telemetry(self) -> dict[str, float]:
+        now = self.clock()
+        return {
+            "pending_chunks": self.pending_chunks,
+            "lag_seconds": now - self.oldest_pending if self.oldest_pending else 0.0,
+            "committed_chunks": self.committed_chunks,
+            "commits": self.commits,
+            "failures": self.failures,
+            "paused_seconds": self.budget_wait(),  # the budget's or the Hub's pause
+        }
 
     def _drop_lost(self, pending: list[ChunkEntry]) -> list[ChunkEntry]:
         lost = [e for e in pending if not self.local_path(e).is_file()]
