@@ -297,3 +297,22 @@ def test_fast_validity_accepts_every_generated_valid_number(phone: tuple[str, st
         assert _valid_international(digits)
     else:
         assert any(_valid_national(digits, region) for region in CONFIG.phone_regions)
+
+
+def test_a_record_is_anonymized_as_a_whole_message_by_message() -> None:
+    example = Example(
+        messages=[
+            Message("system", "You are a resume writer. Context: data"),
+            Message("user", "Ngozi Adeyemi\nData Engineer\nImprove: built pipelines with Ngozi"),
+            Message("assistant", "Built pipelines -- thanks, Ngozi.\n— Kwabena Owusu"),
+        ],
+        source="s",
+        dataset="d",
+        record_id="1",
+    )
+    ANON.anonymize_example(example)
+    assert [m.content for m in example.messages] == [
+        "You are a resume writer. Context: data",
+        "[NAME]\nData Engineer\nImprove: built pipelines with [NAME]",
+        "Built pipelines -- thanks, [NAME].\n— [NAME]",
+    ]
