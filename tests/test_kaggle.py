@@ -304,6 +304,7 @@ async def test_a_git_lfs_pointer_is_reported_not_parsed(kaggle: RunningApp, tmp_
 async def test_wrong_credentials_are_a_401_counted_once(
     kaggle: RunningApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store_of(kaggle).users = {"sandbox": "sandbox-key"}
     monkeypatch.setenv("KAGGLE_USERNAME", "sandbox")
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key")
     first = await run_pass(make_source(kaggle.url, tmp_path, [GAURAV]))
@@ -325,7 +326,7 @@ async def test_credentials_come_from_kaggle_json_when_the_env_has_none(
     folder.mkdir()
     (folder / "kaggle.json").write_text(json.dumps({"username": "sandbox", "key": "sandbox-key"}))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(folder))
-    running = await serve(require_auth=True)
+    running = await serve(require_auth=True, users={"sandbox": "sandbox-key"})
     try:
         result = await run_pass(make_source(running.url, tmp_path, [GAURAV]))
     finally:
@@ -480,3 +481,12 @@ async def test_a_configured_file_that_is_not_data_is_reported(
     result = await run_pass(make_source(kaggle.url, tmp_path, [SNEHA], files=[pdf]))
     assert result.records == []
     assert [(d.record_id, d.reason) for d in result.drops] == [(pdf, "unsupported_format")]
+
+
+async def test_the_sandbox_accepts_any_credentials_unless_accounts_are_named(
+    kaggle: RunningApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "sandbox-secret")
+    monkeypatch.setenv("KAGGLE_KEY", "sandbox-secret")
+    result = await run_pass(make_source(kaggle.url, tmp_path, [GAURAV]))
+    assert len(result.records) == 6 and result.drops == []

@@ -12,7 +12,8 @@ client's `kagglesdk/datasets/types/dataset_api_service.py`):
   dataset as a zip, or one file (zipped when it is over `zip_files_over` bytes, as Kaggle
   zips large files);
 - auth: HTTP basic. Public datasets are readable anonymously (Kaggle allows it since 2024);
-  wrong credentials are a `401`, as is any request without them when `require_auth`;
+  credentials are checked against `users` when given (any are accepted otherwise), wrong
+  ones are a `401`, as is any request without them when `require_auth`;
   private datasets need the owner's credentials (`403` for others, `404` when anonymous);
   a dataset with rules to accept answers its downloads with `403`;
 - errors: `{"code": N, "message": "..."}`; `429` through the shared fault middleware.
@@ -87,7 +88,9 @@ class KaggleStore:
     """The emulated datasets, the accounts, and what was served."""
 
     datasets: dict[str, EmulatedDataset] = field(default_factory=dict)
-    users: dict[str, str] = field(default_factory=lambda: {"sandbox": "sandbox-key"})
+    # username -> key; None accepts any username and key (`--sandbox` fills missing secrets
+    # with a placeholder), so only tests that check credentials name the accounts.
+    users: dict[str, str] | None = None
     require_auth: bool = False
     zip_files_over: int = 64 * 1024
     downloads: list[str] = field(default_factory=list)  # "owner/dataset[/file]@version"
@@ -219,7 +222,9 @@ def _user(request: web.Request, store: KaggleStore) -> tuple[str | None, web.Res
         username, _, key = base64.b64decode(encoded).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None, _error(401, "Unauthenticated: malformed Authorization header")
-    if scheme.lower() != "basic" or store.users.get(username) != key:
+    if scheme.lower() != "basic" or not username or not key:
+        return None, _error(401, "Unauthenticated: malformed Authorization header")
+    if store.users is not None and store.users.get(username) != key:
         return None, _error(401, "Unauthenticated: invalid username or API key")
     return username, None
 
