@@ -391,15 +391,11 @@ _SIGN_OFF_WORDS = (
 )
 _DASH_HINT = re.compile(r"(?:^|\n)[ \t]*(?:--|—|–|~)")
 _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER}[ \t]*(?=\n|$)")
-# The first line of a text that has more lines (not the separator of joined texts).
+# The first line of a text that has more lines.
 _FIRST_LINE = re.compile(
     rf"[ \t]*((?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)"
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*\r?\n"
-    r"(?!\x1f)"
 )
-# Between the texts of one record while they are anonymized together.
-_SEPARATOR_MARK = "\x1f"
-_SEPARATOR = "\n\x1f\n"
 _TOKENS_IN_TEXT = re.compile(r"\[(?:EMAIL|PHONE|URL|ADDRESS|NAME)(?:_\d+)?\]")
 
 
@@ -451,6 +447,7 @@ class Anonymizer:
         self.lexicon = lexicon or (load_lexicon() if config.names else None)
         self._phrases = _load_phrases() if config.names else None
         self._known = lru_cache(maxsize=4096)(self._compile_known)
+        self._cache: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
 
     # -- public API ------------------------------------------------------------------------
     def anonymize(
@@ -467,6 +464,19 @@ class Anonymizer:
             tuple(n for n in known_names if isinstance(n, str) and n.strip()) if known_names else ()
         )
         return self._anonymize(text, names, record)
+
+    def _repeated(self, text: str, record: RecordNames) -> str:
+        """A text that comes back again and again (a recipe's system prompt): from a cache."""
+        hit = self._cache.get(text)
+        if hit is None:
+            found = RecordNames()
+            hit = (self._anonymize(text, (), found), tuple(found.parts.items()))
+            if len(self._cache) >= 1024:
+                self._cache.clear()
+            self._cache[text] = hit
+        for part, person in hit[1]:
+            record.parts.setdefault(part, person)
+        return hit[0]
 
     def _anonymize(self, text: str, names: tuple[str, ...], record: RecordNames | None) -> str:
         config = self.config
@@ -501,27 +511,24 @@ class Anonymizer:
             known = (known,)
         names = tuple(str(n) for n in known if n and str(n).strip())
         record = RecordNames(numbered=self.config.consistent_names)
+        contents = [
+            self._repeated(m.content, record)
+            if m.role == "system" and not names and not record.parts and len(m.content) < 4096
+            else self._anonymize(m.content, names, record)
+            for m in example.messages
+        ]
         bullet = example.meta.get("bullet")
-        texts = [m.content for m in example.messages]
         if isinstance(bullet, str) and bullet:
-            texts.append(bullet)
-        # All the texts of a record in one pass, joined by a line no pattern crosses: one scan
-        # instead of one per message, and a name found in any message counts in all of them.
-        contents: list[str] | None = None
-        if not any(_SEPARATOR_MARK in text for text in texts):
-            joined = self._anonymize(_SEPARATOR.join(texts), names, record)
-            contents = joined.split(_SEPARATOR)
-            if len(contents) != len(texts):
-                contents = None
-        if contents is None:
-            contents = [self._anonymize(text, names, record) for text in texts]
-            if record.parts:  # a person named in a later text, mentioned in an earlier one
-                contents = [self._mentions(c, record) for c in contents]
-        if isinstance(bullet, str) and bullet:
-            example.meta = {**example.meta, "bullet": contents.pop()}
+            bullet = self._anonymize(bullet, names, record)
+        if record.parts:  # a person named in a later message, mentioned in an earlier one
+            contents = [self._mentions(c, record) for c in contents]
+            if isinstance(bullet, str) and bullet:
+                bullet = self._mentions(bullet, record)
         example.messages = [
             Message(m.role, c) for m, c in zip(example.messages, contents, strict=True)
         ]
+        if isinstance(bullet, str) and bullet:
+            example.meta = {**example.meta, "bullet": bullet}
         return example
 
     # -- URLs ------------------------------------------------------------------------------
@@ -749,14 +756,9 @@ class Anonymizer:
                 with_colon = m.group(1).strip() != ""
                 self._cued(m, 2, spans, require_first=not with_colon)
         if "\n" in text:
-            start = 0
-            while start >= 0:  # the first line of each text joined in this one
-                first = _FIRST_LINE.match(text, start)
-                if first is not None:
-                    self._first_line(first, spans)
-                start = text.find(_SEPARATOR, start)
-                if start >= 0:
-                    start += len(_SEPARATOR)
+            first = _FIRST_LINE.match(text)
+            if first is not None:
+                self._first_line(first, spans)
             low = text.lower()
             if any(word in low for word in _SIGN_OFF_WORDS):
                 for m in _SIGN_OFF.finditer(text):
