@@ -294,15 +294,15 @@ class KaggleSource:
             token = str(data.get("nextPageToken") or "")
             if not token:
                 break
-        return {name: names[name] for name in self._select(list(names))}
+        return {name: names[name] for name in self._select(list(names), f"{owner}/{slug}")}
 
-    def _select(self, names: list[str]) -> list[str]:
+    def _select(self, names: list[str], ref: str) -> list[str]:
         if self.config.files:
-            wanted = {f.casefold(): f for f in self.config.files}
+            # `files` serves every dataset of the source: each one has some of them.
+            wanted = {f.casefold() for f in self.config.files}
             chosen = [n for n in names if n.casefold() in wanted]
-            missing = set(wanted) - {n.casefold() for n in names}
-            if missing:
-                self.log.warning("kaggle_files_not_found", files=sorted(wanted[m] for m in missing))
+            if not chosen:
+                self.log.warning("kaggle_files_not_found", dataset=ref, files=self.config.files)
             return sorted(chosen)
         return sorted(n for n in names if member_kind(n) is not None)
 
