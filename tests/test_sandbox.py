@@ -92,3 +92,16 @@ recipe = { name = "resume_json" }
     assert len(bullets) >= 20
     assert (data_dir / "raw" / "se-workplace").is_dir()
     assert (data_dir / "raw" / "github-json-resume").is_dir()
+
+
+def test_an_unknown_emulator_name_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    config = write_config(tmp_path / "config.toml", "", data_dir)
+    done = subprocess.run(
+        collector_command("sandbox", "--once", "--only", "nope", "--config", str(config)),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no emulator named 'nope'" in done.stderr

@@ -65,7 +65,11 @@ def run_against_sandbox(config_path: str, mode: str, names: list[str] | None = N
             service = Service(config_path, "once" if mode == "once" else "run", pointed)
             return await service.run()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except ValueError as error:  # an unknown emulator name in --only
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 2
 
 
 def _faults(args: argparse.Namespace) -> Any:
