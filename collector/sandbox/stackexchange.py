@@ -71,13 +71,10 @@ class StackExchangeStore:
         self.keys_seen: list[str] = []
 
     def add_question(
-        self,
-        site: str,
-        question: dict[str, Any],
-        answers: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        self, site: str, question: dict[str, Any], answers: list[dict[str, Any]] | None = None
     ) -> None:
         self.questions.setdefault(site, {})[question["question_id"]] = question
-        for answer in answers:
+        for answer in answers or []:
             self.answers.setdefault(site, {})[answer["answer_id"]] = answer
 
     def touch(self, site: str, question_id: int, when: int | None = None) -> None:
