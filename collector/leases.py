@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import os
 import random
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,11 +44,15 @@ import msgspec
 import redis.asyncio
 
 from collector.logging import Logger
+from collector.pipeline import CURSOR_NAMESPACE
 from collector.sources.config import AnySourceConfig
-from collector.state.redis import ASYNC_TIMEOUT, connect_async
+from collector.state.redis import ASYNC_TIMEOUT, Fence, RedisStateStore, connect_async
 
 if TYPE_CHECKING:
     from collector.config import Config
+
+# The exit code when a lease was lost with uncommitted output (EX_TEMPFAIL: restart me).
+EXIT_LEASE_LOST = 75
 
 # What may fail talking to Redis: its own errors, and our bound on each call.
 REDIS_ERRORS = (redis.RedisError, TimeoutError, OSError)
@@ -303,8 +308,12 @@ class SourceLeases:
         halt: Halt,
         mode: Literal["run", "once"] = "run",
         on_fatal: Callable[[str], None] | None = None,
+        state: object = None,
     ) -> None:
         self.store = store
+        self.fences = state if isinstance(state, RedisStateStore) else None
+        if self.fences is not None:
+            self.fences.on_lease_lost = self._lost_with_uncommitted_output
         self.instance = instance
         self.owner = new_owner_token(instance)
         self.ttl = ttl
@@ -335,8 +344,10 @@ class SourceLeases:
         halt: Halt,
         mode: Literal["run", "once"] = "run",
         on_fatal: Callable[[str], None] | None = None,
+        state: object = None,
     ) -> SourceLeases:
-        """Leases in the Redis of `state.url`, with `state.lease_ttl`."""
+        """Leases in the Redis of `state.url`, with `state.lease_ttl`; `state` (the service's
+        store) gets a fence per source held, so cursors are only committed under the lease."""
         timeout = min(ASYNC_TIMEOUT, config.state.lease_ttl / 3)
         store = LeaseStore(connect_async(config.state), config.state.prefix, timeout)
         leases = cls(
@@ -348,6 +359,7 @@ class SourceLeases:
             halt=halt,
             mode=mode,
             on_fatal=on_fatal,
+            state=state,
         )
         leases._owns_client = True
         return leases
@@ -542,6 +554,7 @@ class SourceLeases:
         self._free_since.pop(name, None)
         self._warned.pop(name, None)
         self.held[name] = _Held(config, self._names(name, key), now, now + self.ttl)
+        self._fence(name, self._names(name, key))
         if time.monotonic() - now > self.ttl / 3:  # too slow to trust: the next round retries
             await self._release(name, self.held.pop(name))
             return
@@ -553,6 +566,12 @@ class SourceLeases:
             held = self.held.pop(name)
             self.wanted.pop(name, None)
             await self._release(name, held)
+            return
+        if (spent := time.monotonic() - now) > self.ttl / 2:
+            # Starting it held the loop up: the lease may have run out meanwhile. Stop the
+            # runner before it fetches anything; a later round takes the source again.
+            self.log.warning("lease_start_too_slow", source=name, seconds=round(spent, 3))
+            self._lose(name)
 
     def _maybe_shed(self, keys: dict[str, str], live: dict[str, list[str]]) -> None:
         """Hand over one source whose preferred owner is another live instance."""
@@ -577,7 +596,25 @@ class SourceLeases:
     def _names(self, name: str, key: str) -> list[str]:
         return [f"source:{key}", f"source-name:{name}"]
 
+    def _lost_with_uncommitted_output(self, sources: list[str]) -> None:
+        """A commit carried cursors of a source whose lease expired (this instance stalled
+        longer than the TTL, or Redis was away): another instance may have fetched the same
+        records since. The lines are written but not committed; exit without committing, and
+        the restart (systemd: Restart=on-failure) cuts the files back to the last commit."""
+        self.log.critical("lease_lost_with_uncommitted_output", sources=sources, exit_code=75)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_LEASE_LOST)
+
+    def _fence(self, name: str, names: list[str]) -> None:
+        if self.fences is not None:
+            keys = tuple(self.store.key(n) for n in names)
+            self.fences.fence(name, Fence(CURSOR_NAMESPACE, f"{name}\x1f", keys, self.owner))
+
     async def _release(self, name: str, held: _Held) -> None:
+        # Only after its runner drained: nothing of it is left to commit.
+        if self.fences is not None:
+            self.fences.unfence(name)
         try:
             await self.store.release(held.names, self.owner)
             self.log.info("lease_released", source=name)

@@ -175,6 +175,7 @@ class Service:
                 halt=self._halt_source,
                 mode=self.mode,
                 on_fatal=lambda reason: self.request_stop(),
+                state=self.state,
             )
             # One quota per credential across the instances (collector/shared_limits.py).
             client, prefix = self.leases.store.client, self.config.state.prefix

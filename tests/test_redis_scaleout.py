@@ -7,10 +7,12 @@ union of the instances' outputs holds every source record exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from typing import Any
 import pytest
 import redis
 
+from collector.sandbox import RunningApp, start_emulator
+from collector.sandbox.github import STORE, GitHubStore
 from tests import redis_server
 from tests.conftest import collector_command, subprocess_env, wait_for
 
@@ -27,6 +31,18 @@ redis_url = redis_server.redis_url
 redis_prefix = redis_server.redis_prefix
 
 RECORD = re.compile(r"service number (\d+) of (\S+) for")
+GITHUB_TOKEN = "ghp_shared_by_every_instance"
+# Three GitHub sources with one token, each on its own slice of the emulator's repositories.
+GITHUB_QUERIES = [
+    "topic:jsonresume created:<2019-10-01",
+    "topic:jsonresume created:2019-10-01..2020-09-30",
+    "topic:jsonresume created:>=2020-10-01",
+]
+GITHUB_RESUMES = 10  # the emulator's sample data: 11 repositories, one is not a resume
+# The token's limits in the emulator, per resource and per 1 s window. Each source is allowed
+# 4 requests/s with a burst of 1: at most 5 in any second for the three together when they
+# share the bucket (as they must), 15 when each counts for itself.
+GITHUB_LIMIT_PER_SECOND = 6
 
 
 def write_config(
@@ -65,6 +81,68 @@ name = "pairs"
 """
 
 
+def github_source(name: str, url: str, query: str) -> str:
+    return f"""
+[[sources]]
+type = "github"
+name = "{name}"
+base_url = "{url}"
+token_env = "GH_SCALEOUT_TOKEN"
+queries = ["{query}"]
+per_page = 1
+interval = 60
+timeout = 5
+
+[sources.rate]
+per_second = 4
+burst = 1
+
+[sources.retry]
+attempts = 3
+initial_wait = 0.05
+max_wait = 0.2
+secondary_wait = 0.2
+
+[sources.recipe]
+name = "resume_json"
+"""
+
+
+class EmulatorThread:
+    """The GitHub emulator on 127.0.0.1 in a thread of the test process (its own loop)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running: RunningApp = asyncio.run_coroutine_threadsafe(
+            start_emulator("github", **options), self.loop
+        ).result(10)
+        self.url = self.running.url
+
+    @property
+    def store(self) -> GitHubStore:
+        return self.running.app[STORE]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.running.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def github() -> Iterator[EmulatorThread]:
+    emulator = EmulatorThread(
+        core_limit=GITHUB_LIMIT_PER_SECOND,
+        search_limit=GITHUB_LIMIT_PER_SECOND,
+        window_seconds=1.0,
+        core_window_seconds=1.0,
+    )
+    yield emulator
+    emulator.stop()
+
+
 def append_pairs(path: Path, source: str, start: int, count: int) -> list[tuple[str, int]]:
     """Distinct bullet pairs; returns (source, number) of each, the record's identity."""
     written = []
@@ -78,23 +156,41 @@ def append_pairs(path: Path, source: str, start: int, count: int) -> list[tuple[
 
 
 class Instance:
-    """One `resume-collector run` subprocess with its own data_dir; JSON logs to a file."""
+    """One `resume-collector run` subprocess with its own data_dir; JSON logs to a file.
+
+    Supervised as systemd would (Restart=on-failure): an instance that exits by itself (exit 75
+    when it lost a lease with uncommitted output, after a stall) is started again; `restarts`
+    counts those.
+    """
 
     def __init__(self, name: str, config: Path, data_dir: Path, log: Path) -> None:
         self.name = name
         self.config = config
         self.data_dir = data_dir
         self.log_path = log
+        self.lock = threading.Lock()
+        self.restarts: list[int] = []  # exit codes of the runs that ended by themselves
         self.start()
 
     def start(self) -> None:
-        self.handle = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            collector_command("run", "--config", str(self.config)),
-            stdout=self.handle,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(),
-        )
+        with self.lock:
+            self.wanted_up = True
+            self.handle = self.log_path.open("ab")
+            self.process = subprocess.Popen(
+                collector_command("run", "--config", str(self.config)),
+                stdout=self.handle,
+                stderr=subprocess.STDOUT,
+                env={**subprocess_env(), "GH_SCALEOUT_TOKEN": GITHUB_TOKEN},
+            )
+
+    def revive(self) -> None:
+        with self.lock:
+            code = self.process.poll()
+            if not self.wanted_up or code is None:
+                return
+            self.handle.close()
+            self.restarts.append(code)
+        self.start()
 
     def events(self) -> list[dict[str, Any]]:
         out = []
@@ -109,6 +205,8 @@ class Instance:
         return [str(e.get("event")) for e in self.events()]
 
     def stop(self) -> int:
+        with self.lock:
+            self.wanted_up = False
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(30)
@@ -116,6 +214,8 @@ class Instance:
         return code
 
     def kill(self) -> None:
+        with self.lock:
+            self.wanted_up = False
         self.process.kill()
         self.process.wait(10)
         self.handle.close()
@@ -123,7 +223,7 @@ class Instance:
     def records(self, lengths: dict[str, int] | None = None) -> list[tuple[str, int]]:
         """(source, number) of every training line; only the committed part with `lengths`."""
         out = []
-        for path in sorted((self.data_dir / "formatted").glob("*.jsonl")):
+        for path in sorted((self.data_dir / "formatted").glob("local__*.jsonl")):
             if path.name.endswith(("__pairs.jsonl", "__provenance.jsonl")):
                 continue
             data = path.read_bytes()
@@ -136,11 +236,31 @@ class Instance:
                 out.append((match.group(2), int(match.group(1))))
         return out
 
+    def github_lines(self) -> list[dict[str, Any]]:
+        """Every line the GitHub sources wrote (bullet pairs: the resumes have no rewrites)."""
+        out = []
+        for path in sorted((self.data_dir / "formatted").glob("*.jsonl")):
+            if path.name.startswith("local__") or path.name.endswith("__provenance.jsonl"):
+                continue
+            out += [json.loads(line) for line in path.read_text().splitlines()]
+        return out
+
 
 @pytest.fixture
 def instances() -> Iterator[list[Instance]]:
     started: list[Instance] = []
+    done = threading.Event()
+
+    def supervise() -> None:
+        while not done.wait(0.2):
+            for instance in list(started):
+                instance.revive()
+
+    supervisor = threading.Thread(target=supervise, daemon=True)
+    supervisor.start()
     yield started
+    done.set()
+    supervisor.join()
     for instance in started:
         if instance.process.poll() is None:
             instance.kill()
@@ -161,21 +281,28 @@ def committed_lengths(client: redis.Redis, prefix: str, instance: str) -> dict[s
 
 
 def test_three_instances_share_the_sources_and_survive_a_kill_9_exactly_once(
-    tmp_path: Path, redis_url: str, redis_prefix: str, instances: list[Instance]
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    instances: list[Instance],
+    github: EmulatorThread,
 ) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    sources = [f"box{i}" for i in range(6)]
+    boxes = [f"box{i}" for i in range(6)]
     inbox = tmp_path / "inbox"
     body = ""
-    for source in sources:
+    for source in boxes:
         (inbox / source).mkdir(parents=True)
         body += inbox_source(source, inbox / source)
+    for i, query in enumerate(GITHUB_QUERIES):
+        body += github_source(f"gh{i}", github.url, query)
+    sources = boxes + [f"gh{i}" for i in range(len(GITHUB_QUERIES))]
     expected: list[tuple[str, int]] = []
-    counters = dict.fromkeys(sources, 0)
+    counters = dict.fromkeys(boxes, 0)
 
     def append_round(count: int = 15) -> list[tuple[str, int]]:
         added = []
-        for source in sources:
+        for source in boxes:
             added += append_pairs(
                 inbox / source / f"{source}.jsonl", source, counters[source], count
             )
@@ -199,8 +326,9 @@ def test_three_instances_share_the_sources_and_survive_a_kill_9_exactly_once(
         time.sleep(0.3)
 
     # Kill -9 the instance that runs the most sources, while records keep coming.
-    held = owners(client, redis_prefix, sources)
+    held = owners(client, redis_prefix, boxes)
     victim = max(instances, key=lambda i: list(held.values()).count(i.name))
+    held = owners(client, redis_prefix, sources)
     victim_sources = [s for s, owner in held.items() if owner == victim.name]
     assert victim_sources
     wait_for(lambda: len(victim.records()) > 0)
@@ -246,8 +374,27 @@ def test_three_instances_share_the_sources_and_survive_a_kill_9_exactly_once(
     wait_for(lambda: victim.names().count("service_started") >= 2, timeout=30)
     append_round()
     wait_for(lambda: set(committed_union()) == set(expected), timeout=30)
+
+    def github_union() -> Counter[str]:
+        lines: Counter[str] = Counter()
+        for instance in instances:
+            lines.update(json.dumps(line, sort_keys=True) for line in instance.github_lines())
+        return lines
+
+    def github_resumes() -> set[str]:
+        """The resumes bullets came from (a pair's record_id is `{repo}/{path}/{bullet}`)."""
+        return {str(json.loads(line)["record_id"]).rsplit("/", 1)[0] for line in github_union()}
+
+    wait_for(lambda: len(github_resumes()) == GITHUB_RESUMES, timeout=60)
     for instance in instances:
         assert instance.stop() == 0
+    # GitHub: every resume's bullets written once, and the token's limits were never exceeded
+    # although its three sources ran at once on different instances.
+    lines = github_union()
+    assert lines and max(lines.values()) == 1
+    assert len(github_resumes()) == GITHUB_RESUMES
+    assert set(github.store.tokens_seen) == {GITHUB_TOKEN}
+    assert sum(github.store.refused.values()) == 0, github.store.refused
     union: Counter[tuple[str, int]] = Counter()
     for instance in instances:
         union.update(instance.records())

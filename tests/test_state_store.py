@@ -12,7 +12,7 @@ import pytest
 
 from collector.config import StateConfig
 from collector.state import StateStore, open_state_store
-from collector.state.redis import RedisStateStore
+from collector.state.redis import Fence, LeaseLost, RedisStateStore
 from tests import redis_server
 
 redis_url = redis_server.redis_url
@@ -295,3 +295,74 @@ def test_the_password_from_the_environment_is_sent_to_redis(
             open_state_store(config)
     finally:
         server.stop()
+
+
+# --- Redis only: fences (a source's cursors are committed only under its lease) ---------------
+
+
+@pytest.fixture
+def fenced(redis_url: str, redis_prefix: str) -> Iterator[RedisStateStore]:
+    store = open_state_store(StateConfig(backend="redis", url=redis_url, prefix=redis_prefix))
+    assert isinstance(store, RedisStateStore)
+    store.client.set(f"{redis_prefix}:lease:source:gh", "me", px=30_000)
+    store.fence("gh", Fence("cursor", "gh\x1f", (f"{redis_prefix}:lease:source:gh",), "me"))
+    yield store
+    store.close()
+
+
+def test_a_fenced_commit_goes_through_while_the_lease_is_held(fenced: RedisStateStore) -> None:
+    fenced.commit({"cursor": {"gh\x1fq": "page-2"}, "files": {"f": "10"}})
+    assert fenced.get("cursor", "gh\x1fq") == "page-2"
+
+
+def test_a_commit_is_refused_whole_once_the_lease_is_someone_elses(
+    fenced: RedisStateStore, redis_prefix: str
+) -> None:
+    heard: list[list[str]] = []
+    fenced.on_lease_lost = heard.append
+    fenced.client.set(f"{redis_prefix}:lease:source:gh", "another-instance", px=30_000)
+    with pytest.raises(LeaseLost, match="lease lost for gh"):
+        fenced.commit(
+            {"cursor": {"gh\x1fq": "page-3", "inbox\x1fa": "5"}, "files": {"f": "20"}},
+            {("gh", "d", "written"): 1},
+        )
+    assert heard == [["gh"]]
+    assert fenced.get("cursor", "gh\x1fq") is None
+    assert fenced.get("cursor", "inbox\x1fa") is None
+    assert fenced.counts() == []
+    # Commits that carry no cursor of that source are not its business.
+    fenced.commit({"cursor": {"inbox\x1fa": "5"}})
+    assert fenced.get("cursor", "inbox\x1fa") == "5"
+
+
+def test_an_expired_lease_refuses_the_commit(fenced: RedisStateStore, redis_prefix: str) -> None:
+    fenced.client.delete(f"{redis_prefix}:lease:source:gh")
+    with pytest.raises(LeaseLost):
+        fenced.commit({"cursor": {"gh\x1fq": "page-3"}})
+
+
+def test_renewals_during_fenced_commits_do_not_refuse_them(
+    fenced: RedisStateStore, redis_prefix: str
+) -> None:
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.is_set():
+            fenced.client.pexpire(f"{redis_prefix}:lease:source:gh", 30_000)
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        for i in range(200):
+            fenced.commit({"cursor": {"gh\x1fq": str(i)}})
+    finally:
+        stop.set()
+        renewer.join()
+    assert fenced.get("cursor", "gh\x1fq") == "199"
+
+
+def test_unfencing_lifts_the_check(fenced: RedisStateStore, redis_prefix: str) -> None:
+    fenced.client.delete(f"{redis_prefix}:lease:source:gh")
+    fenced.unfence("gh")
+    fenced.commit({"cursor": {"gh\x1fq": "x"}})
+    assert fenced.get("cursor", "gh\x1fq") == "x"

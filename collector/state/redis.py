@@ -18,11 +18,13 @@ client's connection pool allows.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+import redis.client
 
 from collector.state.base import LOCAL_NAMESPACES, Counts
 
@@ -30,6 +32,33 @@ if TYPE_CHECKING:
     from collector.config import StateConfig
 
 _SEP = "\x1f"
+
+# KEYS: lease keys. ARGV: their count, the owner each must hold, then the writes: "H", hash,
+# n, then n field/value pairs; or "I", hash, field, increment. Nothing is written unless every
+# lease is held; returns the (1-based) indexes of the leases that are not.
+_FENCED_COMMIT = """
+local n = tonumber(ARGV[1])
+local failed = {}
+for i = 1, n do
+    if redis.call('GET', KEYS[i]) ~= ARGV[1 + i] then failed[#failed + 1] = i end
+end
+if #failed > 0 then return failed end
+local a = 2 + n
+while a <= #ARGV do
+    if ARGV[a] == 'H' then
+        local name, count = ARGV[a + 1], tonumber(ARGV[a + 2])
+        a = a + 3
+        for j = 1, count do
+            redis.call('HSET', name, ARGV[a], ARGV[a + 1])
+            a = a + 2
+        end
+    else
+        redis.call('HINCRBY', ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+        a = a + 4
+    end
+end
+return {}
+"""
 # HMGET / HSET / HDEL in slices: bounded requests, however many keys a batch brings.
 _SLICE = 10_000
 
@@ -98,11 +127,42 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "\\*?[]" else c for c in text)
 
 
+class LeaseLost(Exception):
+    """A commit carried cursors of sources whose lease this instance no longer holds."""
+
+    def __init__(self, sources: list[str]) -> None:
+        super().__init__(f"lease lost for {', '.join(sources)}: the commit was refused")
+        self.sources = sources
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Puts under `namespace` whose key starts with `key_prefix` need `lease_keys` to hold
+    `owner`, checked atomically with the commit (a source's cursors need its lease)."""
+
+    namespace: str
+    key_prefix: str
+    lease_keys: tuple[str, ...]
+    owner: str
+
+
 class RedisStateStore:
     def __init__(self, client: redis.Redis, *, prefix: str, instance: str = "") -> None:
         self.client = client
         self.prefix = prefix
         self.instance = instance
+        self._fences: dict[str, Fence] = {}
+        self._fenced_script = client.register_script(_FENCED_COMMIT)
+        # Called (from the committing thread) with the sources whose lease was lost before
+        # `LeaseLost` is raised: the service stops there (see collector/leases.py).
+        self.on_lease_lost: Callable[[list[str]], None] | None = None
+
+    def fence(self, name: str, fence: Fence) -> None:
+        """From now on, commits touching `fence`'s keys require its lease."""
+        self._fences[name] = fence
+
+    def unfence(self, name: str) -> None:
+        self._fences.pop(name, None)
 
     @classmethod
     def from_config(cls, config: StateConfig, instance: str = "") -> RedisStateStore:
@@ -144,21 +204,66 @@ class RedisStateStore:
         return iter(sorted(found.items()))
 
     def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
+        fences = [
+            (name, fence)
+            for name, fence in list(self._fences.items())
+            if any(key.startswith(fence.key_prefix) for key in puts.get(fence.namespace, {}))
+        ]
+        if fences:
+            self._commit_fenced(puts, counts, fences)
+            return
         pipe = self.client.pipeline(transaction=True)
         try:
-            for namespace, items in puts.items():
-                pairs = list(items.items())
-                for start in range(0, len(pairs), _SLICE):
-                    mapping = dict(pairs[start : start + _SLICE])
-                    _check_strings(namespace, mapping)
-                    pipe.hset(self._hash(namespace), mapping=mapping)  # type: ignore[arg-type]
-            for (source, dataset, what), n in (counts or {}).items():
-                if n:
-                    pipe.hincrby(self._counts, _SEP.join((source, dataset, what)), int(n))
+            self._queue(pipe, puts, counts)
             if len(pipe):
                 pipe.execute()
         finally:
             pipe.reset()
+
+    def _queue(
+        self,
+        pipe: redis.client.Pipeline,
+        puts: Mapping[str, Mapping[str, str]],
+        counts: Counts | None,
+    ) -> None:
+        for namespace, items in puts.items():
+            pairs = list(items.items())
+            for start in range(0, len(pairs), _SLICE):
+                mapping = dict(pairs[start : start + _SLICE])
+                _check_strings(namespace, mapping)
+                pipe.hset(self._hash(namespace), mapping=mapping)  # type: ignore[arg-type]
+        for (source, dataset, what), n in (counts or {}).items():
+            if n:
+                pipe.hincrby(self._counts, _SEP.join((source, dataset, what)), int(n))
+
+    def _commit_fenced(
+        self,
+        puts: Mapping[str, Mapping[str, str]],
+        counts: Counts | None,
+        fences: list[tuple[str, Fence]],
+    ) -> None:
+        """One Lua script checks that every lease the commit depends on is still ours and only
+        then applies the puts and counts: atomic, and unaffected by concurrent renewals."""
+        leases = sorted({(key, fence.owner) for _, fence in fences for key in fence.lease_keys})
+        args: list[str | int] = [len(leases), *(owner for _, owner in leases)]
+        for namespace, items in puts.items():
+            mapping = dict(items.items())
+            _check_strings(namespace, mapping)
+            if mapping:
+                args += ["H", self._hash(namespace), len(mapping)]
+                for key, value in mapping.items():
+                    args += [key, value]
+        for (source, dataset, what), n in (counts or {}).items():
+            if n:
+                args += ["I", self._counts, _SEP.join((source, dataset, what)), int(n)]
+        failed: list[int] = self._fenced_script(keys=[key for key, _ in leases], args=args)
+        if not failed:
+            return
+        gone = {leases[int(i) - 1][0] for i in failed}
+        lost = [name for name, fence in fences if gone & set(fence.lease_keys)]
+        if self.on_lease_lost is not None:
+            self.on_lease_lost(lost)
+        raise LeaseLost(lost)
 
     def delete(self, namespace: str, keys: Iterable[str]) -> None:
         doomed = list(keys)
