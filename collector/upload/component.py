@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from collector.components import Component
 from collector.config import Config
+from collector.leases import UploadLease
 from collector.logging import Logger
 from collector.upload.chunks import ChunkRoller
 from collector.upload.targets import build_target
@@ -98,6 +99,8 @@ class UploadComponent(Component):
             raise
         service.sinks.append(self.roller)
         target = build_target(self.config.upload, service.data_dir, self.log)
+        # Several instances on one Redis take turns on the target (None with SQLite).
+        self.lease = UploadLease.for_config(self.config, instance, self.log)
         self.uploader = Uploader(
             self.config,
             target,
@@ -105,6 +108,7 @@ class UploadComponent(Component):
             self.log,
             chunks_root=self.roller.root,
             instance=instance,
+            exclusive=self.lease.exclusive if self.lease is not None else None,
         )
 
     def telemetry(self) -> dict[str, float]:
@@ -162,3 +166,5 @@ class UploadComponent(Component):
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
             self.lock.release()
+            if self.lease is not None:
+                await self.lease.close()

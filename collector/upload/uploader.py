@@ -21,6 +21,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +29,7 @@ import msgspec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from collector.config import Config
+from collector.leases import LeaseBusy
 from collector.logging import Logger
 from collector.state import StateStore
 from collector.upload.card import build_card
@@ -60,6 +62,7 @@ class Uploader:
         *,
         chunks_root: Path,
         instance: str = "",
+        exclusive: Callable[[], AbstractAsyncContextManager[object]] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -81,6 +84,9 @@ class Uploader:
         self.commits = 0
         self.failures = 0
         self._lock = asyncio.Lock()  # one round at a time
+        # With a shared (Redis) state: one round at a time across the instances too (a lease on
+        # the target, collector/leases.py `UploadLease`).
+        self.exclusive = exclusive
 
     def local_path(self, entry: ChunkEntry) -> Path:
         return self.chunks_root / entry.path
@@ -145,7 +151,16 @@ class Uploader:
     async def run(self, progress: Progress | None = None) -> UploadReport:
         """Commit pending chunks while the budget allows; what was done and what is left."""
         async with self._lock:
-            return await self._run(progress)
+            if self.exclusive is None:
+                return await self._run(progress)
+            try:
+                async with self.exclusive():
+                    return await self._run(progress)
+            except LeaseBusy as busy:
+                self.log.info(
+                    "upload_round_skipped", reason="another instance uploads", holder=busy.holder
+                )
+                return UploadReport(pending=self.pending_chunks)
 
     async def _run(self, progress: Progress | None) -> UploadReport:
         report = UploadReport()
