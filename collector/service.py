@@ -286,7 +286,9 @@ class Service:
             try:
                 component.on_event(event, fields)
             except Exception:  # a broken listener must not break the service
-                self.log.exception("component_event_failed", component=component.name, lifecycle=event)
+                self.log.exception(
+                    "component_event_failed", component=component.name, lifecycle=event
+                )
 
     async def reload(self) -> None:
         async with self._reloading:
