@@ -435,8 +435,8 @@ class SourceLeases:
                 raise ConfigError(
                     "state.instance",
                     [
-                        f"state.instance: another process runs as instance {self.instance!r} "
-                        f"({holder}); give each instance its own state.instance and data_dir"
+                        f"another process runs as instance {self.instance!r} ({holder}); "
+                        "give each instance its own state.instance and data_dir"
                     ],
                 )
             self.log.info("instance_lease_waiting", holder=holder)

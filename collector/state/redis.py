@@ -72,8 +72,7 @@ def redis_password(config: StateConfig) -> str | None:
         from collector.config import ConfigError
 
         raise ConfigError(
-            "state",
-            [f"state.password_env: the environment variable {config.password_env} is not set"],
+            "state.password_env", [f"the environment variable {config.password_env} is not set"]
         )
     return password
 
@@ -90,7 +89,7 @@ def connect(config: StateConfig) -> redis.Redis:
         from collector.config import ConfigError
 
         raise ConfigError(
-            "state", [f"state.url: cannot reach Redis at {_safe(config.url)}: {error}"]
+            "state.url", [f"cannot reach Redis at {_safe(config.url)}: {error}"]
         ) from error
     return client
 
