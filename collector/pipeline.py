@@ -65,6 +65,9 @@ class WorkItem:
     batch: SourceBatch
     run: Callable[[SourceBatch], ProcessedBatch]
     ack: Acknowledger
+    # What reading a record counts as: "fetched" for configured sources; internal sources
+    # (the rewrite stage re-reading pairs) count under their own name, so nothing counts twice.
+    fetched_as: str = "fetched"
     future: asyncio.Future[ProcessedBatch] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -190,8 +193,8 @@ class Writer:
         counts: Counter[str] = Counter()
         batch = item.batch
         for record in batch.records:
-            self._counts[(record.source, record.dataset, "fetched")] += 1
-        counts["fetched"] += len(batch.records)
+            self._counts[(record.source, record.dataset, item.fetched_as)] += 1
+        counts[item.fetched_as] += len(batch.records)
         kept, duplicates = self.deduplicator.filter(processed.examples)
         drops = [*batch.drops, *processed.drops]
         drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]

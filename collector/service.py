@@ -57,6 +57,7 @@ class SourceRunner:
         self.state = state
         self.mode = mode
         self.ack = Acknowledger()
+        self.fetched_as = "fetched"  # see WorkItem.fetched_as
         self.log = context.log
         self.task: asyncio.Task[None] | None = None
         self.passes = 0
@@ -76,7 +77,7 @@ class SourceRunner:
                 async for batch in self.source.fetch(cursors):
                     cursors.update(batch.cursors)
                     await self.pipeline.submit(
-                        WorkItem(self.config.name, batch, self._process, self.ack)
+                        WorkItem(self.config.name, batch, self._process, self.ack, self.fetched_as)
                     )
                     if stop.is_set():
                         break
@@ -274,9 +275,11 @@ class Service:
         source: Source,
         context: SourceContext,
         chain: ProcessorChain,
+        fetched_as: str = "fetched",
     ) -> SourceRunner:
         """Run a source through the pipeline; components use it for internal sources."""
         runner = SourceRunner(config, source, context, chain, self.pipeline, self.state, self.mode)
+        runner.fetched_as = fetched_as
         self.runners[config.name] = runner
         runner.start()
         return runner

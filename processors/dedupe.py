@@ -298,7 +298,9 @@ class Deduplicator:
             if group is not None and self.config.near_action == "drop":
                 dropped.append((example, "duplicate_near"))
                 continue
-            example.group_key = group or example.dedupe_key
+            # A cluster found in the index wins; else a group the formatter chose (all bullets
+            # of one resume, a rewrite and its pair) stays together.
+            example.group_key = group or example.group_key or example.dedupe_key
             for key in keys:
                 pending.setdefault(key, example.group_key)
             kept.append(example)

@@ -282,4 +282,5 @@ class RewrittenFormatter:
         recipe = self.recipes.get(record.source, self.recipe)
         example = bullet_example(recipe, record, original, cleaned, get_text(payload, "context"))
         example.rewritten = True
+        example.group_key = str(record.meta.get("group") or "")
         return [example], []

@@ -77,7 +77,11 @@ class RewriteComponent(Component):
             daily_spend_budget=rewrite.daily_spend_budget,
         )
         service.add_runner(
-            runner_config(self.config, data_dir), source, context, rewrite_chain(self.config, pii)
+            runner_config(self.config, data_dir),
+            source,
+            context,
+            rewrite_chain(self.config, pii),
+            fetched_as="rewrite_read",
         )
 
     async def stop(self) -> None:

@@ -55,6 +55,7 @@ class Pair(msgspec.Struct, frozen=True):
     dataset: str
     record_id: str
     recipe: str = "pairs"  # the recipe whose prompt asks for the rewrite
+    group: str = ""  # the pair's dedupe group, so its rewrite lands in the same split
 
 
 class Outcome(msgspec.Struct, frozen=True):

@@ -55,6 +55,7 @@ class _PairLine(msgspec.Struct):
     source: str = ""
     dataset: str = ""
     record_id: str = ""
+    group: str = ""
 
 
 _decode_pair = msgspec.json.Decoder(_PairLine).decode
@@ -233,7 +234,7 @@ class RewriteSource:
             },
             cursor=str(end),
             fetched_at=time.time(),
-            meta={"rewrite_model": outcome.answer.model or self.config.model},
+            meta={"rewrite_model": outcome.answer.model or self.config.model, "group": pair.group},
         )
 
     async def _budget_pause(self) -> bool:
@@ -324,6 +325,7 @@ class RewriteSource:
                 dataset=raw.dataset or dataset,
                 record_id=raw.record_id or record_id,
                 recipe=recipe.name if recipe is not None else "pairs",
+                group=raw.group,
             )
             pairs.append((pair, end))
             if len(pairs) >= self.config.batch_size:

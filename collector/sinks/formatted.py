@@ -31,6 +31,8 @@ class PairLine(msgspec.Struct):
     dataset: str
     record_id: str
     split: str
+    # The pair's dedupe group: its rewrite joins the same group, hence the same split.
+    group: str = ""
 
 
 class ProvenanceLine(msgspec.Struct):
@@ -105,6 +107,7 @@ class FormattedSink:
                     dataset=example.dataset,
                     record_id=example.record_id,
                     split=example.split,
+                    group=example.group_key,
                 )
                 self.files.append(pairs, encode(line) + b"\n")
                 continue
