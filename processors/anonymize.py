@@ -329,18 +329,19 @@ _ADDRESS = re.compile(
     r"|\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s\d[ABD-HJLNP-UW-Z]{2})\b"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b",
 )
-# What every address form below holds: a number before a capitalised word (221B Baker
-# Street), a street word (Hauptstraße 5, 12 rue de la Paix, Calle Mayor 5), a UK postcode or a
-# PO box. The address regex runs only where one of these shows.
-_DIGIT_THEN_CAPITAL = re.compile(r"\d[A-Za-z]?(?:-\d+)?,?\s+(?:[NSEW]\.?\s+)?[A-Z]")
+# What every address form below holds: a street word (221B Baker Street, Hauptstraße 5,
+# 12 rue de la Paix, Calle Mayor 5, P.O. Box 12) or a UK postcode. The address regex runs only
+# on texts with a digit and one of these.
 _POSTCODE = re.compile(r"[A-Z]\d[A-Z\d]?\s\d[A-Z]{2}|GIR\s?0AA")
 _STREET_WORDS = frozenset(
     _split(
-        "rue avenue av. bd allée chemin impasse quai route calle avenida carrer paseo plaza via "
-        "viale piazza corso rua travessa largo box weg gasse platz allee damm ring"
+        "street st avenue ave road rd boulevard blvd lane ln drive dr court ct way place pl "
+        "terrace parkway pkwy circle cir highway hwy square sq trail crescent close grove "
+        "gardens mews row plaza rue av bd allée chemin impasse quai route calle avenida carrer "
+        "paseo via viale piazza corso rua travessa largo box weg gasse platz allee damm ring"
     )
 )
-_BRACKETS = frozenset("[({<")
+_BRACKET = re.compile(r"[\[({<]")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -381,16 +382,6 @@ _SIGN_OFF = re.compile(
 _CUE_HINT = re.compile(
     r"Name|Contact|Supervisor|Manager|Refere|Mentor|Advis|Report|Prepared|Written|Author|"
     r"Candidate|Applicant|Submitted|Signed|Attn|Attention|POC|Point"
-)
-_SIGN_OFF_WORDS = (
-    "thank",
-    "best",
-    "regards",
-    "sincerely",
-    "cheers",
-    "yours",
-    "respectfully",
-    "cordially",
 )
 _DASH_HINT = re.compile(r"(?:^|\n)[ \t]*(?:--|—|–|~)")
 _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER}[ \t]*(?=\n|$)")
@@ -547,7 +538,7 @@ class Anonymizer:
             passes |= _EMAILS
         low = text.lower()
         # Cheap substring and set tests first; the hint regexes only where they pass.
-        marked = " at " in low or "dot" in low or "_at_" in low or not _BRACKETS.isdisjoint(text)
+        marked = " at " in low or "dot" in low or "_at_" in low or _BRACKET.search(text)
         if config.emails and marked and _OBFUSCATION_HINT.search(low):
             passes |= _OBFUSCATED
         # A host needs a dot before a letter.
@@ -558,10 +549,9 @@ class Anonymizer:
             config.addresses
             and digits
             and (
-                _DIGIT_THEN_CAPITAL.search(text)
+                "str" in low
+                or not _STREET_WORDS.isdisjoint(low.replace(",", " ").replace(".", " ").split())
                 or _POSTCODE.search(text)
-                or "str" in low
-                or not _STREET_WORDS.isdisjoint(low.split())
             )
         ):
             passes |= _ADDRESSES
@@ -763,7 +753,16 @@ class Anonymizer:
             if first is not None:
                 self._first_line(first, spans)
             low = text.lower()
-            if any(word in low for word in _SIGN_OFF_WORDS):
+            if (
+                "thank" in low
+                or "best" in low
+                or "regards" in low
+                or "sincerely" in low
+                or "cheers" in low
+                or "yours" in low
+                or "respectfully" in low
+                or "cordially" in low
+            ):
                 for m in _SIGN_OFF.finditer(text):
                     self._cued(m, 1, spans, require_first=False)
         if ("--" in text or "—" in text or "–" in text or "~" in text) and _DASH_HINT.search(text):
