@@ -73,6 +73,10 @@ class WorkItem:
     )
 
 
+class PipelineFailed(Exception):
+    """The writer or a worker died: what was not committed is fetched again after a restart."""
+
+
 class Pipeline:
     """Owns the queues, the worker tasks and the writer task."""
 
@@ -89,7 +93,9 @@ class Pipeline:
         flush_bytes: int,
         log: Logger,
     ) -> None:
-        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
+        # `ordered` is the bound: an item enters `work` only once it has a place in `ordered`,
+        # so `work` never holds more than `queue_size` items and needs no bound of its own.
+        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue()
         self.ordered: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
         self.writer = Writer(
             state=state,
@@ -106,11 +112,33 @@ class Pipeline:
         ]
         self._writer = asyncio.create_task(self.writer.run(self.ordered), name="writer")
         self.last_progress = time.monotonic()
+        # A writer or worker that dies would stall everything in silence: it stops the service.
+        self.failed: BaseException | None = None
+        self.on_failure: list[Callable[[BaseException], None]] = []
+        for task in (*self._workers, self._writer):
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        self.failed = self.failed or error
+        self.log.error(
+            "pipeline_task_failed",
+            task=task.get_name(),
+            error=f"{type(error).__name__}: {error}",
+            exc_info=error,
+        )
+        for callback in self.on_failure:
+            callback(error)
 
     async def submit(self, item: WorkItem) -> None:
-        item.ack.submitted()
+        # The only wait is for a place in `ordered`; a runner cancelled there has submitted
+        # nothing, and once the item is in, nothing can separate the two queues or the ack.
         await self.ordered.put(item)
-        await self.work.put(item)
+        item.ack.submitted()
+        self.work.put_nowait(item)
 
     async def _work(self) -> None:
         while (item := await self.work.get()) is not None:
@@ -131,11 +159,16 @@ class Pipeline:
 
     async def drain(self) -> None:
         """Finish everything submitted, write it, commit the last checkpoint."""
+        if self.failed is not None:
+            raise PipelineFailed(str(self.failed)) from self.failed
         for _ in self._workers:
-            await self.work.put(None)
+            self.work.put_nowait(None)
         await asyncio.gather(*self._workers)
         await self.ordered.put(None)
-        await self._writer
+        try:
+            await self._writer
+        except Exception as error:
+            raise PipelineFailed(str(error)) from error
 
     def abort(self) -> None:
         for task in (*self._workers, self._writer):
@@ -182,7 +215,10 @@ class Writer:
                 continue
             if item is None:
                 break
-            self._write(item, await item.future)
+            processed = await item.future
+            # Dedupe look-ups (a Redis round trip, an SQLite lock), MinHash and JSON encoding
+            # are blocking work; the writer is serial, so a thread keeps the order.
+            await asyncio.to_thread(self._write, item, processed)
             pending = sum(sink.pending_bytes for sink in self.sinks)
             if time.monotonic() >= deadline or pending >= self.flush_bytes:
                 await self.checkpoint()

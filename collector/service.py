@@ -22,7 +22,13 @@ from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.leases import SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
-from collector.pipeline import CURSOR_NAMESPACE, Acknowledger, Pipeline, WorkItem
+from collector.pipeline import (
+    CURSOR_NAMESPACE,
+    Acknowledger,
+    Pipeline,
+    PipelineFailed,
+    WorkItem,
+)
 from collector.sinks.base import Sink
 from collector.sinks.formatted import FormattedSink
 from collector.sources import Source, SourceBatch, SourceContext, build_source
@@ -68,7 +74,11 @@ class SourceRunner:
 
     async def _run(self) -> None:
         prefix = f"{self.config.name}\x1f"
-        saved = await asyncio.to_thread(lambda: list(self.state.scan(CURSOR_NAMESPACE, prefix)))
+        try:
+            saved = await asyncio.to_thread(lambda: list(self.state.scan(CURSOR_NAMESPACE, prefix)))
+        except Exception as error:  # without its cursors the source must not fetch at all
+            self.log.exception("source_cursor_read_failed", error=str(error))
+            return
         cursors = {key.removeprefix(prefix): value for key, value in saved}
         self.log.info("source_started", streams=len(cursors))
         stop = self.context.stop
@@ -117,7 +127,7 @@ class SourceRunner:
             except TimeoutError:
                 # Stuck inside a request: cancelling loses nothing, its batch was never acked.
                 self.task.cancel()
-                await asyncio.gather(self.task, return_exceptions=True)
+            await asyncio.gather(self.task, return_exceptions=True)
         await self.ack.wait_idle()
         await self.source.close()
 
@@ -166,6 +176,7 @@ class Service:
             log=self.log,
         )
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
+        self.pipeline.on_failure.append(lambda error: self.request_stop())
         self._install_signals()
         if self.config.state.backend == "redis":
             self.leases = SourceLeases.for_config(
@@ -213,9 +224,15 @@ class Service:
         self.emit("stopping")
         started = time.monotonic()
         try:
-            await asyncio.wait_for(self._drain(timeout), timeout)
+            async with self._reloading:  # a reload in progress finishes first; none starts now
+                await asyncio.wait_for(self._drain(timeout), timeout)
         except TimeoutError:
             self.log.error("service_drain_timeout", timeout=timeout)
+            self.pipeline.abort()
+            return 1
+        except PipelineFailed as error:
+            # Nothing uncommitted is lost: the next start cuts back and fetches it again.
+            self.log.error("service_failed", error=str(error.__cause__ or error))
             self.pipeline.abort()
             return 1
         finally:
@@ -295,6 +312,8 @@ class Service:
 
     async def reload(self) -> None:
         async with self._reloading:
+            if self._stop.is_set():
+                return
             self.emit("reloading")
             try:
                 new = await asyncio.to_thread(load_config, self.config_path)
@@ -357,10 +376,20 @@ class Service:
         self._stop.set()
 
     def _on_reload_signal(self) -> None:
+        if self._stop.is_set():
+            self.log.warning("config_reload_ignored", reason="the service is stopping")
+            return
         self.log.info("config_reload_requested", path=str(self.config_path))
         task = asyncio.ensure_future(self.reload())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            self.log.error("config_reload_failed", errors=[f"{type(error).__name__}: {error}"])
+            self.emit("reload_failed", errors=[str(error)])
 
     def counts(self) -> Counter[str]:
         total: Counter[str] = Counter()

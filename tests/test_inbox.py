@@ -111,3 +111,31 @@ async def test_an_unreadable_file_is_counted_once_and_the_others_proceed(
     cursors = {k: v for b in batches for k, v in b.cursors.items()}
     again = await collect(source, cursors)
     assert [d for b in again for d in b.drops] == []  # the same failure is not counted twice
+
+
+async def test_a_transient_read_error_keeps_the_position_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "a.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2}\n')
+    source = make_source(inbox)
+    first = await collect(source, {})
+    cursors = {k: v for b in first for k, v in b.cursors.items()}
+    with path.open("a") as handle:
+        handle.write('{"n": 3}\n')
+    real_open = Path.open
+
+    def failing_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "a.jsonl":
+            raise OSError(5, "Input/output error", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", failing_open)
+    failed = await collect(source, cursors)
+    assert [d.reason for b in failed for d in b.drops] == ["file_unreadable"]
+    cursors.update({k: v for b in failed for k, v in b.cursors.items()})
+    monkeypatch.setattr(Path, "open", real_open)
+    again = await collect(source, cursors)
+    assert [r.payload for b in again for r in b.records] == [{"n": 3}]  # not 1 and 2 again

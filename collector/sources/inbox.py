@@ -73,20 +73,31 @@ class InboxSource:
 
     def _read(self, path: Path, stream: str, cursor: str) -> _Chunk:
         dataset = self._dataset(path)
+        # A failed read leaves `unreadable:{version}@{position}`: the position is kept, so a
+        # transient error does not make the next pass read the file from the start.
+        failed, _, position = (
+            cursor.rpartition("@")
+            if cursor.startswith("unreadable:")
+            else (
+                "",
+                "",
+                cursor,
+            )
+        )
         try:
             stat = path.stat()
             if path.suffix == ".json":
-                return self._read_json(path, stream, dataset, cursor, stat)
-            return self._read_lines(path, stream, dataset, cursor, stat)
+                return self._read_json(path, stream, dataset, position, stat)
+            return self._read_lines(path, stream, dataset, position, stat)
         except OSError as error:
             # Counted once per version of the file: the cursor remembers which one failed.
             mark = f"unreadable:{_version(path)}"
             drops = []
-            if cursor != mark:
+            if failed != mark:
                 reason = f"{error.strerror or error}"
                 self.context.log.warning("inbox_file_unreadable", file=stream, error=reason)
                 drops = [Drop(self.name, dataset, stream, "file_unreadable", reason)]
-            return _Chunk([], drops, mark, True)
+            return _Chunk([], drops, f"{mark}@{position}", True)
 
     def _read_lines(
         self, path: Path, stream: str, dataset: str, cursor: str, stat: os.stat_result

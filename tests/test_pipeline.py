@@ -1,0 +1,101 @@
+"""The pipeline's own guarantees: bounded queues, acks that always settle, failures that show."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from collector.logging import get_logger
+from collector.pipeline import Acknowledger, Pipeline, PipelineFailed, WorkItem
+from collector.sinks.formatted import FormattedSink
+from collector.sources.base import SourceBatch
+from collector.state.sqlite import SqliteStateStore
+from processors.chain import ProcessorChain
+from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, SplitConfig
+from processors.dedupe import Deduplicator
+from processors.records import Example, RawRecord
+
+
+def make_pipeline(tmp_path: Path, sinks: list[object] | None = None, size: int = 1) -> Pipeline:
+    state = SqliteStateStore(tmp_path / "state.sqlite3")
+    log = get_logger()
+    return Pipeline(
+        state=state,
+        sinks=sinks if sinks is not None else [FormattedSink(tmp_path, state, log)],  # type: ignore[list-item]
+        deduplicator=Deduplicator(DedupeConfig(), state),
+        split=SplitConfig(),
+        workers=1,
+        queue_size=size,
+        flush_interval=0.05,
+        flush_bytes=1 << 20,
+        log=log,
+    )
+
+
+def batch(n: int) -> SourceBatch:
+    record = RawRecord(
+        source="box",
+        dataset="local/a",
+        id=str(n),
+        payload={
+            "original": f"Wrote report number {n} for finance",
+            "improved": f"Automated report {n}",
+        },
+    )
+    return SourceBatch([record], [], {"a.jsonl": str(n)})
+
+
+def chain() -> ProcessorChain:
+    return ProcessorChain(RecipeConfig(name="pairs"), ProcessingConfig())
+
+
+async def test_a_runner_cancelled_while_waiting_for_the_queue_leaves_no_ack_behind(
+    tmp_path: Path,
+) -> None:
+    pipeline = make_pipeline(tmp_path, size=1)
+    ack = Acknowledger()
+    run = chain().run
+
+    async def submit_many() -> None:
+        for n in range(50):
+            await pipeline.submit(WorkItem("box", batch(n), lambda b: run(b.records), ack))
+
+    task = asyncio.create_task(submit_many())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait_for(ack.wait_idle(), 5)  # every submitted batch was acknowledged
+    await pipeline.drain()
+
+
+class BrokenSink:
+    name = "broken"
+    pending_bytes = 1
+
+    async def open(self) -> None: ...
+
+    def write(self, examples: list[Example]) -> None: ...
+
+    async def flush(self) -> dict[str, dict[str, str]]:
+        raise OSError(28, "No space left on device")
+
+    async def committed(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def test_a_writer_that_dies_is_reported_and_stops_the_service(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path, sinks=[BrokenSink()])
+    failures: list[BaseException] = []
+    pipeline.on_failure.append(failures.append)
+    run = chain().run
+    await pipeline.submit(WorkItem("box", batch(1), lambda b: run(b.records), Acknowledger()))
+    for _ in range(100):
+        if failures:
+            break
+        await asyncio.sleep(0.02)
+    assert [type(e) for e in failures] == [OSError]
+    with pytest.raises(PipelineFailed, match="No space left"):
+        await pipeline.drain()
