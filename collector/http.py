@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiofiles
 import aiohttp
@@ -573,3 +574,24 @@ __all__ = [
     "ResponseTooLarge",
     "request_key",
 ]
+
+
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, lower-cased: what a token may be sent to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def next_link(header: str, origin: str) -> str:
+    """The `rel="next"` URL of a `Link` header (GitHub, the Hub), or "" when there is none.
+
+    A next page on another origin than `origin` is refused (""): following it would send the
+    source's token to a host nobody configured.
+    """
+    match = _NEXT_LINK.search(header)
+    if match is None or origin_of(match.group(1)) != origin:
+        return ""
+    return match.group(1)

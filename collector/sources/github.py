@@ -27,14 +27,20 @@ import base64
 import binascii
 import datetime as dt
 import os
-import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import msgspec
 
-from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse
+from collector.http import (
+    HttpClient,
+    HttpError,
+    HttpResponse,
+    MalformedResponse,
+    next_link,
+    origin_of,
+)
 from collector.ratelimit import QuotaExhausted
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
 from collector.sources.base import SourceBatch, SourceContext
@@ -46,7 +52,6 @@ DATASET = "github/json-resume"
 FIRST_DAY = dt.date(2008, 1, 1)  # nothing on GitHub was created before it
 MAX_CODE_SIZE = 384_000  # bytes: GitHub's code search indexes smaller files only
 ETAG_PREFIX = "etag:"
-_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 class SearchCursor(msgspec.Struct, frozen=True):
@@ -82,7 +87,7 @@ class GitHubSource:
         self.context = context
         self.log = context.log
         self.base = config.base_url.rstrip("/")
-        self.origin = _origin(self.base)
+        self.origin = origin_of(self.base)
         self.token = os.environ.get(config.token_env, "") if config.token_env else ""
         if not self.token:
             self.log.info("github_no_token", env=config.token_env, note="code search needs one")
@@ -152,10 +157,10 @@ class GitHubSource:
                     found, lost = await self._hit(kind, item)
                     records += found
                     drops += lost
-                following = _next_link(response.headers.get("link", ""))
-                if following and _origin(following) != self.origin:
-                    self.log.warning("github_link_elsewhere", url=following)
-                    following = ""
+                link = response.headers.get("link", "")
+                following = next_link(link, self.origin)
+                if not following and 'rel="next"' in link:
+                    self.log.warning("github_link_elsewhere", link=link)
                 if following:
                     cursor = msgspec.structs.replace(cursor, next=following)
                 else:
@@ -231,7 +236,7 @@ class GitHubSource:
             repository = item.get("repository") or {}
             repo, path = str(repository.get("full_name", "")), str(item.get("path", ""))
             url = str(item.get("url") or "")
-            if not url or _origin(url) != self.origin:
+            if not url or origin_of(url) != self.origin:
                 url = self._contents_url(repo, path)
             files = [_File(repo, path, url, _login(repository), _license(repository, self.config))]
         else:
@@ -364,22 +369,12 @@ class GitHubSource:
 
     def _auth(self, url: str) -> dict[str, str]:
         """The token, for our API's origin only (never to a host a response pointed at)."""
-        if self.token and _origin(url) == self.origin:
+        if self.token and origin_of(url) == self.origin:
             return {"Authorization": f"Bearer {self.token}"}
         return {}
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _next_link(header: str) -> str:
-    match = _NEXT.search(header)
-    return match.group(1) if match else ""
 
 
 def _resource(kind: str) -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from collector.http import HttpClient, HttpError
+from collector.http import HttpClient, HttpError, next_link, origin_of
 from collector.sinks.naming import safe_part
 from collector.sources.archive import ArchiveEntry, RawArchive
 from collector.sources.base import SourceBatch, SourceContext
@@ -163,7 +163,7 @@ class HuggingFaceSource:
                 size = lfs.get("size") if isinstance(lfs, dict) else entry.get("size")
                 if isinstance(path, str):
                     files[path] = size if isinstance(size, int) else None
-            url, params = _next_link(response.headers.get("link", "")), None
+            url, params = next_link(response.headers.get("link", ""), origin_of(self.base)), None
         return files
 
     def _select(self, files: dict[str, int | None]) -> list[str]:
@@ -356,15 +356,6 @@ class HuggingFaceSource:
         )
         detail = f"HTTP {error.status}: {error.message}"
         return failure_batch(self.name, self.repo, cursor, reason, detail, step)
-
-
-def _next_link(header: str) -> str | None:
-    """The `rel="next"` URL of a `Link` header, as GitHub and the Hub send it."""
-    for part in header.split(","):
-        section = part.strip()
-        if 'rel="next"' in section and section.startswith("<") and ">" in section:
-            return section[1 : section.index(">")]
-    return None
 
 
 def _is_lfs_pointer(path: Path) -> bool:
