@@ -139,3 +139,12 @@ async def test_a_transient_read_error_keeps_the_position_in_the_file(
     monkeypatch.setattr(Path, "open", real_open)
     again = await collect(source, cursors)
     assert [r.payload for b in again for r in b.records] == [{"n": 3}]  # not 1 and 2 again
+
+
+async def test_a_csv_cell_holding_a_whole_resume_is_read(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    resume = "Led the platform team. " * 20_000  # ~460 KiB, above csv's default limit
+    (inbox / "resumes.csv").write_text(f'Category,Resume\nData Science,"{resume}"\n')
+    batches = await collect(make_source(inbox), {})
+    assert [len(r.payload["Resume"]) for b in batches for r in b.records] == [len(resume)]

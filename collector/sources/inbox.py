@@ -21,11 +21,14 @@ import msgspec
 
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
+from collector.sources.unzip import raise_csv_field_limit
 from processors.records import Drop, RawRecord
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 # A file untouched for this long is complete, even if its last line has no newline.
 SETTLE_SECONDS = 1.0
+# Whole resumes in one CSV cell are far above csv's default 128 KiB field limit.
+MAX_CSV_FIELD = 64 * 1024 * 1024
 
 
 class _Chunk(msgspec.Struct):
@@ -228,6 +231,7 @@ def _csv_rows(
     Rows may span lines (quoted newlines), so the reader is fed line by line while the byte
     offset of each physical line is tracked: the cursor always sits between two rows.
     """
+    raise_csv_field_limit(MAX_CSV_FIELD)
     position = offset
     bad_encoding = False
 

@@ -272,7 +272,7 @@ def _jsonl_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[R
 
 def _csv_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row]:
     """CSV records with the byte offset after each; the header is read from the file start."""
-    _raise_csv_field_limit(max_row_bytes)
+    raise_csv_field_limit(max_row_bytes)
     handle.seek(0)
     header_rows = _csv_records(handle, 0, max_row_bytes)
     first = next(header_rows, None)
@@ -305,7 +305,7 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _raise_csv_field_limit(limit: int) -> None:
+def raise_csv_field_limit(limit: int) -> None:
     # Whole resumes in HTML exceed csv's default 128 KiB field limit. The setting is global to
     # the process; it is only ever raised, never lowered.
     if csv.field_size_limit() < limit:
