@@ -385,7 +385,13 @@ with tempfile.TemporaryDirectory() as tmp:
         kept += len(examples)
         dropped += len(duplicates) + len(processed.drops)
     state.close()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# Peak RSS of this process since it started: VmHWM (ru_maxrss would count the benchmark's own
+# memory, which Linux carries over through fork and exec).
+try:
+    status = Path("/proc/self/status").read_text()
+    rss = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) / 1024
+except (OSError, StopIteration):
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 figures = {
     "records": size, "seconds": busy, "cpu": cpu, "kept": kept, "dropped": dropped, "rss_mb": rss
 }
