@@ -241,6 +241,8 @@ class Service:
         return 0
 
     async def _drain(self, timeout: float) -> None:
+        # One budget for the whole drain: what a step does not use, the next may.
+        deadline = time.monotonic() + timeout
         if self.leases is not None:
             await self.leases.freeze()
         runners = list(self.runners.values())
@@ -251,7 +253,12 @@ class Service:
         for sink in self.sinks:
             await sink.close()
         for component in reversed(self.components):
-            await component.stop()
+            # A second is kept back so the leases below are still released in time.
+            remaining = max(0.1, deadline - time.monotonic() - 1.0)
+            try:
+                await asyncio.wait_for(component.stop(), remaining)
+            except TimeoutError:
+                self.log.error("component_stop_timeout", component=component.name)
         if self.leases is not None:  # after the last checkpoint: others continue from it
             shared_limits.install(None)
             await self.leases.close()
