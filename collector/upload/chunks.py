@@ -36,7 +36,8 @@ from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles
 from collector.sinks.files import _fsync_dir as fsync_dir
-from collector.sinks.naming import output_name, safe_part
+from collector.sinks.formatted import file_stem
+from collector.sinks.naming import safe_part
 from collector.state import StateStore
 from collector.upload.config import UploadConfig
 from collector.upload.ledger import NAMESPACE as LEDGER_NAMESPACE
@@ -70,12 +71,6 @@ class OpenChunk(msgspec.Struct):
     @property
     def repo_path(self) -> str:
         return f"data/{self.split}/{self.name}"
-
-
-def chunk_stem(example: Example) -> str:
-    """`owner__dataset`, or `owner__dataset__rewritten` for answers an LLM wrote."""
-    name = output_name(example.source, example.dataset)
-    return f"{name}__rewritten" if example.rewritten else name
 
 
 def git_blob_oid(path: Path) -> str:
@@ -196,7 +191,7 @@ class ChunkRoller:
             if example.kind == "pairs":
                 continue
             line = self._encode_line(example.training_line()) + b"\n"
-            stem = chunk_stem(example) + self._suffix
+            stem = file_stem(example) + self._suffix
             chunk = self._chunk(example.split, stem)
             if chunk.records and chunk.bytes + len(line) > limit_bytes:
                 chunk = self._close(chunk)
