@@ -6,12 +6,32 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 import msgspec
 import structlog
 
 from processors.records import Drop, RawRecord
+
+
+class JsonCursor(msgspec.Struct, frozen=True):
+    """A source's cursor as a Struct, saved as JSON text in the state store.
+
+    An unreadable cursor (an older format, a hand edit) decodes to the start: the source then
+    fetches again from the beginning rather than failing, and dedupe drops what it had.
+    """
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Self:
+        if not text:
+            return cls()
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return cls()
 
 
 class SourceBatch(msgspec.Struct):

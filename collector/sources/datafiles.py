@@ -18,33 +18,21 @@ from typing import Any
 import msgspec
 
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
-from collector.sources.base import SourceBatch
+from collector.sources.base import JsonCursor, SourceBatch
 from collector.sources.unzip import member_kind, read_rows
 from processors.records import Drop, RawRecord
 
 
-class DatasetCursor(msgspec.Struct, frozen=True, omit_defaults=True):
+class DatasetCursor(JsonCursor, frozen=True, omit_defaults=True):
     """Where one dataset's stream stands."""
 
     version: str = ""  # the dataset version being read (or read to the end)
     complete: bool = False  # every file of `version` was read
-    done: list[str] = []  # files of `version` read to the end
+    done: list[str] = msgspec.field(default_factory=list)  # files of `version` read to the end
     member: str = ""  # the file being read
     offset: int = 0  # byte offset (or rows-API offset) after the last record handed out
     row: int = 0  # rows of `member` handed out (records and drops)
     error: str = ""  # the last failure reported, so a repeated one is not counted again
-
-    def encode(self) -> str:
-        return msgspec.json.encode(self).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> DatasetCursor:
-        if not text:
-            return cls()
-        try:
-            return msgspec.json.decode(text, type=cls)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return cls()
 
     def finish_member(self, member: str) -> DatasetCursor:
         return msgspec.structs.replace(

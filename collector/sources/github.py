@@ -43,7 +43,7 @@ from collector.http import (
 )
 from collector.ratelimit import QuotaExhausted
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
-from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.base import JsonCursor, SourceBatch, SourceContext
 from collector.sources.config import GitHubSourceConfig
 from processors.records import Drop, RawRecord
 
@@ -54,21 +54,12 @@ MAX_CODE_SIZE = 384_000  # bytes: GitHub's code search indexes smaller files onl
 ETAG_PREFIX = "etag:"
 
 
-class SearchCursor(msgspec.Struct, frozen=True):
+class SearchCursor(JsonCursor, frozen=True):
     since: str = ""  # ISO time the last complete pass started (repositories: pushed:>since)
     started: str = ""  # when the pass in progress started
-    pending: list[str] = []  # the query parts this pass has still to read, current first
+    # the query parts this pass has still to read, current first
+    pending: list[str] = msgspec.field(default_factory=list)
     next: str = ""  # the next page of pending[0], from its Link header
-
-    def encode(self) -> str:
-        return msgspec.json.encode(self).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> SearchCursor:
-        try:
-            return msgspec.json.decode(text, type=cls) if text else cls()
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return cls()
 
 
 class _File(msgspec.Struct):

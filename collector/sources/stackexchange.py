@@ -35,7 +35,7 @@ import msgspec
 from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse
 from collector.ratelimit import QuotaExhausted
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
-from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.base import JsonCursor, SourceBatch, SourceContext
 from collector.sources.config import StackExchangeSourceConfig
 from processors.records import Drop, RawRecord
 
@@ -47,24 +47,12 @@ ANSWERS = "questions/answers"
 _AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
 
 
-class Cursor(msgspec.Struct, frozen=True):
+class Cursor(JsonCursor, frozen=True):
     """Where a tag's stream stands: the pass window and the next page."""
 
     since: int = 0  # activity date the pass starts from (0: everything)
     until: int = 0  # activity date the pass is pinned to (0: no pass in progress)
     page: int = 1
-
-    def encode(self) -> str:
-        return msgspec.json.encode(self).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        if not text:
-            return cls()
-        try:
-            return msgspec.json.decode(text, type=cls)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return cls()
 
 
 class StackExchangeSource:
