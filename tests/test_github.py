@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from collector.sources import build_source
 from collector.sources.base import SourceContext
 from collector.sources.config import GitHubSourceConfig, RateConfig, RetryConfig
 from collector.sources.github import GitHubSource, SearchCursor
-from processors.records import Drop, RawRecord
+from processors.records import RawRecord
+from tests.passes import run_pass
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
 ALL_RESUMES = 10  # the sample data has 11 repositories; one holds a package.json, not a resume
@@ -62,28 +63,6 @@ def msgspec_convert(fields: dict[str, Any]) -> GitHubSourceConfig:
     import msgspec
 
     return msgspec.convert(fields, GitHubSourceConfig, from_attributes=True)
-
-
-class Pass:
-    def __init__(self) -> None:
-        self.records: list[RawRecord] = []
-        self.drops: list[Drop] = []
-        self.cursors: dict[str, str] = {}
-
-
-async def run_pass(source: GitHubSource, cursors: Mapping[str, str] = {}, batches: int = 0) -> Pass:
-    result = Pass()
-    try:
-        async for batch in source.fetch(cursors):
-            result.records += batch.records
-            result.drops += batch.drops
-            result.cursors.update(batch.cursors)
-            batches -= 1
-            if batches == 0:
-                break
-    finally:
-        await source.close()
-    return result
 
 
 def searches(running: RunningApp, kind: str = "repositories") -> list[str]:
@@ -167,7 +146,7 @@ async def test_without_splitting_only_the_reachable_results_are_read(data_dir: P
 
 async def test_a_pass_resumes_from_its_saved_cursor(emulator: RunningApp, data_dir: Path) -> None:
     first = await run_pass(
-        make_source(emulator.url, data_dir, queries=["topic:jsonresume"]), batches=2
+        make_source(emulator.url, data_dir, queries=["topic:jsonresume"]), max_batches=2
     )
     cursor = SearchCursor.decode(first.cursors["repositories:topic:jsonresume"])
     assert cursor.next and cursor.pending

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from collector.sources.base import SourceContext
 from collector.sources.config import HuggingFaceSourceConfig, RateConfig, RetryConfig
 from collector.sources.datafiles import DatasetCursor
 from collector.sources.huggingface import HuggingFaceSource
-from processors.records import Drop, RawRecord
+from processors.records import RawRecord
+from tests.passes import run_pass
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
 CHAT = "MikePfunk28/resume-training-dataset"
@@ -78,34 +79,6 @@ def make_source(
     fields.update(overrides)
     context = SourceContext(data_dir=data_dir, log=get_logger())
     return HuggingFaceSource(HuggingFaceSourceConfig(**fields), context)
-
-
-class Pass:
-    def __init__(self) -> None:
-        self.records: list[RawRecord] = []
-        self.drops: list[Drop] = []
-        self.cursors: dict[str, str] = {}
-        self.batches = 0
-
-    def reasons(self) -> list[str]:
-        return [d.reason for d in self.drops]
-
-
-async def run_pass(
-    source: HuggingFaceSource, cursors: Mapping[str, str] = {}, max_batches: int | None = None
-) -> Pass:
-    result = Pass()
-    try:
-        async for batch in source.fetch(cursors):
-            result.batches += 1
-            result.records += batch.records
-            result.drops += batch.drops
-            result.cursors.update(batch.cursors)
-            if max_batches is not None and result.batches >= max_batches:
-                break
-    finally:
-        await source.close()
-    return result
 
 
 def paths(running: RunningApp, part: str = "") -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from collector.sources.archive import RawArchive
 from collector.sources.base import SourceContext
 from collector.sources.config import KaggleSourceConfig, RateConfig, RetryConfig
 from collector.sources.kaggle import KaggleCursor, KaggleSource
-from processors.records import Drop, RawRecord
+from processors.records import RawRecord
 from tests.conftest import collector_command, subprocess_env, write_config
+from tests.passes import run_pass
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
 GAURAV = "gauravduttakiit/resume-dataset"
@@ -65,34 +66,6 @@ def make_source(url: str, data_dir: Path, datasets: list[str], **overrides: Any)
     fields.update(overrides)
     context = SourceContext(data_dir=data_dir, log=get_logger())
     return KaggleSource(KaggleSourceConfig(**fields), context)
-
-
-class Pass:
-    def __init__(self) -> None:
-        self.records: list[RawRecord] = []
-        self.drops: list[Drop] = []
-        self.cursors: dict[str, str] = {}
-        self.batches = 0
-
-    def reasons(self) -> list[str]:
-        return [d.reason for d in self.drops]
-
-
-async def run_pass(
-    source: KaggleSource, cursors: Mapping[str, str] = {}, max_batches: int | None = None
-) -> Pass:
-    result = Pass()
-    try:
-        async for batch in source.fetch(cursors):
-            result.batches += 1
-            result.records += batch.records
-            result.drops += batch.drops
-            result.cursors.update(batch.cursors)
-            if max_batches is not None and result.batches >= max_batches:
-                break
-    finally:
-        await source.close()
-    return result
 
 
 def requests(running: RunningApp, path: str = "") -> list[str]:

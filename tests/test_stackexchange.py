@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from collector.sources.config import RateConfig, RetryConfig, StackExchangeSourc
 from collector.sources.stackexchange import Cursor, StackExchangeSource
 from processors.config import RecipeConfig
 from processors.formatters.qa import QaFormatter, html_to_text
-from processors.records import Drop, RawRecord
+from processors.records import RawRecord
+from tests.passes import run_pass
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
 
@@ -54,27 +55,6 @@ def make_source(url: str, data_dir: Path, **overrides: Any) -> StackExchangeSour
     fields.update(overrides)
     context = SourceContext(data_dir=data_dir, log=get_logger())
     return StackExchangeSource(StackExchangeSourceConfig(**fields), context)
-
-
-class Pass:
-    def __init__(self) -> None:
-        self.records: list[RawRecord] = []
-        self.drops: list[Drop] = []
-        self.cursors: dict[str, str] = {}
-        self.batches = 0
-
-
-async def run_pass(source: StackExchangeSource, cursors: Mapping[str, str] = {}) -> Pass:
-    result = Pass()
-    try:
-        async for batch in source.fetch(cursors):
-            result.batches += 1
-            result.records += batch.records
-            result.drops += batch.drops
-            result.cursors.update(batch.cursors)
-    finally:
-        await source.close()
-    return result
 
 
 def tagged(store: StackExchangeStore, tag: str) -> set[int]:
