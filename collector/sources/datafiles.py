@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from collector.logging import Logger
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
 from collector.sources.base import JsonCursor, SourceBatch
 from collector.sources.unzip import member_kind, read_rows
@@ -33,6 +34,19 @@ class DatasetCursor(JsonCursor, frozen=True, omit_defaults=True):
     offset: int = 0  # byte offset (or rows-API offset) after the last record handed out
     row: int = 0  # rows of `member` handed out (records and drops)
     error: str = ""  # the last failure reported, so a repeated one is not counted again
+
+    def at_version(self, version: str, log: Logger, dataset: str) -> DatasetCursor | None:
+        """Where a pass over `version` starts: None when that version was read to the end
+        already, a fresh cursor when the dataset moved on, else this one (resumed mid-version).
+        """
+        if self.version == version and self.complete:
+            log.info("dataset_unchanged", dataset=dataset, version=version)
+            return None
+        if self.version != version:
+            if self.version:
+                log.info("dataset_new_version", dataset=dataset, old=self.version, new=version)
+            return DatasetCursor(version=version)
+        return self
 
     def finish_member(self, member: str) -> DatasetCursor:
         return msgspec.structs.replace(

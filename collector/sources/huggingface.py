@@ -106,13 +106,10 @@ class HuggingFaceSource:
             if batch is not None:
                 yield batch
             return
-        if cursor.version == sha and cursor.complete:
-            self.log.info("hf_dataset_unchanged", dataset=repo, sha=sha)
+        start = cursor.at_version(sha, self.log, repo)
+        if start is None:
             return
-        if cursor.version != sha:
-            if cursor.version:
-                self.log.info("hf_new_revision", dataset=repo, old=cursor.version, new=sha)
-            cursor = DatasetCursor(version=sha)
+        cursor = start
         stream = self._rows(cursor) if self.config.use_rows_api else self._files(cursor, sha)
         try:
             async for batch, progress in stream:

@@ -171,13 +171,10 @@ class KaggleSource:
             if batch is not None:
                 yield batch
             return
-        if cursor.version == version and cursor.complete:
-            self.log.info("kaggle_dataset_unchanged", dataset=ref, version=version)
+        start = cursor.at_version(version, self.log, ref)
+        if start is None:
             return
-        if cursor.version != version:
-            if cursor.version:
-                self.log.info("kaggle_new_version", dataset=ref, old=cursor.version, new=version)
-            cursor = DatasetCursor(version=version)
+        cursor = start
         folder = self._folder(owner, slug, version)
         try:
             names = await self._members(owner, slug, version)
