@@ -332,7 +332,8 @@ _ADDRESS = re.compile(
 # What every address form below holds: a street word (221B Baker Street, Hauptstraße 5,
 # 12 rue de la Paix, Calle Mayor 5, P.O. Box 12) or a UK postcode. The address regex runs only
 # on texts with a digit and one of these.
-_POSTCODE = re.compile(r"[A-Z]\d[A-Z\d]?\s\d[A-Z]{2}|GIR\s?0AA")
+# One leading character class, so the regex engine skips from capital to capital.
+_POSTCODE = re.compile(r"[A-Z](?:\d[A-Z\d]?\s\d[A-Z]{2}|IR\s?0AA)")
 _STREET_WORDS = frozenset(
     _split(
         "street st avenue ave road rd boulevard blvd lane ln drive dr court ct way place pl "
@@ -341,7 +342,6 @@ _STREET_WORDS = frozenset(
         "paseo via viale piazza corso rua travessa largo box weg gasse platz allee damm ring"
     )
 )
-_BRACKET = re.compile(r"[\[({<]")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -500,26 +500,33 @@ class Anonymizer:
         """The example with every message (and a pending bullet) anonymized, in place."""
         if not self.config.enabled:
             return example
-        known = example.meta.get("person_names") or ()
-        if isinstance(known, str):
-            known = (known,)
-        names = tuple(str(n) for n in known if n and str(n).strip())
+        meta = example.meta
+        names: tuple[str, ...] = ()
+        bullet = None
+        if meta:
+            known = meta.get("person_names") or ()
+            if isinstance(known, str):
+                known = (known,)
+            names = tuple(str(n) for n in known if n and str(n).strip())
+            bullet = meta.get("bullet")
         record = RecordNames(numbered=self.config.consistent_names)
+        messages = example.messages
         contents = [
             self._repeated(m.content, record)
             if m.role == "system" and not names and not record.parts and len(m.content) < 4096
             else self._anonymize(m.content, names, record)
-            for m in example.messages
+            for m in messages
         ]
-        bullet = example.meta.get("bullet")
         if isinstance(bullet, str) and bullet:
             bullet = self._anonymize(bullet, names, record)
         if record.parts:  # a person named in a later message, mentioned in an earlier one
             contents = [self._mentions(c, record) for c in contents]
             if isinstance(bullet, str) and bullet:
                 bullet = self._mentions(bullet, record)
+        # Messages are frozen: only a changed one is built again.
         example.messages = [
-            Message(m.role, c) for m, c in zip(example.messages, contents, strict=True)
+            m if c is m.content else Message(m.role, c)
+            for m, c in zip(messages, contents, strict=True)
         ]
         if isinstance(bullet, str) and bullet:
             example.meta = {**example.meta, "bullet": bullet}
@@ -532,13 +539,23 @@ class Anonymizer:
         config = self.config
         passes = 0
         digits = _DIGIT.search(text) is not None
-        if config.phones and digits:
+        # A candidate never spans lines, so one search over the text says whether any line
+        # has one: most digits in resume text (a year, a percentage) are not even candidates.
+        if config.phones and digits and _PHONE_CANDIDATE.search(text) is not None:
             passes |= _PHONES
         if config.emails and "@" in text:
             passes |= _EMAILS
         low = text.lower()
         # Cheap substring and set tests first; the hint regexes only where they pass.
-        marked = " at " in low or "dot" in low or "_at_" in low or _BRACKET.search(text)
+        marked = (
+            " at " in low
+            or "dot" in low
+            or "_at_" in low
+            or "[" in text
+            or "(" in text
+            or "{" in text
+            or "<" in text
+        )
         if config.emails and marked and _OBFUSCATION_HINT.search(low):
             passes |= _OBFUSCATED
         # A host needs a dot before a letter.

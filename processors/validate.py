@@ -108,11 +108,13 @@ class Validator:
             content = message.content
             if not isinstance(content, str):
                 return "missing_content"
-            if not content.strip():
+            if not content or content.isspace():
                 return f"{message.role}_empty"
             if "\ufffd" in content:
                 return "encoding_error"
-            if _CONTROL.search(content):
+            # A printable text holds no control character: the regex only runs on the others
+            # (those with line breaks, mostly).
+            if not content.isprintable() and _CONTROL.search(content):
                 return "control_characters"
             if len(content) < config.min_chars.get(message.role, 0):
                 return f"{message.role}_too_short"

@@ -16,7 +16,7 @@ class ChatFormatter:
         self.field = recipe.fields.get("messages", "messages")
 
     def format(self, record: RawRecord) -> Formatted:
-        raw = get_field(record.payload, self.field)
+        raw = _get(record.payload, self.field)
         if not isinstance(raw, list) or not raw:
             return drop(record, "missing_messages")
         messages: list[Message] = []
@@ -50,4 +50,6 @@ class PairsFormatter:
 
 
 def _get(item: dict[str, Any], key: str) -> Any:
-    return get_field(item, key)
+    # The exact key is the usual case: a dict look-up, then the case-insensitive search.
+    value = item.get(key)
+    return value if value is not None else get_field(item, key)
