@@ -38,8 +38,11 @@ NAMESPACE = "dedupe:exact"
 NEAR_NAMESPACE = "dedupe:near"
 _TOKEN = re.compile(r"\[(?:EMAIL|PHONE|NAME|URL|ADDRESS)(?:_\d+)?\]")
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-# ASCII punctuation and control characters to spaces: what `_NON_WORD` does to ASCII text.
-_ASCII_PUNCTUATION = {c: " " for c in range(128) if not chr(c).isalnum()}
+# ASCII punctuation and control characters to spaces, as a byte table: what `_NON_WORD` does
+# to ASCII text, and bytes.translate is a table look-up where str.translate calls a dict.
+_ASCII_PUNCTUATION = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(
+    range(128, 256)
+)
 _U32 = np.uint32
 # MurmurHash3's 32-bit finalizer, as datasketch applies it before its affine permutations.
 _FMIX = (_U32(16), _U32(0x85EBCA6B), _U32(13), _U32(0xC2B2AE35), _U32(16))
@@ -60,7 +63,7 @@ def normalise(text: str) -> str:
     if "[" in text:
         text = _TOKEN.sub(" ", text)
     if text.isascii():  # the usual case: a translation table, no regex
-        return " ".join(text.translate(_ASCII_PUNCTUATION).lower().split())
+        return b" ".join(text.encode().translate(_ASCII_PUNCTUATION).lower().split()).decode()
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_NON_WORD.sub(" ", text).split())
 

@@ -16,7 +16,11 @@ Split = Literal["train", "validation", "test"]
 Kind = Literal["train", "pairs"]
 
 
-class RawRecord(msgspec.Struct, frozen=True):
+# gc=False: these hold strings, and lists and dicts decoded from JSON, never a cycle, so the
+# garbage collector need not track the millions of them a run makes.
+
+
+class RawRecord(msgspec.Struct, frozen=True, gc=False):
     """One record as a source fetched it, before any formatting."""
 
     source: str  # the configured source name, e.g. "inbox" or "se-workplace"
@@ -28,12 +32,12 @@ class RawRecord(msgspec.Struct, frozen=True):
     meta: dict[str, Any] = {}  # source metadata (author names to anonymize, links, licence...)
 
 
-class Message(msgspec.Struct, frozen=True):
+class Message(msgspec.Struct, frozen=True, gc=False):
     role: Role
     content: str
 
 
-class Example(msgspec.Struct):
+class Example(msgspec.Struct, gc=False):
     """One line of training data plus its provenance (kept out of the training line)."""
 
     messages: list[Message]
@@ -57,7 +61,7 @@ class TrainingLine(msgspec.Struct):
     messages: list[Message]
 
 
-class Drop(msgspec.Struct, frozen=True):
+class Drop(msgspec.Struct, frozen=True, gc=False):
     """A record that is not written, and why. Every drop is counted by its reason."""
 
     source: str

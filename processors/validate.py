@@ -81,29 +81,28 @@ class EncodingRepair:
 class Validator:
     def __init__(self, config: ValidateConfig) -> None:
         self.config = config
+        # Few role sequences ever occur: each one's verdict is worked out once.
+        self._orders: dict[tuple[tuple[str, ...], str], str | None] = {}
+        self._limits = {
+            role: (config.min_chars.get(role, 0), config.max_chars.get(role, 1 << 62))
+            for role in ROLES
+        }
 
     def check(self, example: Example) -> str | None:
         """The drop reason, or None when the example is fit to write."""
         messages = example.messages
-        if not messages:
-            return "missing_messages"
-        roles = [m.role for m in messages]
-        if any(role not in ROLES for role in roles):
-            return "unrecognized_role"
-        if roles[0] == "system":
-            roles = roles[1:]
-        if "system" in roles:
-            return "bad_role_order"
-        expected_last = "user" if example.kind == "pairs" else "assistant"
-        if expected_last == "assistant" and "assistant" not in roles:
-            return "no_assistant_message"
-        if not roles or roles[-1] != expected_last:
-            return "bad_role_order"
-        for index, role in enumerate(roles):
-            if role != ("user" if index % 2 == 0 else "assistant"):
-                return "bad_role_order"
+        roles = tuple(m.role for m in messages)
+        order = (roles, example.kind)
+        if order in self._orders:
+            reason = self._orders[order]
+        else:
+            if len(self._orders) >= 1024:  # conversations of ever new lengths: stay bounded
+                self._orders.clear()
+            reason = self._orders[order] = _role_order(roles, example.kind)
+        if reason is not None:
+            return reason
         total = 0
-        config = self.config
+        limits = self._limits
         for message in messages:
             content = message.content
             if not isinstance(content, str):
@@ -116,11 +115,13 @@ class Validator:
             # (those with line breaks, mostly).
             if not content.isprintable() and _CONTROL.search(content):
                 return "control_characters"
-            if len(content) < config.min_chars.get(message.role, 0):
+            low, high = limits[message.role]
+            if len(content) < low:
                 return f"{message.role}_too_short"
-            if len(content) > config.max_chars.get(message.role, 1 << 62):
+            if len(content) > high:
                 return f"{message.role}_too_long"
             total += len(content)
+        config = self.config
         if total / config.chars_per_token > config.max_total_tokens:
             return "too_many_tokens"
         return None
@@ -156,3 +157,24 @@ class Validator:
             kind="pairs" if kind == "pairs" else "train",
         )
         return example, None
+
+
+def _role_order(roles: tuple[str, ...], kind: str) -> str | None:
+    """Why this sequence of roles cannot be a training line, or None when it can."""
+    if not roles:
+        return "missing_messages"
+    if any(role not in ROLES for role in roles):
+        return "unrecognized_role"
+    if roles[0] == "system":
+        roles = roles[1:]
+    if "system" in roles:
+        return "bad_role_order"
+    expected_last = "user" if kind == "pairs" else "assistant"
+    if expected_last == "assistant" and "assistant" not in roles:
+        return "no_assistant_message"
+    if not roles or roles[-1] != expected_last:
+        return "bad_role_order"
+    for index, role in enumerate(roles):
+        if role != ("user" if index % 2 == 0 else "assistant"):
+            return "bad_role_order"
+    return None
