@@ -353,7 +353,7 @@ def bench_presidio(docs: list[Doc]) -> Run:
 
 # ----------------------------------------------------------------------------- full chain
 CHAIN_CHILD = r"""
-import json, random, resource, sys, tempfile, time
+import gc, json, random, resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from benchmarks.processors_bench import chain_records
@@ -366,6 +366,8 @@ from processors.split import assign_split
 size, near = int(sys.argv[2]), sys.argv[3] == "near"
 config = ProcessingConfig(dedupe=DedupeConfig(near=near))
 chain = ProcessorChain(RecipeConfig(name="chat"), config)
+gc.collect()
+gc.freeze()  # as the service does once it is built
 with tempfile.TemporaryDirectory() as tmp:
     state = SqliteStateStore(Path(tmp) / "state.sqlite3")
     dedupe = Deduplicator(config.dedupe, state)

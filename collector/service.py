@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -202,6 +203,10 @@ class Service:
         )
         for component in self.components:
             await component.start(self)
+        # What is built by now (name lists, compiled rules, chains) lives as long as the
+        # process: out of the collector's full passes, which would scan it again and again.
+        gc.collect()
+        gc.freeze()
         self.emit("ready", sources=sorted(self.runners))
         if self.mode == "once":
             await self._until_sources_finish()
