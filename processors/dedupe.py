@@ -2,12 +2,17 @@
 
 Both indexes live in the state store, so dedupe holds across restarts and across sources:
 
-- `dedupe:exact`: blake2b of the normalised content (case, whitespace, punctuation and the
-  anonymizer's tokens do not count) -> the group key of the record that had it first.
-- `dedupe:near`: one key per LSH band of a record's MinHash signature -> its group key. Two
-  records that share a band are near-duplicates (Jaccard similarity of their shingles around
-  the threshold or above); the bands and rows per band are datasketch's optimal choice for the
-  threshold and the number of permutations.
+- `set:dedupe:exact`: blake2b of the normalised content (case, whitespace, punctuation and the
+  anonymizer's tokens do not count) of every record written.
+- `set:dedupe:near`: one key per LSH band of a record's MinHash signature. Two records that
+  share a band are near-duplicates (Jaccard similarity of their shingles around the threshold
+  or above); the bands and rows per band are datasketch's optimal choice for the threshold and
+  the number of permutations. With `near_action = "group"` a near-duplicate joins the cluster
+  of the record it resembles, so that index maps each band to its group key instead
+  (`dedupe:near`).
+
+Both sets are membership only (`set:` namespaces, see collector/state/base.py), which lets the
+SQLite store keep them as sorted runs of fingerprints rather than B-tree rows.
 
 Signatures are datasketch's MinHash (scheme `affine32`, its permutations for the seed), computed
 for a whole batch at once with numpy: shingle hashes of every record in one array, one
@@ -34,8 +39,9 @@ from datasketch.lsh import _optimal_param
 from processors.config import DedupeConfig
 from processors.records import Example
 
-NAMESPACE = "dedupe:exact"
-NEAR_NAMESPACE = "dedupe:near"
+NAMESPACE = "set:dedupe:exact"
+NEAR_NAMESPACE = "set:dedupe:near"
+NEAR_GROUPS_NAMESPACE = "dedupe:near"  # band -> group key, for near_action = "group"
 _TOKEN = re.compile(r"\[(?:EMAIL|PHONE|NAME|URL|ADDRESS)(?:_\d+)?\]")
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 # ASCII punctuation and control characters to spaces, as a byte table: what `_NON_WORD` does
@@ -255,6 +261,8 @@ class Deduplicator:
         self.config = config
         self.index = index
         self.hasher = MinHasher(config) if config.near else None
+        self.grouping = config.near_action == "group"
+        self.near_namespace = NEAR_GROUPS_NAMESPACE if self.grouping else NEAR_NAMESPACE
         self._pending: dict[str, str] = {}
         self._pending_near: dict[str, str] = {}
 
@@ -274,7 +282,7 @@ class Deduplicator:
                 if key in known or key in self._pending:
                     dropped.append((example, "duplicate_exact"))
                     continue
-                self._pending[key] = key
+                self._pending[key] = ""
                 kept.append(example)
         if self.hasher is not None:
             kept = self._near(kept, [contents[id(e)] for e in kept], dropped)
@@ -291,16 +299,21 @@ class Deduplicator:
             return examples
         flat, lengths = hasher.shingle_batch(contents)
         bands = hasher.band_key_batch(hasher.signatures_flat(flat, lengths))
-        known = self.index.get_many(NEAR_NAMESPACE, [k for keys in bands for k in keys])
+        known = self.index.get_many(self.near_namespace, [k for keys in bands for k in keys])
         kept: list[Example] = []
         pending = self._pending_near
         for example, keys in zip(examples, bands, strict=True):
+            if not self.grouping:
+                if any(k in known or k in pending for k in keys):
+                    dropped.append((example, "duplicate_near"))
+                    continue
+                example.group_key = example.group_key or example.dedupe_key
+                pending.update(dict.fromkeys(keys, ""))
+                kept.append(example)
+                continue
             group = next(
                 (known.get(k) or pending[k] for k in keys if k in known or k in pending), None
             )
-            if group is not None and self.config.near_action == "drop":
-                dropped.append((example, "duplicate_near"))
-                continue
             # A cluster found in the index wins; else a group the formatter chose (all bullets
             # of one resume, a rewrite and its pair) stays together.
             example.group_key = group or example.group_key or example.dedupe_key
@@ -311,10 +324,11 @@ class Deduplicator:
 
     def take_pending(self) -> dict[str, dict[str, str]]:
         """The keys to commit with the next checkpoint; they stay known until then."""
-        # In key order: SQLite inserts sorted keys into its B-tree several times faster.
-        pending = {NAMESPACE: dict(sorted(self._pending.items()))}
+        pending = {NAMESPACE: dict(self._pending)}
         if self._pending_near:
-            pending[NEAR_NAMESPACE] = dict(sorted(self._pending_near.items()))
+            # Group keys go into a B-tree, which takes keys in order several times faster.
+            near = self._pending_near
+            pending[self.near_namespace] = dict(sorted(near.items())) if self.grouping else near
         return pending
 
     def committed(self) -> None:

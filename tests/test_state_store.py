@@ -220,6 +220,44 @@ def test_what_was_committed_is_there_after_reopening(opener: Opener) -> None:
     assert second.counts() == [("s", "d", "written", 4)]
 
 
+# --- set namespaces: membership only -----------------------------------------------------------
+
+
+def test_a_set_namespace_answers_membership_with_empty_values(store: StateStore) -> None:
+    store.commit({"set:seen": {"k1": "", "k3": "ignored"}})
+    assert store.get_many("set:seen", ["k1", "k2", "k3", "k1"]) == {"k1": "", "k3": ""}
+    assert store.get("set:seen", "k3") == ""
+    assert store.get("set:seen", "k2") is None
+    assert store.get_many("set:other", ["k1"]) == {}
+
+
+def test_a_set_keeps_every_key_of_many_commits_and_after_reopening(opener: Opener) -> None:
+    store = opener()
+    keys = [f"key-{i}" for i in range(30_000)]
+    # Commits of uneven sizes, so the SQLite runs are merged several times over.
+    for start, end in [(0, 5), (5, 6000), (6000, 6100), (6100, 20_000), (20_000, 30_000)]:
+        store.commit({"set:seen": dict.fromkeys(keys[start:end], "")})
+    absent = [f"absent-{i}" for i in range(5000)]
+    assert store.get_many("set:seen", keys + absent) == dict.fromkeys(keys, "")
+    store.close()
+    assert opener().get_many("set:seen", keys[::7] + absent) == dict.fromkeys(keys[::7], "")
+
+
+def test_a_set_cannot_be_scanned_or_have_keys_deleted(store: StateStore) -> None:
+    store.commit({"set:seen": {"k": ""}})
+    with pytest.raises(ValueError, match="is a set"):
+        list(store.scan("set:seen"))
+    with pytest.raises(ValueError, match="is a set"):
+        store.delete("set:seen", ["k"])
+
+
+def test_a_failed_commit_adds_nothing_to_a_set(store: StateStore) -> None:
+    store.commit({"set:seen": {"old": ""}})
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own type
+        store.commit({"set:seen": {"new": ""}, "cursor": {"k": None}})  # type: ignore[dict-item]
+    assert store.get_many("set:seen", ["old", "new"]) == {"old": ""}
+
+
 # --- Redis only: what sharing one store between instances needs -------------------------------
 
 

@@ -26,7 +26,7 @@ import redis
 import redis.asyncio
 import redis.client
 
-from collector.state.base import LOCAL_NAMESPACES, Counts
+from collector.state.base import LOCAL_NAMESPACES, Counts, is_set_namespace
 
 if TYPE_CHECKING:
     from collector.config import StateConfig
@@ -178,7 +178,9 @@ class RedisStateStore:
 
     def get(self, namespace: str, key: str) -> str | None:
         value: Any = self.client.hget(self._hash(namespace), key)
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        return "" if is_set_namespace(namespace) else str(value)
 
     def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
@@ -191,9 +193,13 @@ class RedisStateStore:
         for start, values in zip(range(0, len(wanted), _SLICE), replies, strict=True):
             part = wanted[start : start + _SLICE]
             found.update((k, v) for k, v in zip(part, values, strict=True) if v is not None)
+        if is_set_namespace(namespace):
+            return dict.fromkeys(found, "")
         return found
 
     def scan(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+        if is_set_namespace(namespace):  # as in SQLite, where a set keeps fingerprints only
+            raise ValueError(f"{namespace} is a set: it cannot be scanned")
         # HSCAN walks the hash in no particular order: collect the matches, then sort them
         # (Python orders str by code point, which is SQLite's byte order of UTF-8 text).
         items: Iterator[tuple[str, str]] = self.client.hscan_iter(
@@ -265,6 +271,8 @@ class RedisStateStore:
         raise LeaseLost(lost)
 
     def delete(self, namespace: str, keys: Iterable[str]) -> None:
+        if is_set_namespace(namespace):
+            raise ValueError(f"{namespace} is a set: keys are never taken out of it")
         doomed = list(keys)
         name = self._hash(namespace)
         for start in range(0, len(doomed), _SLICE):

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from collector.state.base import Counts
+from collector.state.base import Counts, is_set_namespace
+from collector.state.runs import RunSets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -44,8 +45,11 @@ class SqliteStateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._sets = RunSets(self._db)
 
     def get(self, namespace: str, key: str) -> str | None:
+        if is_set_namespace(namespace):
+            return self.get_many(namespace, [key]).get(key)
         with self._lock:
             row = self._db.execute(
                 "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
@@ -55,6 +59,9 @@ class SqliteStateStore:
     def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
         found: dict[str, str] = {}
+        if is_set_namespace(namespace):
+            with self._lock:
+                return dict.fromkeys(self._sets.members(namespace, wanted), "")
         with self._lock:
             for start in range(0, len(wanted), _SLICE):
                 part = wanted[start : start + _SLICE]
@@ -67,6 +74,8 @@ class SqliteStateStore:
         return found
 
     def scan(self, namespace: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+        if is_set_namespace(namespace):
+            raise ValueError(f"{namespace} is a set: it cannot be scanned")
         # Keys are compared as text: every key in [prefix, prefix + U+10FFFF) starts with prefix.
         with self._lock:
             rows = self._db.execute(
@@ -79,8 +88,12 @@ class SqliteStateStore:
     def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            applied = []
             try:
                 for namespace, items in puts.items():
+                    if is_set_namespace(namespace):
+                        applied.append(self._sets.stage(namespace, items.keys()))
+                        continue
                     self._db.executemany(
                         "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
                         "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
@@ -96,8 +109,12 @@ class SqliteStateStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            for apply in applied:  # the sets' memory follows what is now on disk
+                apply()
 
     def delete(self, namespace: str, keys: Iterable[str]) -> None:
+        if is_set_namespace(namespace):
+            raise ValueError(f"{namespace} is a set: keys are never taken out of it")
         with self._lock:
             self._db.executemany(
                 "DELETE FROM kv WHERE namespace = ? AND key = ?", ((namespace, k) for k in keys)

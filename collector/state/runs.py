@@ -1,0 +1,220 @@
+"""Set namespaces in SQLite: sorted runs of 64-bit fingerprints, a Bloom filter in front.
+
+A dedupe index is a set of random hashes that only grows. Kept as rows of a B-tree, every
+checkpoint inserts its keys at random places: once the tree is bigger than a checkpoint, each
+key dirties a page of its own, which the WAL writes and the checkpointer copies again. At a
+million records with near-dup dedupe (six keys each) that was most of the time a record took.
+
+Here a checkpoint's keys become one new *run*: their fingerprints, sorted, in block rows,
+written in the same transaction as everything else the checkpoint commits. When the newest run
+is at least half the size of the one before it the two are merged (in numpy, in that same
+transaction), so a set of n keys is O(log n) runs and each key is rewritten O(log n) times, in
+sequential writes. A run stops growing at `MAX_RUN` fingerprints, which bounds the memory a
+merge takes.
+
+A look-up first asks a Bloom filter of fixed size (`BLOOM_BITS`), built from the runs when the
+store opens: most keys a dedupe index is asked about are new, and those the filter rules out
+cost no read at all. For the rest, each run keeps every `BLOCK`-th fingerprint in memory (its
+fences), so a probe reads one block row of the run. Memory is the filter plus the fences:
+it does not grow with the set, except the fences (one fingerprint per `BLOCK`).
+
+What a set holds is membership only: a key's value is always "" and a set cannot be scanned.
+Fingerprints are 64-bit XXH3 hashes (stable across processes and machines, unlike Python's
+salted `hash`): two different keys share one with a chance of about n/2**64 per look-up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import xxhash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+-- A run's fingerprints in blocks, one row each, row id = run id << 32 | block number: a probe
+-- is one row look-up, and a new run is appended after every row there is.
+CREATE TABLE IF NOT EXISTS run_blocks (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"""
+BLOCK = 256  # fingerprints per block row (2 KiB, inside one page)
+MAX_RUN = 1 << 20  # 1M fingerprints (8 MiB): what one merge holds in memory is a few times that
+BLOOM_BITS = 1 << 27  # 16 MiB, 7 bits per key: 0.2% false positives at 10M keys
+_HASHES = 7
+_U64 = np.dtype("<u8")
+
+
+def fingerprints(keys: Iterable[str]) -> np.ndarray:
+    """64-bit fingerprints of keys (XXH3), in the order given."""
+    digest = xxhash.xxh3_64_intdigest
+    return np.fromiter((digest(key.encode()) for key in keys), dtype=_U64)
+
+
+@dataclass
+class Run:
+    id: int
+    size: int
+    fences: np.ndarray  # fingerprint at the start of every block
+
+
+class Bloom:
+    def __init__(self, bits: int = BLOOM_BITS) -> None:
+        if bits & (bits - 1):
+            raise ValueError("the Bloom filter's size must be a power of two")
+        self.mask = np.uint64(bits - 1)
+        # np.zeros maps zeroed pages lazily: a small set touches few of them.
+        self.bytes = np.zeros(bits // 8, dtype=np.uint8)
+
+    def _positions(self, fps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        low = fps & np.uint64(0xFFFFFFFF)
+        step = (fps >> np.uint64(32)) | np.uint64(1)
+        with np.errstate(over="ignore"):
+            spread: np.ndarray = low[:, None] + step[:, None] * np.arange(_HASHES, dtype=np.uint64)
+        spread &= self.mask
+        return (spread >> np.uint64(3)).astype(np.intp), (
+            np.uint8(1) << (spread & np.uint64(7)).astype(np.uint8)
+        )
+
+    def add(self, fps: np.ndarray) -> None:
+        if len(fps):
+            where, bit = self._positions(fps)
+            np.bitwise_or.at(self.bytes, where.ravel(), bit.ravel())
+
+    def maybe(self, fps: np.ndarray) -> np.ndarray:
+        """True where the fingerprint may be in the set; False where it is surely not."""
+        if not len(fps):
+            return np.zeros(0, dtype=bool)
+        where, bit = self._positions(fps)
+        found: np.ndarray = ((self.bytes[where] & bit) != 0).all(axis=1)
+        return found
+
+
+class RunSets:
+    """The set namespaces of one SQLite connection. The caller holds the connection's lock."""
+
+    def __init__(self, db: sqlite3.Connection, bloom_bits: int = BLOOM_BITS) -> None:
+        self.db = db
+        self.bloom_bits = bloom_bits
+        db.executescript(SCHEMA)
+        self._load()
+
+    def _load(self) -> None:
+        """Fences and filter from the runs on disk (at open, and after another writer)."""
+        self.bloom = Bloom(self.bloom_bits)
+        self.runs: dict[str, list[Run]] = {}
+        rows = self.db.execute("SELECT id, namespace, size FROM runs ORDER BY id").fetchall()
+        for run_id, namespace, size in rows:
+            data = self._read_run(int(run_id))
+            self.bloom.add(data)
+            self.runs.setdefault(str(namespace), []).append(
+                Run(int(run_id), int(size), data[::BLOCK].copy())
+            )
+        self.version = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _fresh(self) -> None:
+        # Another connection (another process on the same file) committed since: its runs
+        # are not in memory yet.
+        if self._data_version() != self.version:
+            self._load()
+
+    def _read_run(self, run_id: int) -> np.ndarray:
+        rows = self.db.execute(
+            "SELECT data FROM run_blocks WHERE id >= ? AND id < ? ORDER BY id",
+            (run_id << 32, (run_id + 1) << 32),
+        )
+        return np.frombuffer(b"".join(row[0] for row in rows), dtype=_U64)
+
+    def _read_block(self, run_id: int, block: int) -> np.ndarray:
+        row = self.db.execute(
+            "SELECT data FROM run_blocks WHERE id = ?", (run_id << 32 | block,)
+        ).fetchone()
+        return np.frombuffer(row[0], dtype=_U64)
+
+    # -- reading ------------------------------------------------------------------------------
+    def members(self, namespace: str, keys: list[str]) -> set[str]:
+        self._fresh()
+        runs = self.runs.get(namespace)
+        if not runs or not keys:
+            return set()
+        fps = fingerprints(keys)
+        maybe = np.flatnonzero(self.bloom.maybe(fps))
+        if not len(maybe):
+            return set()
+        wanted = fps[maybe]
+        hit = np.zeros(len(wanted), dtype=bool)
+        for run in reversed(runs):  # newest first: a re-posted item is usually recent
+            open_ = np.flatnonzero(~hit)
+            if not len(open_):
+                break
+            hit[open_] |= self._in_run(run, wanted[open_])
+        return {keys[int(i)] for i in maybe[hit]}
+
+    def _in_run(self, run: Run, fps: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(fps), dtype=bool)
+        blocks = np.searchsorted(run.fences, fps, side="right") - 1
+        for block in np.unique(blocks[blocks >= 0]):
+            mine = np.flatnonzero(blocks == block)
+            data = self._read_block(run.id, int(block))
+            at = np.searchsorted(data, fps[mine])
+            inside = at < len(data)
+            found[mine[inside]] = data[at[inside]] == fps[mine[inside]]
+        return found
+
+    # -- writing ------------------------------------------------------------------------------
+    def stage(self, namespace: str, keys: Iterable[str]) -> Callable[[], None]:
+        """Write the keys as a new run (merging runs as it goes) inside the caller's open
+        transaction; the returned function updates memory once that transaction commits."""
+        self._fresh()
+        fps = np.unique(fingerprints(keys))
+        if not len(fps):
+            return lambda: None
+        runs = list(self.runs.get(namespace, []))
+        data = fps
+        dropped: list[int] = []
+        # Merge into the newest runs while they are no more than twice as big as what comes.
+        while runs and runs[-1].size <= 2 * len(data) and runs[-1].size + len(data) <= MAX_RUN:
+            last = runs.pop()
+            data = np.union1d(self._read_run(last.id), data)
+            dropped.append(last.id)
+        cursor = self.db.execute(
+            "INSERT INTO runs (namespace, size) VALUES (?, ?)", (namespace, len(data))
+        )
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        raw = data.astype(_U64, copy=False).tobytes()
+        step = BLOCK * 8
+        self.db.executemany(
+            "INSERT INTO run_blocks (id, data) VALUES (?, ?)",
+            (
+                (run_id << 32 | n, raw[at : at + step])
+                for n, at in enumerate(range(0, len(raw), step))
+            ),
+        )
+        for old in dropped:
+            self.db.execute("DELETE FROM runs WHERE id = ?", (old,))
+            self.db.execute(
+                "DELETE FROM run_blocks WHERE id >= ? AND id < ?", (old << 32, (old + 1) << 32)
+            )
+        runs.append(Run(run_id, len(data), data[::BLOCK].copy()))
+
+        def apply() -> None:
+            self.runs[namespace] = runs
+            self.bloom.add(fps)
+            self.version = self._data_version()
+
+        return apply
+
+    def size(self, namespace: str) -> int:
+        self._fresh()
+        return sum(run.size for run in self.runs.get(namespace, []))

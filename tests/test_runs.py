@@ -1,0 +1,73 @@
+"""SQLite's set namespaces: sorted runs of fingerprints behind a Bloom filter."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from collector.state.runs import BLOCK, Bloom, RunSets, fingerprints
+from collector.state.sqlite import SqliteStateStore
+
+
+def commit(sets: RunSets, db: sqlite3.Connection, namespace: str, keys: list[str]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    apply = sets.stage(namespace, keys)
+    db.execute("COMMIT")
+    apply()
+
+
+def test_what_the_filter_lets_through_is_checked_against_the_runs(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    sets = RunSets(db, bloom_bits=64)  # so small that it answers "maybe" to nearly everything
+    present = [f"in-{i}" for i in range(3000)]
+    commit(sets, db, "set:x", present)
+    absent = [f"out-{i}" for i in range(3000)]
+    assert sets.bloom.maybe(fingerprints(absent)).mean() > 0.9
+    assert sets.members("set:x", present + absent) == set(present)
+
+
+def test_a_bloom_filter_never_forgets_and_rarely_says_maybe_to_a_new_key() -> None:
+    bloom = Bloom(1 << 20)
+    known = fingerprints(f"k{i}" for i in range(50_000))
+    bloom.add(known)
+    assert bloom.maybe(known).all()
+    assert bloom.maybe(fingerprints(f"new{i}" for i in range(50_000))).mean() < 0.01
+
+
+def test_runs_are_merged_so_there_are_few_of_them(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    sets = RunSets(db)
+    for batch in range(300):
+        commit(sets, db, "set:x", [f"{batch}-{i}" for i in range(100)])
+    runs = sets.runs["set:x"]
+    assert len(runs) <= 12
+    assert sum(run.size for run in runs) == 30_000
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == len(runs)
+    # Memory per run is its fences: one fingerprint per block.
+    assert all(len(run.fences) == -(-run.size // BLOCK) for run in runs)
+    assert sets.members("set:x", ["0-0", "150-50", "299-99", "300-0"]) == {
+        "0-0",
+        "150-50",
+        "299-99",
+    }
+
+
+def test_a_store_sees_what_another_connection_added_and_merged(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    first, second = SqliteStateStore(path), SqliteStateStore(path)
+    try:
+        first.commit({"set:x": dict.fromkeys(["a", "b"], "")})
+        assert second.get_many("set:x", ["a", "b", "c"]) == {"a": "", "b": ""}
+        # The second store's commit merges the first one's run into a new one.
+        second.commit({"set:x": dict.fromkeys(["c", "d"], "")})
+        assert first.get_many("set:x", ["a", "b", "c", "d", "e"]) == dict.fromkeys("abcd", "")
+        first.commit({"set:x": {"e": ""}})
+        assert second.get_many("set:x", list("abcdef")) == dict.fromkeys("abcde", "")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_fingerprints_are_stable_across_processes() -> None:
+    # XXH3, not Python's salted hash(): a set written by one process is read by the next.
+    assert int(fingerprints(["resume"])[0]) == 0x2C4F18DF09FB7C69
