@@ -493,7 +493,13 @@ class Anonymizer:
         if config.names:
             if record is None:
                 record = RecordNames(numbered=config.consistent_names)
-            text = self._names(text, names, record)
+            # Every rule that finds a name on its own needs a capital letter after the text's
+            # first character (two capitalised words, a cue and a name, a signature on a line
+            # of its own); names from the metadata and mentions of a part found earlier are
+            # matched whatever the case.
+            rest = text[1:]
+            if names or record.parts or rest != rest.lower():
+                text = self._names(text, names, record)
         return text
 
     def anonymize_example(self, example: Example) -> Example:
