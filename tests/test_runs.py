@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from collector.state.runs import BLOCK, Bloom, RunSets, fingerprints
+import numpy as np
+
+from collector.state.runs import BLOCK, Bloom, RunSets, _merge, fingerprints
 from collector.state.sqlite import SqliteStateStore
 
 
@@ -71,3 +74,14 @@ def test_a_store_sees_what_another_connection_added_and_merged(tmp_path: Path) -
 def test_fingerprints_are_stable_across_processes() -> None:
     # XXH3, not Python's salted hash(): a set written by one process is read by the next.
     assert int(fingerprints(["resume"])[0]) == 0x2C4F18DF09FB7C69
+
+
+def test_a_merge_streams_sorted_runs_into_one_without_repeats() -> None:
+    rng = np.random.default_rng(3)
+    runs = [np.unique(rng.integers(0, 50_000, size, dtype=np.uint64)) for size in (10, 20_000, 7)]
+
+    def chunked(run: np.ndarray) -> Iterator[np.ndarray]:
+        return iter(np.array_split(run, max(1, len(run) // 999)))
+
+    merged = np.concatenate(list(_merge([chunked(run) for run in runs])))
+    assert np.array_equal(merged, np.unique(np.concatenate(runs)))

@@ -8,9 +8,8 @@ million records with near-dup dedupe (six keys each) that was most of the time a
 Here a checkpoint's keys become one new *run*: their fingerprints, sorted, in block rows,
 written in the same transaction as everything else the checkpoint commits. When the newest run
 is at least half the size of the one before it the two are merged (in numpy, in that same
-transaction), so a set of n keys is O(log n) runs and each key is rewritten O(log n) times, in
-sequential writes. A run stops growing at `MAX_RUN` fingerprints, which bounds the memory a
-merge takes.
+transaction, streaming: a merge holds a few chunks of each run, never a whole run), so a set of
+n keys is O(log n) runs and each key is rewritten O(log n) times, in sequential writes.
 
 A look-up first asks a Bloom filter of fixed size (`BLOOM_BITS`), built from the runs when the
 store opens: most keys a dedupe index is asked about are new, and those the filter rules out
@@ -26,7 +25,7 @@ salted `hash`): two different keys share one with a chance of about n/2**64 per 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +45,7 @@ CREATE TABLE IF NOT EXISTS run_blocks (
 );
 """
 BLOCK = 256  # fingerprints per block row (2 KiB, inside one page)
-MAX_RUN = 1 << 20  # 1M fingerprints (8 MiB): what one merge holds in memory is a few times that
+CHUNK_BLOCKS = 64  # blocks read at a time while loading or merging runs (128 KiB)
 BLOOM_BITS = 1 << 27  # 16 MiB, 7 bits per key: 0.2% false positives at 10M keys
 _HASHES = 7
 _U64 = np.dtype("<u8")
@@ -112,10 +111,12 @@ class RunSets:
         self.runs: dict[str, list[Run]] = {}
         rows = self.db.execute("SELECT id, namespace, size FROM runs ORDER BY id").fetchall()
         for run_id, namespace, size in rows:
-            data = self._read_run(int(run_id))
-            self.bloom.add(data)
+            fences = []
+            for chunk in self._chunks(int(run_id)):
+                self.bloom.add(chunk)
+                fences.append(chunk[::BLOCK])
             self.runs.setdefault(str(namespace), []).append(
-                Run(int(run_id), int(size), data[::BLOCK].copy())
+                Run(int(run_id), int(size), np.concatenate(fences) if fences else _EMPTY)
             )
         self.version = self._data_version()
 
@@ -128,12 +129,19 @@ class RunSets:
         if self._data_version() != self.version:
             self._load()
 
-    def _read_run(self, run_id: int) -> np.ndarray:
-        rows = self.db.execute(
-            "SELECT data FROM run_blocks WHERE id >= ? AND id < ? ORDER BY id",
-            (run_id << 32, (run_id + 1) << 32),
-        )
-        return np.frombuffer(b"".join(row[0] for row in rows), dtype=_U64)
+    def _chunks(self, run_id: int) -> Iterator[np.ndarray]:
+        """A run's fingerprints in order, `CHUNK_BLOCKS` blocks at a time: reading or merging
+        a run never holds all of it."""
+        start, end = run_id << 32, (run_id + 1) << 32
+        while True:
+            rows = self.db.execute(
+                "SELECT id, data FROM run_blocks WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                (start, end, CHUNK_BLOCKS),
+            ).fetchall()
+            if not rows:
+                return
+            yield np.frombuffer(b"".join(row[1] for row in rows), dtype=_U64)
+            start = int(rows[-1][0]) + 1
 
     def _read_block(self, run_id: int, block: int) -> np.ndarray:
         row = self.db.execute(
@@ -180,33 +188,21 @@ class RunSets:
         if not len(fps):
             return lambda: None
         runs = list(self.runs.get(namespace, []))
-        data = fps
-        dropped: list[int] = []
-        # Merge into the newest runs while they are no more than twice as big as what comes.
-        while runs and runs[-1].size <= 2 * len(data) and runs[-1].size + len(data) <= MAX_RUN:
-            last = runs.pop()
-            data = np.union1d(self._read_run(last.id), data)
-            dropped.append(last.id)
-        cursor = self.db.execute(
-            "INSERT INTO runs (namespace, size) VALUES (?, ?)", (namespace, len(data))
-        )
-        run_id = cursor.lastrowid
-        assert run_id is not None
-        raw = data.astype(_U64, copy=False).tobytes()
-        step = BLOCK * 8
-        self.db.executemany(
-            "INSERT INTO run_blocks (id, data) VALUES (?, ?)",
-            (
-                (run_id << 32 | n, raw[at : at + step])
-                for n, at in enumerate(range(0, len(raw), step))
-            ),
-        )
-        for old in dropped:
-            self.db.execute("DELETE FROM runs WHERE id = ?", (old,))
+        # The new keys take the newest runs with them while those are at most twice as big as
+        # what is merged so far: run sizes grow geometrically, so there are O(log n) of them.
+        merged: list[Run] = []
+        total = len(fps)
+        while runs and runs[-1].size <= 2 * total:
+            merged.append(runs.pop())
+            total += merged[-1].size
+        sources = [iter([fps]), *(self._chunks(run.id) for run in merged)]
+        runs.append(self._write_run(namespace, _merge(sources)))
+        for old in merged:
+            self.db.execute("DELETE FROM runs WHERE id = ?", (old.id,))
             self.db.execute(
-                "DELETE FROM run_blocks WHERE id >= ? AND id < ?", (old << 32, (old + 1) << 32)
+                "DELETE FROM run_blocks WHERE id >= ? AND id < ?",
+                (old.id << 32, (old.id + 1) << 32),
             )
-        runs.append(Run(run_id, len(data), data[::BLOCK].copy()))
 
         def apply() -> None:
             self.runs[namespace] = runs
@@ -218,3 +214,67 @@ class RunSets:
     def size(self, namespace: str) -> int:
         self._fresh()
         return sum(run.size for run in self.runs.get(namespace, []))
+
+    def _write_run(self, namespace: str, chunks: Iterator[np.ndarray]) -> Run:
+        cursor = self.db.execute("INSERT INTO runs (namespace, size) VALUES (?, 0)", (namespace,))
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        size = blocks = 0
+        fences: list[np.ndarray] = []
+        rest = _EMPTY
+        for chunk in chunks:
+            rest = np.concatenate((rest, chunk)) if len(rest) else chunk
+            whole = len(rest) if chunk is _END else len(rest) // BLOCK * BLOCK
+            if not whole:
+                continue
+            ready, rest = rest[:whole], rest[whole:]
+            raw = ready.astype(_U64, copy=False).tobytes()
+            step = BLOCK * 8
+            self.db.executemany(
+                "INSERT INTO run_blocks (id, data) VALUES (?, ?)",
+                (
+                    (run_id << 32 | (blocks + n), raw[at : at + step])
+                    for n, at in enumerate(range(0, len(raw), step))
+                ),
+            )
+            blocks += -(-whole // BLOCK)
+            size += whole
+            fences.append(ready[::BLOCK])
+        self.db.execute("UPDATE runs SET size = ? WHERE id = ?", (size, run_id))
+        return Run(run_id, size, np.concatenate(fences) if fences else _EMPTY)
+
+
+_EMPTY = np.zeros(0, dtype=_U64)
+_END = np.zeros(0, dtype=_U64)  # the last chunk of a merge: what is left is written too
+
+
+def _merge(sources: list[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+    """Sorted runs of fingerprints merged into one, without repeats, a chunk at a time."""
+    heads: list[tuple[np.ndarray, Iterator[np.ndarray]]] = []
+    for source in sources:
+        head = _next_chunk(source)
+        if head is not None:
+            heads.append((head, source))
+    while heads:
+        # Everything up to the smallest of the heads' last values is final: what comes later
+        # from any run is bigger.
+        bound = min(head[-1] for head, _ in heads)
+        taken, live = [], []
+        for head, source in heads:
+            cut = int(np.searchsorted(head, bound, side="right"))
+            taken.append(head[:cut])
+            left: np.ndarray | None = head[cut:]
+            if left is not None and not len(left):
+                left = _next_chunk(source)
+            if left is not None:
+                live.append((left, source))
+        heads = live
+        yield np.unique(np.concatenate(taken))
+    yield _END
+
+
+def _next_chunk(source: Iterator[np.ndarray]) -> np.ndarray | None:
+    for chunk in source:
+        if len(chunk):
+            return chunk
+    return None
