@@ -61,12 +61,17 @@ class EncodingRepair:
         if not self.enabled:
             return example
         changed = False
-        messages: list[Message] = []
-        for message in example.messages:
+        messages = example.messages
+        for index, message in enumerate(messages):
+            if message.content.isascii():  # nearly always: nothing to repair, nothing to copy
+                continue
             fixed = self.fix_text(message.content)
-            changed = changed or fixed != message.content
-            messages.append(Message(message.role, fixed) if fixed != message.content else message)
-        bullet = example.meta.get("bullet")
+            if fixed != message.content:
+                if not changed:
+                    messages = list(messages)
+                    changed = True
+                messages[index] = Message(message.role, fixed)
+        bullet = example.meta.get("bullet") if example.meta else None
         if isinstance(bullet, str):
             fixed_bullet = self.fix_text(bullet)
             if fixed_bullet != bullet:

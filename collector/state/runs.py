@@ -114,7 +114,7 @@ class RunSets:
             fences = []
             for chunk in self._chunks(int(run_id)):
                 self.bloom.add(chunk)
-                fences.append(chunk[::BLOCK])
+                fences.append(chunk[::BLOCK].copy())  # a view would keep the chunk
             self.runs.setdefault(str(namespace), []).append(
                 Run(int(run_id), int(size), np.concatenate(fences) if fences else _EMPTY)
             )
@@ -239,7 +239,7 @@ class RunSets:
             )
             blocks += -(-whole // BLOCK)
             size += whole
-            fences.append(ready[::BLOCK])
+            fences.append(ready[::BLOCK].copy())  # a view would keep the chunk
         self.db.execute("UPDATE runs SET size = ? WHERE id = ?", (size, run_id))
         return Run(run_id, size, np.concatenate(fences) if fences else _EMPTY)
 
