@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from collector.state.runs import BLOCK, Bloom, RunSets, _merge, fingerprints
+from collector.state.runs import BLOCK, Bloom, DamagedRun, RunSets, _merge, fingerprints
 from collector.state.sqlite import SqliteStateStore
 
 
@@ -85,3 +86,32 @@ def test_a_merge_streams_sorted_runs_into_one_without_repeats() -> None:
 
     merged = np.concatenate(list(_merge([chunked(run) for run in runs])))
     assert np.array_equal(merged, np.unique(np.concatenate(runs)))
+
+
+def damage(path: Path, statement: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def test_a_damaged_run_is_a_clear_error_when_the_store_opens(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStateStore(path)
+    store.commit({"set:x": dict.fromkeys(["a", "b"], "")})
+    store.close()
+    damage(path, "UPDATE run_blocks SET data = x'0102'")
+    with pytest.raises(DamagedRun, match="run 1 holds something else than fingerprints"):
+        SqliteStateStore(path)
+
+
+def test_a_run_damaged_while_the_store_is_open_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStateStore(path)
+    try:
+        store.commit({"set:x": dict.fromkeys(["a", "b"], "")})
+        damage(path, "DELETE FROM run_blocks")
+        with pytest.raises(DamagedRun, match="run 1 holds 0 fingerprints, not 2"):
+            store.get_many("set:x", ["a"])
+    finally:
+        store.close()

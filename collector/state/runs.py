@@ -57,6 +57,10 @@ def fingerprints(keys: Iterable[str]) -> np.ndarray:
     return np.fromiter((digest(key.encode()) for key in keys), dtype=_U64)
 
 
+class DamagedRun(sqlite3.DatabaseError):
+    """A run of a set namespace cannot be read back as it was written."""
+
+
 @dataclass
 class Run:
     id: int
@@ -111,10 +115,13 @@ class RunSets:
         self.runs: dict[str, list[Run]] = {}
         rows = self.db.execute("SELECT id, namespace, size FROM runs ORDER BY id").fetchall()
         for run_id, namespace, size in rows:
-            fences = []
+            fences, count = [], 0
             for chunk in self._chunks(int(run_id)):
                 self.bloom.add(chunk)
                 fences.append(chunk[::BLOCK].copy())  # a view would keep the chunk
+                count += len(chunk)
+            if count != size:
+                raise DamagedRun(f"run {run_id} holds {count} fingerprints, not {size}")
             self.runs.setdefault(str(namespace), []).append(
                 Run(int(run_id), int(size), np.concatenate(fences) if fences else _EMPTY)
             )
@@ -140,13 +147,19 @@ class RunSets:
             ).fetchall()
             if not rows:
                 return
-            yield np.frombuffer(b"".join(row[1] for row in rows), dtype=_U64)
+            raw = b"".join(row[1] for row in rows)
+            if len(raw) % 8:
+                raise DamagedRun(f"run {run_id} holds something else than fingerprints")
+            yield np.frombuffer(raw, dtype=_U64)
             start = int(rows[-1][0]) + 1
 
     def _read_block(self, run_id: int, block: int) -> np.ndarray:
         row = self.db.execute(
             "SELECT data FROM run_blocks WHERE id = ?", (run_id << 32 | block,)
         ).fetchone()
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) % 8:
+            # Never written so by this module: the file was damaged or edited by hand.
+            raise DamagedRun(f"block {block} of run {run_id} is missing or not fingerprints")
         return np.frombuffer(row[0], dtype=_U64)
 
     # -- reading ------------------------------------------------------------------------------
