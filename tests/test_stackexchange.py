@@ -76,7 +76,8 @@ async def test_pagination_reads_every_question_and_its_answers_to_the_end(
     assert result.drops == []
     seen = emulator.faults.seen("/2.3/questions")
     question_pages = [r for r in seen if not r.path.endswith("/answers")]
-    assert len(question_pages) == math.ceil(len(expected) / 10)
+    # Paged by key: after the first page, each one repeats the last question read (skipped).
+    assert len(question_pages) == 1 + math.ceil((len(expected) - 10) / 9)
     for record in result.records:
         question = record.payload["question"]
         assert "body" in question  # filter=withbody
@@ -103,14 +104,42 @@ async def test_answers_are_asked_for_many_questions_at_once(
 
 async def test_a_pass_resumes_from_its_saved_cursor(emulator: RunningApp, data_dir: Path) -> None:
     first = await run_pass(make_source(emulator.url, data_dir, max_pages=2), {})
-    assert len(first.records) == 20
+    # The second page starts at the first one's last question, read already: 10 + 9.
+    assert len(first.records) == 19
     cursor = Cursor.decode(first.cursors["workplace:resume"])
-    assert cursor.page == 3 and cursor.until > 0
+    assert cursor.until > 0 and 0 < cursor.upper < cursor.until and cursor.page == 1
     second = await run_pass(make_source(emulator.url, data_dir), first.cursors)
     assert ids(first.records).isdisjoint(ids(second.records))
     assert ids(first.records) | ids(second.records) == tagged(store_of(emulator), "resume")
     done = Cursor.decode(second.cursors["workplace:resume"])
     assert done.until == 0 and done.page == 1 and done.since > 0
+
+
+async def test_a_question_active_again_mid_pass_makes_none_skipped(
+    emulator: RunningApp, data_dir: Path
+) -> None:
+    # A page number would skip one here: the touched question leaves the pass's window and
+    # every later question moves up a place, across the page boundary.
+    store = store_of(emulator)
+    first = await run_pass(make_source(emulator.url, data_dir, max_pages=1), {})
+    assert len(first.records) == 10
+    store.touch("workplace", min(ids(first.records)), int(time.time()) + 5)
+    rest = await run_pass(make_source(emulator.url, data_dir), first.cursors)
+    assert ids(first.records).isdisjoint(ids(rest.records))
+    assert ids(first.records) | ids(rest.records) == tagged(store, "resume")
+
+
+async def test_questions_sharing_one_second_are_each_read_once(
+    emulator: RunningApp, data_dir: Path
+) -> None:
+    store = store_of(emulator)
+    wanted = sorted(tagged(store, "resume"))[:25]
+    for question_id in wanted:  # more than two pages (of 10) in the same second
+        store.touch("workplace", question_id, 1_700_000_000)
+    result = await run_pass(make_source(emulator.url, data_dir), {})
+    got = [int(r.id.rsplit("/", 1)[1]) for r in result.records]
+    assert len(got) == len(set(got))
+    assert set(got) == tagged(store, "resume")
 
 
 async def test_an_incremental_pass_fetches_only_new_activity(
@@ -165,8 +194,9 @@ async def test_an_exhausted_quota_ends_the_pass_and_keeps_the_cursor(data_dir: P
         assert source.quota_remaining == 0
         # 4 requests: two pages of questions and their answers; then nothing more is sent
         assert len(running.faults.requests) == 4
-        assert len(result.records) == 20
-        assert Cursor.decode(result.cursors["workplace:resume"]).page == 3
+        assert len(result.records) == 19  # 10, then 9 new (each page repeats the last one)
+        saved = Cursor.decode(result.cursors["workplace:resume"])
+        assert saved.until > 0 and saved.upper > 0 and len(saved.seen) == 1
     finally:
         await running.stop()
 
@@ -196,12 +226,15 @@ async def test_a_bad_parameter_is_counted_and_not_retried(
 
 
 async def test_truncated_json_is_counted_and_skipped(emulator: RunningApp, data_dir: Path) -> None:
-    emulator.faults.add(
-        FaultRule("truncated_json", path="/2.3/questions", query="page=2&", count=0)
+    # The second page of questions (and every retry of it) comes back cut short.
+    rule = FaultRule(
+        "truncated_json", path="/2.3/questions", query="tagged=", skip=1, count=RETRY.attempts
     )
+    emulator.faults.add(rule)
     result = await run_pass(make_source(emulator.url, data_dir), {})
     assert [d.reason for d in result.drops] == ["malformed_response"]
-    assert len(result.records) == len(tagged(store_of(emulator), "resume")) - 10
+    # Its new questions are lost (9: it repeats the first page's last one), the rest is read.
+    assert len(result.records) == len(tagged(store_of(emulator), "resume")) - 9
     assert emulator.faults.injected["truncated_json"] == RETRY.attempts
 
 

@@ -9,10 +9,15 @@ until `has_more` is false, and after each page fetches the answers of its questi
 `/questions/{id;id;...}/answers` (up to 100 ids a call, paged the same way). One page of
 questions is one batch of records: a question and its answers.
 
-Incremental: `min`/`max` bound the *activity* date (the sort field). A pass pins `until` (now)
-when it starts, so its window does not move while it pages; when it completes, the next pass
-starts at `since = until - CLOCK_OVERLAP`. The cursor (`{"since", "until", "page"}`) is saved
-after every page, so a restarted service resumes at the page it stopped at.
+Incremental: `min`/`max` bound the *activity* date (the sort field, both inclusive). A pass
+pins `until` (now) when it starts; when it completes, the next pass starts at
+`since = until - CLOCK_OVERLAP`. Within a pass it pages by key, not by page number: the next
+page asks `max` = the activity date of the last question read, leaving out the questions read
+already at that very second (`seen`). A page number would skip a question whenever one read
+before it has new activity mid-pass (it leaves the window and everything after it moves up a
+place); by key nothing moves. Only when more than a page of questions share one second does the
+page number step past them. The cursor (`{"since", "until", "upper", "seen", "page"}`) is saved
+after every page, so a restarted service resumes where it stopped.
 
 Throttles: every response's `backoff` holds that method back for that many seconds (the
 limiter refuses to send before it passes); `quota_remaining` at 0 ends the pass until the
@@ -52,7 +57,9 @@ class Cursor(JsonCursor, frozen=True):
 
     since: int = 0  # activity date the pass starts from (0: everything)
     until: int = 0  # activity date the pass is pinned to (0: no pass in progress)
-    page: int = 1
+    upper: int = 0  # the next page's `max` (0: `until`): moves down as the pass pages
+    seen: tuple[int, ...] = ()  # questions at `upper` already read
+    page: int = 1  # past 1 only inside a second shared by more than a page of questions
 
 
 class StackExchangeSource:
@@ -95,11 +102,12 @@ class StackExchangeSource:
             if self.config.max_pages and pages >= self.config.max_pages:
                 return  # the cursor keeps the page: the next pass goes on from it
             pages += 1
+            upper = cursor.upper or cursor.until
             params = self._params(
                 tagged=tag,
                 sort="activity",
                 order="desc",
-                max=cursor.until,
+                max=upper,
                 page=cursor.page,
                 pagesize=self.config.pagesize,
             )
@@ -127,15 +135,17 @@ class StackExchangeSource:
                 drop = Drop(self.name, self.dataset, stream, "request_failed", str(error)[:300])
                 yield SourceBatch([], [drop], {})
                 return
-            answers, answer_responses, drops = await self._answers(items)
+            fresh = [q for q in items if not _read_before(q, upper, cursor.seen)]
+            answers, answer_responses, drops = await self._answers(fresh)
             pages_seen = [archived(response, params), *answer_responses]
-            records, more_drops = self._records(items, answers, skip=_ids_of(drops))
+            records, more_drops = self._records(fresh, answers, skip=_ids_of(drops))
             if records:
-                await self.archive.save(
-                    QUESTIONS, pages_seen, {"site": self.config.site, "tag": tag}
-                )
+                note = {"site": self.config.site, "tag": tag, "upper": upper}
+                if cursor.seen:  # which of the page's questions were read before
+                    note["seen"] = list(cursor.seen)
+                await self.archive.save(QUESTIONS, pages_seen, note)
             if has_more:
-                cursor = msgspec.structs.replace(cursor, page=cursor.page + 1)
+                cursor = _next_page(cursor, upper, items)
             else:  # the pass is complete: the next one starts where this window ended
                 cursor = Cursor(since=max(cursor.since, cursor.until - CLOCK_OVERLAP))
             self.log.info(
@@ -282,6 +292,10 @@ class StackExchangeSource:
         if not entry.responses:
             return [], []
         questions, _ = self._wrapper_items(entry.responses[0])
+        seen = entry.note.get("seen")
+        if isinstance(seen, list) and isinstance(entry.note.get("upper"), int):
+            upper, read = entry.note["upper"], tuple(seen)
+            questions = [q for q in questions if not _read_before(q, upper, read)]
         answers: dict[int, list[Any]] = {}
         for response in entry.responses[1:]:
             items, _ = self._wrapper_items(response)
@@ -315,3 +329,35 @@ def _next_utc_midnight() -> float:
     today = dt.datetime.now(dt.UTC).date()
     midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
     return midnight.timestamp()
+
+
+def _activity(question: Any) -> int | None:
+    value = question.get("last_activity_date") if isinstance(question, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _read_before(question: Any, upper: int, seen: tuple[int, ...]) -> bool:
+    return (
+        bool(seen)
+        and _activity(question) == upper
+        and isinstance(question, dict)
+        and question.get("question_id") in seen
+    )
+
+
+def _next_page(cursor: Cursor, upper: int, items: list[Any]) -> Cursor:
+    """Keyset paging: the next page starts at the activity date of the last question read."""
+    dates = [_activity(q) for q in items]
+    lowest = dates[-1] if dates else None
+    if lowest is None or lowest >= upper or any(d is None for d in dates):
+        # A page wholly inside the second at `upper` (or one that cannot be read by key):
+        # step past it by page number, remembering what it held.
+        held = tuple(q.get("question_id") for q in items if isinstance(q, dict))
+        seen = cursor.seen + tuple(i for i in held if isinstance(i, int))
+        return msgspec.structs.replace(cursor, upper=upper, seen=seen, page=cursor.page + 1)
+    at_lowest = tuple(
+        q["question_id"]
+        for q, date in zip(items, dates, strict=True)
+        if date == lowest and isinstance(q.get("question_id"), int)
+    )
+    return msgspec.structs.replace(cursor, upper=lowest, seen=at_lowest, page=1)
