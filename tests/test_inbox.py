@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.logging import get_logger
+from collector.sources import inbox as inbox_module
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
 from collector.sources.inbox import InboxSource
@@ -69,6 +70,49 @@ async def test_a_json_file_is_read_item_by_item_and_once(tmp_path: Path) -> None
     assert [r.payload["n"] for b in batches for r in b.records] == [0, 1, 2]
     assert [d.reason for b in batches for d in b.drops] == ["not_an_object"]
     assert await collect(source, batches[-1].cursors) == []
+
+
+async def test_a_big_json_file_is_decoded_once_however_many_batches_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "list.json"
+    path.write_text(json.dumps([{"n": i} for i in range(50)]))
+    age(path)
+    decoded: list[int] = []
+    real = inbox_module.msgspec.json.decode
+
+    def counting(data: bytes) -> object:
+        decoded.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(inbox_module.msgspec.json, "decode", counting)
+    batches = await collect(make_source(inbox, batch_size=7), {})
+    assert [r.payload["n"] for b in batches for r in b.records] == list(range(50))
+    assert len(batches) == 8
+    assert decoded == [path.stat().st_size]
+
+
+async def test_a_json_file_replaced_mid_pass_is_read_anew(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "list.json"
+    path.write_text(json.dumps([{"n": i} for i in range(4)]))
+    age(path)
+    source = make_source(inbox, batch_size=2)
+    first = await collect_first(source)
+    path.write_text(json.dumps([{"n": i} for i in range(10, 16)]))
+    age(path)
+    rest = await collect(source, first.cursors)
+    assert [r.payload["n"] for r in first.records] == [0, 1]
+    assert [r.payload["n"] for b in rest for r in b.records] == [12, 13, 14, 15]
+
+
+async def collect_first(source: InboxSource) -> SourceBatch:
+    async for batch in source.fetch({}):
+        return batch
+    raise AssertionError("no batch")
 
 
 async def test_a_csv_row_may_span_lines_and_the_cursor_sits_between_rows(tmp_path: Path) -> None:

@@ -44,6 +44,8 @@ class InboxSource:
         self.config = config
         self.context = context
         self.root = Path(config.path)
+        # The `.json` document being handed out, decoded once per pass: (stream, version, items).
+        self._document: tuple[str, str, list[Any]] | None = None
 
     def _files(self) -> list[Path]:
         found: set[Path] = set()
@@ -158,20 +160,27 @@ class InboxSource:
         done_mark = f"done:{version}"
         if cursor == done_mark or time.time() - stat.st_mtime < SETTLE_SECONDS:
             return _Chunk([], [], cursor, True)
-        # A .json file is one document: it is read whole, then handed out item by item.
+        # A .json file is one document: it is read and decoded whole once, then handed out
+        # item by item, a batch at a time, from memory.
         start = int(cursor) if cursor.isdigit() else 0
-        data = path.read_bytes()
-        if data.startswith(LFS_POINTER):
-            drop = Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer")
-            return _Chunk([], [drop], done_mark, True)
-        try:
-            document = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError) as error:
-            reason = "invalid_utf8" if isinstance(error, UnicodeDecodeError) else "malformed_json"
-            return _Chunk(
-                [], [Drop(self.name, dataset, stream, reason, str(error))], done_mark, True
-            )
-        items = document if isinstance(document, list) else [document]
+        if self._document is not None and self._document[:2] == (stream, version):
+            items = self._document[2]
+        else:
+            self._document = None
+            data = path.read_bytes()
+            if data.startswith(LFS_POINTER):
+                drop = Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer")
+                return _Chunk([], [drop], done_mark, True)
+            try:
+                document = msgspec.json.decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError) as error:
+                reason = (
+                    "invalid_utf8" if isinstance(error, UnicodeDecodeError) else "malformed_json"
+                )
+                drop = Drop(self.name, dataset, stream, reason, str(error))
+                return _Chunk([], [drop], done_mark, True)
+            items = document if isinstance(document, list) else [document]
+            self._document = (stream, version, items)
         end = min(len(items), start + self.config.batch_size)
         records: list[RawRecord] = []
         drops: list[Drop] = []
@@ -182,6 +191,8 @@ class InboxSource:
             else:
                 drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
         finished = end >= len(items)
+        if finished:
+            self._document = None
         return _Chunk(records, drops, done_mark if finished else str(end), finished)
 
     def _record(self, dataset: str, record_id: str, payload: dict[str, Any], end: int) -> RawRecord:
