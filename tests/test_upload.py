@@ -31,11 +31,14 @@ from collector.upload.component import ChunksLock
 from collector.upload.ledger import Ledger
 from collector.upload.targets import FolderTarget, HubTarget, Target
 from collector.upload.uploader import Uploader
+from tests import redis_server
 from tests.conftest import collector_command, subprocess_env, wait_for, write_config
 from tests.hub_support import TOKEN, running_hub
 from tests.test_chunks import example
 
 REPO = "alice/resume-instructions"
+redis_url = redis_server.redis_url
+redis_prefix = redis_server.redis_prefix
 TOKEN_ENV = "RESUME_COLLECTOR_TEST_HF_TOKEN"
 
 
@@ -617,3 +620,44 @@ async def test_without_a_token_nothing_is_marked_committed(
     assert "401" in report.error and report.pending == 1
     assert [e.status for e in Ledger(state).entries()] == ["pending"]
     assert (tmp_path / "chunks" / chunk_paths(state)[0]).exists()
+
+
+async def test_the_upload_command_waits_its_turn_with_a_shared_state(
+    tmp_path: Path, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.commands.upload import publish
+    from collector.leases import UploadLease
+    from collector.state import open_state_store
+    from collector.upload.component import upload_instance
+
+    data_dir = tmp_path / "data"
+    config = parse_config(
+        {
+            "service": {"data_dir": str(data_dir)},
+            "state": {"backend": "redis", "url": redis_url, "prefix": redis_prefix},
+            "upload": {"target": "folder", "interval": 0.5, "max_records": 3},
+            "sources": [{"type": "inbox", "name": "inbox", "license": "CC-BY-4.0"}],
+        }
+    )
+    instance = upload_instance(config)
+    state = open_state_store(config.state, instance)
+    try:
+        roller = ChunkRoller(data_dir, state, config.upload, get_logger(), instance=instance)
+        await roller.open()
+        roller.write([example(i, split="train") for i in range(3)])
+        state.commit(await roller.flush())
+        await roller.committed()
+        await roller.close()
+    finally:
+        state.close()
+    other = UploadLease.for_config(config, "another-instance", get_logger())
+    assert other is not None
+    try:
+        async with other.exclusive():  # another instance's daemon is uploading
+            assert await publish(config, progress_bar=False) == 5
+    finally:
+        await other.close()
+    assert "kept the upload lease" in capsys.readouterr().err
+    assert not (data_dir / "published" / "data").exists()
+    assert await publish(config, progress_bar=False) == 0
+    assert "committed 1 chunks (3 records)" in capsys.readouterr().out

@@ -21,6 +21,7 @@ from collector.config import Config, ConfigError, load_config
 async def publish(config: Config, *, progress_bar: bool) -> int:
     from tqdm import tqdm
 
+    from collector.leases import UploadLease
     from collector.logging import get_logger
     from collector.state import open_state_store
     from collector.upload.chunks import ChunkRoller
@@ -49,8 +50,17 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
             closed = await roller.close_now(everything=True)
             await roller.close()
             target = build_target(config.upload, data_dir, log)
+            # With a Redis state, the daemons of other instances take turns on the target:
+            # this command waits its turn like them (up to `upload.interval`).
+            lease = UploadLease.for_config(config, instance, log)
             uploader = Uploader(
-                config, target, state, log, chunks_root=roller.root, instance=instance
+                config,
+                target,
+                state,
+                log,
+                chunks_root=roller.root,
+                instance=instance,
+                exclusive=lease.exclusive if lease is not None else None,
             )
             try:
                 await uploader.reconcile()
@@ -60,7 +70,11 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
             with tqdm(
                 total=pending, unit="chunk", disable=not progress_bar, file=sys.stderr
             ) as bar:
-                report = await uploader.run(lambda chunks, _records: bar.update(chunks))
+                try:
+                    report = await uploader.run(lambda chunks, _records: bar.update(chunks))
+                finally:
+                    if lease is not None:
+                        await lease.close()
         finally:
             lock.release()
     finally:
@@ -72,6 +86,13 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
     if report.error:
         print(f"upload failed: {report.error}", file=sys.stderr)
         return 1
+    if report.busy:
+        print(
+            f"another instance ({report.busy}) kept the upload lease for "
+            f"{config.upload.interval:g}s: nothing was committed; try again later",
+            file=sys.stderr,
+        )
+        return 5
     if report.pending:
         when = time.strftime("%H:%M:%S", time.localtime(report.paused_until or time.time()))
         print(f"commit budget spent: the rest can go after {when}", file=sys.stderr)

@@ -50,6 +50,7 @@ class UploadReport(msgspec.Struct):
     conflicts: int = 0
     paused_until: float | None = None  # the commit budget is spent until then
     error: str = ""
+    busy: str = ""  # the instance that held the upload lease, when this round was skipped
 
 
 class Uploader:
@@ -160,7 +161,7 @@ class Uploader:
                 self.log.info(
                     "upload_round_skipped", reason="another instance uploads", holder=busy.holder
                 )
-                return UploadReport(pending=self.pending_chunks)
+                return UploadReport(pending=self.pending_chunks, busy=busy.holder)
 
     async def _run(self, progress: Progress | None) -> UploadReport:
         report = UploadReport()
