@@ -160,6 +160,12 @@ class Service:
         service = self.config.service
         self.instance = instance_name(self.config)
         self.state = await asyncio.to_thread(open_state_store, self.config.state, self.instance)
+        if self.config.state.backend == "redis":
+            from collector.state.redis import RedisStateStore
+
+            assert isinstance(self.state, RedisStateStore)
+            for event, fields in await asyncio.to_thread(self.state.server_risks):
+                self.log.warning(event, **fields)
         self.sinks.append(FormattedSink(self.data_dir, self.state, self.log))
         for component in self.components:
             await component.prepare(self)

@@ -404,3 +404,19 @@ def test_unfencing_lifts_the_check(fenced: RedisStateStore, redis_prefix: str) -
     fenced.unfence("gh")
     fenced.commit({"cursor": {"gh\x1fq": "x"}})
     assert fenced.get("cursor", "gh\x1fq") == "x"
+
+
+def test_redis_settings_that_can_lose_state_are_named(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStateStore.from_config(
+        StateConfig(backend="redis", url=redis_url, prefix=redis_prefix)
+    )
+    before = store.client.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        store.client.config_set("maxmemory-policy", "allkeys-lru")
+        risks = dict(store.server_risks())
+        assert risks["redis_may_evict"]["maxmemory_policy"] == "allkeys-lru"
+        store.client.config_set("maxmemory-policy", "noeviction")
+        assert "redis_may_evict" not in dict(store.server_risks())
+    finally:
+        store.client.config_set("maxmemory-policy", before)
+        store.close()

@@ -167,6 +167,30 @@ class RedisStateStore:
     def from_config(cls, config: StateConfig, instance: str = "") -> RedisStateStore:
         return cls(connect(config), prefix=config.prefix, instance=instance)
 
+    def server_risks(self) -> list[tuple[str, dict[str, str]]]:
+        """Server settings that can lose committed state, as (log event, fields) to warn of.
+
+        An evicting `maxmemory-policy` drops cursors and dedupe keys under memory pressure
+        (records come again, and are written again); no AOF and no snapshots lose everything
+        on a restart of the server. Servers that refuse CONFIG (many managed ones) are not
+        asked.
+        """
+        try:
+            settings: Any = self.client.config_get("maxmemory-policy")
+            settings.update(self.client.config_get("appendonly"))
+            settings.update(self.client.config_get("save"))
+        except redis.ResponseError:
+            return []
+        risks: list[tuple[str, dict[str, str]]] = []
+        policy = str(settings.get("maxmemory-policy", "noeviction"))
+        if policy != "noeviction":
+            hint = "set maxmemory-policy noeviction (docs/scale-out.md)"
+            risks.append(("redis_may_evict", {"maxmemory_policy": policy, "hint": hint}))
+        if settings.get("appendonly") != "yes" and not settings.get("save"):
+            hint = "turn on appendonly (or snapshots): a restart of Redis loses all state"
+            risks.append(("redis_not_persistent", {"hint": hint}))
+        return risks
+
     def _hash(self, namespace: str) -> str:
         if namespace in LOCAL_NAMESPACES:
             return f"{self.prefix}:local:{self.instance}:kv:{namespace}"
