@@ -34,29 +34,44 @@ path = "{data_dir}/state.sqlite3"
     return path
 
 
-def inbox_source(name: str, path: Path, interval: float = 0.2) -> str:
+def inbox_source(name: str, path: Path, interval: float = 0.2, batch_size: int = 50) -> str:
     return f"""
 [[sources]]
 type = "inbox"
 name = "{name}"
 path = "{path}"
 interval = {interval}
-batch_size = 50
+batch_size = {batch_size}
 
 [sources.recipe]
 name = "pairs"
 """
 
 
-def write_pairs(path: Path, start: int, count: int, *, bad: int = 0) -> None:
-    """`count` distinct bullet pairs, then `bad` lines that are not JSON (dropped)."""
+def write_pairs(path: Path, start: int, count: int, *, bad: int = 0) -> list[str]:
+    """`count` distinct bullet pairs, then `bad` lines that are not JSON (dropped); returns
+    the bullets, so tests can look for them in the output."""
+    bullets = []
     with path.open("a") as handle:
         for i in range(start, start + count):
             bullet = f"Maintained service number {i} for the billing team"
             improved = f"Cut the error rate of billing service number {i} by half in a year"
             handle.write(json.dumps({"original": bullet, "improved": improved}) + "\n")
+            bullets.append(bullet)
         for _ in range(bad):
             handle.write("{not json\n")
+    return bullets
+
+
+def log_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a daemon's log (other lines, a traceback say, are skipped)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 class Daemon:
@@ -76,18 +91,15 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return log_events(self.log_path)
+
+    def names(self) -> list[str]:
+        return [str(e.get("event")) for e in self.events()]
 
     def find(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e.get("event") == name]
 
-    def wait_event(self, name: str, count: int = 1, timeout: float = 20) -> dict[str, Any]:
+    def wait_event(self, name: str, count: int = 1, timeout: float = 30) -> dict[str, Any]:
         wait_for(lambda: len(self.find(name)) >= count or self.process.poll() is not None, timeout)
         found = self.find(name)
         assert len(found) >= count, f"no {name!r} in the log; the daemon said:\n{self.text()}"
@@ -96,7 +108,7 @@ class Daemon:
     def signal(self, sig: int) -> None:
         self.process.send_signal(sig)
 
-    def stop(self, timeout: float = 20) -> int:
+    def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:

@@ -26,6 +26,7 @@ from collector.sandbox import RunningApp, start_emulator
 from collector.sandbox.github import STORE, GitHubStore
 from tests import redis_server
 from tests.conftest import collector_command, subprocess_env, wait_for
+from tests.daemon_process import log_events
 
 redis_url = redis_server.redis_url
 redis_prefix = redis_server.redis_prefix
@@ -193,13 +194,7 @@ class Instance:
         self.start()
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return log_events(self.log_path)
 
     def names(self) -> list[str]:
         return [str(e.get("event")) for e in self.events()]

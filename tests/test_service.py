@@ -14,76 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import collector_command, subprocess_env, wait_for, write_config
-
-
-def inbox_source(name: str, path: Path, interval: float = 0.2) -> str:
-    return f"""
-[[sources]]
-type = "inbox"
-name = "{name}"
-path = "{path}"
-interval = {interval}
-batch_size = 100
-
-[sources.recipe]
-name = "pairs"
-"""
-
-
-def write_pairs(path: Path, start: int, count: int, tag: str = "") -> list[str]:
-    """Distinct bullet pairs; returns their record texts so tests can look for them."""
-    bullets = []
-    with path.open("a") as handle:
-        for i in range(start, start + count):
-            bullet = f"Maintained service number {i} {tag} for the billing team"
-            improved = f"Cut the error rate of billing service number {i} {tag} by half in a year"
-            handle.write(json.dumps({"original": bullet, "improved": improved}) + "\n")
-            bullets.append(bullet)
-    return bullets
-
-
-class Daemon:
-    """A `resume-collector run` subprocess whose JSON log lines can be read back."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log_path = log
-        self.handle = log.open("ab")
-        self.process = subprocess.Popen(
-            collector_command("run", "--config", str(config)),
-            stdout=self.handle,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(),
-        )
-
-    def events(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
-
-    def names(self) -> list[str]:
-        return [str(e.get("event")) for e in self.events()]
-
-    def wait_event(self, name: str, count: int = 1, timeout: float = 30) -> None:
-        wait_for(lambda: self.names().count(name) >= count, timeout)
-
-    def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self.handle.close()
-        return code
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self.handle.close()
+from tests.daemon_process import Daemon, inbox_source, write_pairs
 
 
 @pytest.fixture
@@ -91,8 +22,7 @@ def daemons() -> Iterator[list[Daemon]]:
     started: list[Daemon] = []
     yield started
     for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.kill()
+        daemon.kill()
 
 
 def training_lines(data_dir: Path, name: str) -> list[dict[str, object]]:
@@ -213,7 +143,7 @@ def test_kill_9_at_random_moments_then_restart_writes_every_record_exactly_once(
     expected: list[str] = []
     for n in range(4):
         expected += write_pairs(inbox / f"part{n}.jsonl", n * 10_000, 5_000)
-    body = inbox_source("box", inbox).replace("batch_size = 100", "batch_size = 50")
+    body = inbox_source("box", inbox)
     config = write_config(tmp_path / "c.toml", body, data_dir)
     config.write_text(config.read_text().replace("flush_interval = 0.2", "flush_interval = 0.05"))
     rng = random.Random(2024)
