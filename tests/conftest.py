@@ -1,4 +1,5 @@
-"""Shared fixtures: a config on a temporary data folder, and the collector as a subprocess."""
+"""Shared fixtures: a config on a temporary data folder, the collector as a subprocess, a
+SQLite state store, and a clock that tests move by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from collector.state.sqlite import SqliteStateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,3 +58,21 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "training-data"
     path.mkdir()
     yield path
+
+
+class Clock:
+    """A clock that stands still until a test moves `now`."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[SqliteStateStore]:
+    """A SQLite state store in the test's folder, closed when the test ends."""
+    store = SqliteStateStore(tmp_path / "state.sqlite3")
+    yield store
+    store.close()

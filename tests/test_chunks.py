@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from collector.logging import get_logger
 from collector.state.sqlite import SqliteStateStore
@@ -16,21 +14,7 @@ from collector.upload.chunks import ChunkRoller, git_blob_oid
 from collector.upload.config import UploadConfig
 from collector.upload.ledger import Ledger
 from processors.records import Example
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    store = SqliteStateStore(tmp_path / "state.sqlite3")
-    yield store
-    store.close()
+from tests.conftest import Clock
 
 
 def example(

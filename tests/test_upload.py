@@ -32,7 +32,7 @@ from collector.upload.ledger import Ledger
 from collector.upload.targets import FolderTarget, HubTarget, Target
 from collector.upload.uploader import Uploader
 from tests import redis_server
-from tests.conftest import collector_command, subprocess_env, wait_for, write_config
+from tests.conftest import Clock, collector_command, subprocess_env, wait_for, write_config
 from tests.hub_support import TOKEN, running_hub
 from tests.test_chunks import example
 
@@ -40,21 +40,6 @@ REPO = "alice/resume-instructions"
 redis_url = redis_server.redis_url
 redis_prefix = redis_server.redis_prefix
 TOKEN_ENV = "RESUME_COLLECTOR_TEST_HF_TOKEN"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    store = SqliteStateStore(tmp_path / "state.sqlite3")
-    yield store
-    store.close()
 
 
 @pytest.fixture
@@ -221,7 +206,7 @@ async def test_the_commit_budget_holds_across_restarts(
     emulator.max_commits_per_hour = 2  # the Hub would refuse a third: it must never be asked
     await make_chunks(tmp_path, state, 4)
     config = make_config(url, max_files_per_commit=2, max_commits_per_hour=2)
-    clock = Clock()
+    clock = Clock(2_000_000.0)
     emulator.clock = clock
     first = uploader(config, state, tmp_path, clock)
     report = await first.run()
