@@ -41,6 +41,17 @@ EMULATORS: dict[str, str] = {
 }
 
 
+def aim_sources(config: Config, kind: type, **fields: str) -> Config:
+    """`config` with the given fields (an emulator's URL) set on every source of type `kind`:
+    what each emulator's `point` does to the sources it stands in for."""
+    import msgspec
+
+    sources = [
+        msgspec.structs.replace(s, **fields) if isinstance(s, kind) else s for s in config.sources
+    ]
+    return msgspec.structs.replace(config, sources=sources)
+
+
 @dataclass
 class RunningApp:
     """An app served on 127.0.0.1 at an OS-chosen port."""

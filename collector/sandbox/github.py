@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import msgspec
 from aiohttp import web
 
+from collector.sandbox import aim_sources
 from collector.sandbox.faults import FaultConfig, install
 
 if TYPE_CHECKING:
@@ -432,8 +432,4 @@ def point(config: Config, url: str) -> Config:
     """Every GitHub source aimed at this emulator."""
     from collector.sources.config import GitHubSourceConfig
 
-    sources = [
-        msgspec.structs.replace(s, base_url=url) if isinstance(s, GitHubSourceConfig) else s
-        for s in config.sources
-    ]
-    return msgspec.structs.replace(config, sources=sources)
+    return aim_sources(config, GitHubSourceConfig, base_url=url)

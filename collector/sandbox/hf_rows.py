@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 
+from collector.sandbox import aim_sources
 from collector.sandbox.faults import FaultConfig, install
 
 if TYPE_CHECKING:
@@ -211,8 +211,4 @@ def point(config: Config, url: str) -> Config:
     """Every Hugging Face source's rows API aimed at this emulator."""
     from collector.sources.config import HuggingFaceSourceConfig
 
-    sources = [
-        msgspec.structs.replace(s, rows_url=url) if isinstance(s, HuggingFaceSourceConfig) else s
-        for s in config.sources
-    ]
-    return msgspec.structs.replace(config, sources=sources)
+    return aim_sources(config, HuggingFaceSourceConfig, rows_url=url)

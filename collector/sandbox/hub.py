@@ -45,6 +45,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
+from collector.sandbox import aim_sources
 from collector.sandbox.faults import FaultConfig, install
 
 if TYPE_CHECKING:
@@ -698,12 +699,9 @@ def point(config: Config, url: str) -> Config:
     """Uploads and every Hugging Face source aimed at this emulator."""
     from collector.sources.config import HuggingFaceSourceConfig
 
-    sources = [
-        msgspec.structs.replace(s, base_url=url) if isinstance(s, HuggingFaceSourceConfig) else s
-        for s in config.sources
-    ]
+    config = aim_sources(config, HuggingFaceSourceConfig, base_url=url)
     upload = msgspec.structs.replace(config.upload, endpoint=url)
-    return msgspec.structs.replace(config, sources=sources, upload=upload)
+    return msgspec.structs.replace(config, upload=upload)
 
 
 # --- small pure helpers -----------------------------------------------------------------------

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 
+from collector.sandbox import aim_sources
 from collector.sandbox.faults import FaultConfig, install
 
 if TYPE_CHECKING:
@@ -419,10 +419,4 @@ def point(config: Config, url: str) -> Config:
     """Every Kaggle source aimed at this emulator."""
     from collector.sources.config import KaggleSourceConfig
 
-    sources = [
-        msgspec.structs.replace(s, base_url=f"{url}/api/v1")
-        if isinstance(s, KaggleSourceConfig)
-        else s
-        for s in config.sources
-    ]
-    return msgspec.structs.replace(config, sources=sources)
+    return aim_sources(config, KaggleSourceConfig, base_url=f"{url}/api/v1")

@@ -28,10 +28,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 from aiohttp.web import ContentCoding
 
+from collector.sandbox import aim_sources
 from collector.sandbox.faults import RATE_LIMIT_RESPONSE, FaultConfig, install
 
 if TYPE_CHECKING:
@@ -245,10 +245,4 @@ def point(config: Config, url: str) -> Config:
     """Every Stack Exchange source aimed at this emulator."""
     from collector.sources.config import StackExchangeSourceConfig
 
-    sources = [
-        msgspec.structs.replace(s, base_url=f"{url}/2.3")
-        if isinstance(s, StackExchangeSourceConfig)
-        else s
-        for s in config.sources
-    ]
-    return msgspec.structs.replace(config, sources=sources)
+    return aim_sources(config, StackExchangeSourceConfig, base_url=f"{url}/2.3")
