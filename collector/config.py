@@ -48,6 +48,13 @@ class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     prefix: Annotated[str, msgspec.Meta(min_length=1)] = "resume-collector"
     instance: str = ""
     lease_ttl: Annotated[float, msgspec.Meta(ge=0.5)] = 15.0
+    # SQLite only: MiB of the Bloom filter in front of the dedupe sets (collector/state/runs.py),
+    # a power of two. 16 gives 0.2% false positives at 10M keys; a bigger set wants more.
+    bloom_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+
+    def __post_init__(self) -> None:
+        if self.bloom_mb & (self.bloom_mb - 1):
+            raise ValueError(f"bloom_mb must be a power of two, not {self.bloom_mb}")
 
 
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

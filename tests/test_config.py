@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import ConfigError, load_config
+from collector.config import ConfigError, load_config, parse_config
 from collector.sources.config import InboxSourceConfig
+from collector.state import open_state_store
+from collector.state.sqlite import SqliteStateStore
 from tests.conftest import collector_command, subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +111,16 @@ def test_invalid_toml_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.errors[0].startswith("invalid TOML")
+
+
+def test_the_bloom_filter_size_is_a_power_of_two_and_reaches_the_store(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"state": {"bloom_mb": 12}})
+    assert error.value.errors == ["state: bloom_mb must be a power of two, not 12"]
+    config = parse_config({"state": {"bloom_mb": 2, "path": str(tmp_path / "s.sqlite3")}})
+    store = open_state_store(config.state)
+    try:
+        assert isinstance(store, SqliteStateStore)
+        assert store._sets.bloom.bytes.nbytes == 2 * 2**20
+    finally:
+        store.close()

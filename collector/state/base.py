@@ -64,7 +64,7 @@ def open_state_store(config: StateConfig, instance: str = "") -> StateStore:
     if config.backend == "sqlite":
         from collector.state.sqlite import SqliteStateStore
 
-        return SqliteStateStore(config.path)
+        return SqliteStateStore(config.path, bloom_bits=config.bloom_mb * 8 * 2**20)
     if config.backend == "redis":
         from collector.state.redis import RedisStateStore
 

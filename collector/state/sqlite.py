@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from collector.state.base import Counts, is_set_namespace
-from collector.state.runs import RunSets
+from collector.state.runs import BLOOM_BITS, RunSets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -31,7 +31,7 @@ _SLICE = 500
 
 
 class SqliteStateStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, bloom_bits: int = BLOOM_BITS) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +45,7 @@ class SqliteStateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
-            self._sets = RunSets(self._db)
+            self._sets = RunSets(self._db, bloom_bits)
 
     def get(self, namespace: str, key: str) -> str | None:
         if is_set_namespace(namespace):
