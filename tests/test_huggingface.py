@@ -268,6 +268,26 @@ async def test_the_rows_api_pages_by_100_to_the_last_row(
     assert DatasetCursor.decode(result.cursors[RESUMES]).complete
 
 
+async def test_rows_api_pages_are_archived_and_rebuild_the_same_records(
+    hub: RunningApp, rows_api: RunningApp, tmp_path: Path
+) -> None:
+    store: RowsStore = rows_api.app[ROWS]
+    store.set_rows(RESUMES, [{"n": i, "text": f"row {i}"} for i in range(150)])
+    source = make_source(hub.url, tmp_path, RESUMES, rows_url=rows_api.url, use_rows_api=True)
+    live = await run_pass(source)
+    rebuilt = []
+    entries = [entry for _, entry in source.archive.entries()]
+    assert len(entries) == 2  # one per page of the viewer
+    for entry in entries:
+        assert not isinstance(entry, Exception)
+        records, drops = source.records_from_archive(entry)
+        assert drops == []
+        rebuilt += records
+    assert sorted((r.id, r.payload["n"]) for r in rebuilt) == sorted(
+        (r.id, r.payload["n"]) for r in live.records
+    )
+
+
 async def test_rows_api_resumes_from_its_offset_and_skips_an_unchanged_sha(
     hub: RunningApp, rows_api: RunningApp, tmp_path: Path
 ) -> None:

@@ -18,7 +18,8 @@ Rows (`use_rows_api = true`):
     GET {rows_url}/rows?dataset={repo}&config={config}&split={split}&offset=N&length=100
 
 until `num_rows_total`; a row whose cells the viewer truncated (`truncated_cells`) is dropped
-(`truncated_cell`): half a resume is not a record.
+(`truncated_cell`): half a resume is not a record. Each page is archived under `raw/` as it
+came (kind `viewer_rows`), so `reprocess` rebuilds its records without asking again.
 
 Incremental: the sha is the cursor. An unchanged sha read to the end costs one request; a new
 one is read from the start (record ids, `{file}#{row}` or `rows:{config}/{split}#{row}`, stay
@@ -42,7 +43,7 @@ from urllib.parse import quote
 
 from collector.http import HttpClient, HttpError, next_link, origin_of
 from collector.sinks.naming import safe_part
-from collector.sources.archive import ArchiveEntry, RawArchive
+from collector.sources.archive import ArchiveEntry, RawArchive, archived
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import HuggingFaceSourceConfig
 from collector.sources.datafiles import (
@@ -57,6 +58,7 @@ from collector.sources.unzip import member_kind
 from processors.records import Drop, RawRecord
 
 ROWS_PAGE = 100  # the dataset viewer's maximum `length`
+ROWS_KIND = "viewer_rows"  # an archived page of the dataset viewer's rows
 DOWNLOAD_ATTEMPTS = 3
 STATUS_REASONS = {401: "unauthorized", 403: "forbidden", 404: "dataset_not_found"}
 
@@ -286,31 +288,17 @@ class HuggingFaceSource:
                 "length": ROWS_PAGE,
             }
             try:
-                _, data = await self.client.get_json(url, params=params)
+                response, data = await self.client.get_json(url, params=params)
             except HttpError as error:
                 raise _PassStopped(self._failure(cursor, error, "rows")) from error
             rows = data.get("rows") if isinstance(data, dict) else None
             total = data.get("num_rows_total") if isinstance(data, dict) else None
             if not isinstance(rows, list):
                 rows = []
-            records: list[RawRecord] = []
-            drops: list[Drop] = []
-            now = time.time()
-            for item in rows:
-                index = item.get("row_idx", offset) if isinstance(item, dict) else offset
-                record_id = f"{member}#{int(index) + 1}"
-                offset = max(offset, int(index) + 1)
-                row = item.get("row") if isinstance(item, dict) else None
-                cut = item.get("truncated_cells") if isinstance(item, dict) else None
-                if not isinstance(row, dict):
-                    drops.append(Drop(self.name, repo, record_id, "not_an_object"))
-                elif cut:
-                    detail = f"the viewer truncated {', '.join(map(str, cut))}"
-                    drops.append(Drop(self.name, repo, record_id, "truncated_cell", detail))
-                else:
-                    records.append(
-                        RawRecord(self.name, repo, record_id, row, str(offset), now, dict(meta))
-                    )
+            records, drops, offset = self._row_records(rows, member, offset, meta)
+            if rows:
+                note = {"member": member, "version": cursor.version, "offset": params["offset"]}
+                await self.archive.save(ROWS_KIND, [archived(response, params)], note)
             finished = not rows or (isinstance(total, int) and offset >= total)
             cursor = cursor.finish_member(member) if finished else cursor.at(member, offset, offset)
             yield SourceBatch(records, drops, {repo: cursor.encode()}), cursor
@@ -318,9 +306,45 @@ class HuggingFaceSource:
                 self.log.info("hf_rows_read", dataset=repo, config=config, split=split, rows=offset)
                 return
 
+    def _row_records(
+        self, rows: list[Any], member: str, offset: int, meta: dict[str, Any]
+    ) -> tuple[list[RawRecord], list[Drop], int]:
+        """The records and drops of one page of viewer rows, and the offset after it."""
+        repo = self.repo
+        records: list[RawRecord] = []
+        drops: list[Drop] = []
+        now = time.time()
+        for item in rows:
+            index = item.get("row_idx", offset) if isinstance(item, dict) else offset
+            record_id = f"{member}#{int(index) + 1}"
+            offset = max(offset, int(index) + 1)
+            row = item.get("row") if isinstance(item, dict) else None
+            cut = item.get("truncated_cells") if isinstance(item, dict) else None
+            if not isinstance(row, dict):
+                drops.append(Drop(self.name, repo, record_id, "not_an_object"))
+            elif cut:
+                detail = f"the viewer truncated {', '.join(map(str, cut))}"
+                drops.append(Drop(self.name, repo, record_id, "truncated_cell", detail))
+            else:
+                records.append(
+                    RawRecord(self.name, repo, record_id, row, str(offset), now, dict(meta))
+                )
+        return records, drops, offset
+
     def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
-        """The records of an archived dataset file, read again from disk (`reprocess`).
-        (Rows fetched through the rows API are not archived: `reprocess` skips them.)"""
+        """The records of an archived dataset file or page of viewer rows, read again from
+        disk (`reprocess`)."""
+        if entry.kind == ROWS_KIND:
+            page = entry.responses[0].json() if entry.responses else None
+            rows = page.get("rows") if isinstance(page, dict) else None
+            meta = {"license": self.config.license, "hf_sha": str(entry.note.get("version", ""))}
+            records, drops, _ = self._row_records(
+                rows if isinstance(rows, list) else [],
+                str(entry.note.get("member", "")),
+                int(entry.note.get("offset", 0)),
+                meta,
+            )
+            return records, drops
         if entry.kind != ARCHIVE_KIND:
             return [], []
         note = entry.note
