@@ -160,12 +160,30 @@ async def test_the_tree_is_followed_through_its_link_pages(tmp_path: Path) -> No
     assert tree_pages >= 3
 
 
+def parquet_bytes(table: list[dict[str, Any]]) -> bytes:
+    import io
+
+    import pyarrow
+    import pyarrow.parquet
+
+    out = io.BytesIO()
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(table), out, row_group_size=2)
+    return out.getvalue()
+
+
 async def test_files_are_chosen_by_glob_from_the_config(tmp_path: Path) -> None:
     running = await serve_hub(seed=None)
     emulator = hub_of(running)
+    table = [{"original": f"bullet {i}", "improved": f"better bullet {i}"} for i in range(5)]
     emulator.commit_files(
         "someone/mixed",
-        {"train.jsonl": b'{"a": 1}\n', "test.jsonl": b'{"a": 2}\n', "data.parquet": b"PAR1"},
+        {
+            "train.jsonl": b'{"a": 1}\n',
+            "test.jsonl": b'{"a": 2}\n',
+            "data/train-00000.parquet": parquet_bytes(table),
+            "broken.parquet": b"PAR1",
+            "notes.txt": b"not data",
+        },
     )
     try:
         picked = await run_pass(
@@ -174,10 +192,19 @@ async def test_files_are_chosen_by_glob_from_the_config(tmp_path: Path) -> None:
         parquet = await run_pass(
             make_source(running.url, tmp_path / "p", "someone/mixed", files=["*.parquet"])
         )
+        other = await run_pass(
+            make_source(running.url, tmp_path / "o", "someone/mixed", files=["*.txt"])
+        )
     finally:
         await running.stop()
     assert [r.payload for r in picked.records] == [{"a": 1}]
-    assert parquet.reasons() == ["unsupported_format"]
+    # Parquet (the format most Hub datasets are in) is read a row group at a time.
+    assert [r.payload for r in parquet.records] == table
+    assert parquet.records[0].id == "data/train-00000.parquet#1"
+    assert [(d.record_id, d.reason) for d in parquet.drops] == [
+        ("broken.parquet#1", "malformed_parquet")
+    ]
+    assert other.reasons() == ["unsupported_format"]
 
 
 async def test_a_git_lfs_pointer_and_truncated_json_are_counted(tmp_path: Path) -> None:

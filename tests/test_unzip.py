@@ -264,3 +264,29 @@ def test_a_git_lfs_pointer_is_reported_not_parsed(tmp_path: Path) -> None:
     for kind in ("jsonl", "csv", "json"):
         [row] = rows(path, kind)
         assert row.error == "lfs_pointer"
+
+
+def write_parquet(path: Path, table: list[dict[str, object]], group: int) -> Path:
+    import pyarrow
+    import pyarrow.parquet
+
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(table), path, row_group_size=group)
+    return path
+
+
+def test_a_parquet_file_is_read_row_by_row_and_resumes_at_a_row(tmp_path: Path) -> None:
+    table = [{"n": i, "text": f"row {i}", "tags": ["a", "b"][: i % 3]} for i in range(25)]
+    path = write_parquet(tmp_path / "data.parquet", table, group=10)
+    everything = rows(path, "parquet")
+    assert [r.value for r in everything] == table
+    assert [r.end for r in everything] == list(range(1, 26))
+    # From row 12 on: the first row group is skipped unread, the second is read from its third.
+    assert [r.value for r in rows(path, "parquet", 12)] == table[12:]
+    assert rows(path, "parquet", 25) == []
+
+
+def test_a_file_that_is_not_parquet_is_one_clear_drop(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    path.write_bytes(b"PAR1 but not really")
+    [row] = rows(path, "parquet")
+    assert row.value is None and row.error == "malformed_parquet" and row.end == 1

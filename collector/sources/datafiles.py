@@ -116,10 +116,14 @@ async def read_member(
     offset, row = (cursor.offset, cursor.row) if cursor.member == member else (0, 0)
     if not (member_kind(member) or member_kind(path.name)):
         log.warning(
-            "dataset_file_skipped", dataset=dataset, file=member, reason="not csv/json/jsonl"
+            "dataset_file_skipped",
+            dataset=dataset,
+            file=member,
+            reason="not csv/json/jsonl/parquet",
         )
         cursor = cursor.finish_member(member)
-        drop = Drop(source, dataset, member, "unsupported_format", "not csv, json or jsonl")
+        detail = "not csv, json, jsonl or parquet"
+        drop = Drop(source, dataset, member, "unsupported_format", detail)
         yield SourceBatch([], [drop], {dataset: cursor.encode()}), cursor
         return
     while not stopped():
