@@ -218,47 +218,48 @@ class RunSets:
             )
 
         def apply() -> None:
+            # `version` stays: our own commit does not change data_version, and reading it
+            # again here could take in another writer's commit whose runs were never loaded.
             self.runs[namespace] = runs
             self.bloom.add(fps)
-            self.version = self._data_version()
 
         return apply
-
-    def size(self, namespace: str) -> int:
-        self._fresh()
-        return sum(run.size for run in self.runs.get(namespace, []))
 
     def _write_run(self, namespace: str, chunks: Iterator[np.ndarray]) -> Run:
         cursor = self.db.execute("INSERT INTO runs (namespace, size) VALUES (?, 0)", (namespace,))
         run_id = cursor.lastrowid
         assert run_id is not None
-        size = blocks = 0
+        size = 0
         fences: list[np.ndarray] = []
-        rest = _EMPTY
-        for chunk in chunks:
-            rest = np.concatenate((rest, chunk)) if len(rest) else chunk
-            whole = len(rest) if chunk is _END else len(rest) // BLOCK * BLOCK
-            if not whole:
-                continue
-            ready, rest = rest[:whole], rest[whole:]
-            raw = ready.astype(_U64, copy=False).tobytes()
-            step = BLOCK * 8
+
+        def write(ready: np.ndarray) -> None:
+            """Block rows for `ready`, which starts on a block boundary."""
+            nonlocal size
+            raw, step, first = ready.tobytes(), BLOCK * 8, size // BLOCK
             self.db.executemany(
                 "INSERT INTO run_blocks (id, data) VALUES (?, ?)",
                 (
-                    (run_id << 32 | (blocks + n), raw[at : at + step])
+                    (run_id << 32 | (first + n), raw[at : at + step])
                     for n, at in enumerate(range(0, len(raw), step))
                 ),
             )
-            blocks += -(-whole // BLOCK)
-            size += whole
+            size += len(ready)
             fences.append(ready[::BLOCK].copy())  # a view would keep the chunk
+
+        rest = _EMPTY
+        for chunk in chunks:
+            rest = np.concatenate((rest, chunk)) if len(rest) else chunk
+            whole = len(rest) // BLOCK * BLOCK
+            if whole:
+                write(rest[:whole])
+                rest = rest[whole:]
+        if len(rest):  # the last, partial block
+            write(rest)
         self.db.execute("UPDATE runs SET size = ? WHERE id = ?", (size, run_id))
         return Run(run_id, size, np.concatenate(fences) if fences else _EMPTY)
 
 
 _EMPTY = np.zeros(0, dtype=_U64)
-_END = np.zeros(0, dtype=_U64)  # the last chunk of a merge: what is left is written too
 
 
 def _merge(sources: list[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
@@ -276,14 +277,11 @@ def _merge(sources: list[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
         for head, source in heads:
             cut = int(np.searchsorted(head, bound, side="right"))
             taken.append(head[:cut])
-            left: np.ndarray | None = head[cut:]
-            if left is not None and not len(left):
-                left = _next_chunk(source)
+            left = head[cut:] if cut < len(head) else _next_chunk(source)
             if left is not None:
                 live.append((left, source))
         heads = live
         yield np.unique(np.concatenate(taken))
-    yield _END
 
 
 def _next_chunk(source: Iterator[np.ndarray]) -> np.ndarray | None:
