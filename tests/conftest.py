@@ -16,13 +16,15 @@ from collector.state.sqlite import SqliteStateStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(path: Path, body: str, data_dir: Path) -> Path:
+def write_config(path: Path, body: str, data_dir: Path, service: str = "") -> Path:
+    """A config on `data_dir` with quick flushes; `service` adds lines to `[service]`."""
     path.write_text(
         f"""
 [service]
 data_dir = "{data_dir}"
 flush_interval = 0.2
 shutdown_timeout = 20
+{service}
 
 [state]
 path = "{data_dir}/state.sqlite3"

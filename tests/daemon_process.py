@@ -16,24 +16,6 @@ from typing import Any
 from tests.conftest import collector_command, subprocess_env, wait_for
 
 
-def write_daemon_config(path: Path, data_dir: Path, body: str, service: str = "") -> Path:
-    """A config on `data_dir` with quick flushes; `service` adds lines to `[service]`."""
-    path.write_text(
-        f"""
-[service]
-data_dir = "{data_dir}"
-flush_interval = 0.2
-shutdown_timeout = 20
-{service}
-
-[state]
-path = "{data_dir}/state.sqlite3"
-"""
-        + body
-    )
-    return path
-
-
 def inbox_source(name: str, path: Path, interval: float = 0.2, batch_size: int = 50) -> str:
     return f"""
 [[sources]]

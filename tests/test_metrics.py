@@ -22,8 +22,8 @@ from collector.http import HttpClient
 from collector.logging import get_logger
 from collector.metrics import LiveView, MetricsServer, ServiceCollector, _source_view
 from collector.sources.config import InboxSourceConfig, RateConfig, RetryConfig
-from tests.conftest import wait_for
-from tests.daemon_process import Daemon, inbox_source, write_daemon_config, write_pairs
+from tests.conftest import wait_for, write_config
+from tests.daemon_process import Daemon, inbox_source, write_pairs
 
 METRICS = '\n[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
 
@@ -66,10 +66,10 @@ def start(
 ) -> tuple[Daemon, str]:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
-    config = write_daemon_config(
+    config = write_config(
         tmp_path / "collector.toml",
-        data_dir,
         inbox_source("inbox", inbox) + METRICS,
+        data_dir,
         kwargs.get("service", ""),
     )
     env = {k: v for k, v in kwargs.items() if k != "service"}
@@ -161,7 +161,7 @@ def test_healthz_fails_while_a_stage_is_stuck_and_recovers(
 def test_no_listener_unless_enabled(tmp_path: Path, data_dir: Path, daemons: list[Daemon]) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = write_daemon_config(tmp_path / "c.toml", data_dir, inbox_source("inbox", inbox))
+    config = write_config(tmp_path / "c.toml", inbox_source("inbox", inbox), data_dir)
     daemon = Daemon(config, tmp_path / "log")
     daemons.append(daemon)
     daemon.wait_event("service_started")
@@ -259,7 +259,7 @@ def test_a_port_in_use_is_a_clear_error_before_any_source_runs(
         inbox.mkdir()
         write_pairs(inbox / "a.jsonl", 0, 3)
         body = inbox_source("inbox", inbox) + METRICS.replace("port = 0", f"port = {port}")
-        config = write_daemon_config(tmp_path / "c.toml", data_dir, body)
+        config = write_config(tmp_path / "c.toml", body, data_dir)
         daemon = Daemon(config, tmp_path / "log")
         code = daemon.process.wait(30)
         daemon.kill()

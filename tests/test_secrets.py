@@ -21,7 +21,8 @@ from collector.http import HttpClient, HttpError
 from collector.logging import configure_logging, get_logger
 from collector.redact import REDACTED, SecretRedactor, secret_env_names
 from collector.sources.config import InboxSourceConfig, RetryConfig
-from tests.daemon_process import Daemon, write_daemon_config
+from tests.conftest import write_config
+from tests.daemon_process import Daemon
 
 SECRETS = {
     "GITHUB_TOKEN": "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2,
@@ -210,7 +211,7 @@ key_env = "SE_APP_KEY"
 interval = 0.5
 {retry}
 """
-    config = write_daemon_config(tmp_path / "collector.toml", data_dir, body)
+    config = write_config(tmp_path / "collector.toml", body, data_dir)
     daemon = Daemon(config, tmp_path / "log", env=SECRETS)
     try:
         for _ in range(400):

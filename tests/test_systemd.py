@@ -14,15 +14,8 @@ from collector.components import build_components
 from collector.config import Config
 from collector.health import PipelineSnapshot, StallDetector
 from collector.systemd import SystemdNotifier, notify_address, watchdog_interval
-from tests.conftest import wait_for
-from tests.daemon_process import (
-    Daemon,
-    NotifySocket,
-    inbox_source,
-    notify_env,
-    write_daemon_config,
-    write_pairs,
-)
+from tests.conftest import wait_for, write_config
+from tests.daemon_process import Daemon, NotifySocket, inbox_source, notify_env, write_pairs
 
 
 @pytest.fixture
@@ -52,9 +45,7 @@ def test_notifications_follow_start_reload_and_stop(
     first.mkdir()
     second.mkdir()
     write_pairs(first / "a.jsonl", 0, 20)
-    config = write_daemon_config(
-        tmp_path / "collector.toml", data_dir, inbox_source("first", first)
-    )
+    config = write_config(tmp_path / "collector.toml", inbox_source("first", first), data_dir)
     daemon = Daemon(config, tmp_path / "log", notify_env(notify_socket, watchdog_usec=300_000))
     daemons.append(daemon)
 
@@ -106,8 +97,8 @@ def test_watchdog_pings_stop_while_the_writer_is_stalled_and_resume_after(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     stall = tmp_path / "stall"
-    config = write_daemon_config(
-        tmp_path / "collector.toml", data_dir, inbox_source("inbox", inbox), "stall_timeout = 0.6"
+    config = write_config(
+        tmp_path / "collector.toml", inbox_source("inbox", inbox), data_dir, "stall_timeout = 0.6"
     )
     env = {
         **notify_env(notify_socket, watchdog_usec=200_000),
@@ -152,8 +143,8 @@ def test_a_path_socket_without_watchdog_gets_lifecycle_messages_but_no_pings(
         try:
             inbox = tmp_path / "inbox"
             inbox.mkdir()
-            config = write_daemon_config(
-                tmp_path / "collector.toml", data_dir, inbox_source("inbox", inbox)
+            config = write_config(
+                tmp_path / "collector.toml", inbox_source("inbox", inbox), data_dir
             )
             daemon = Daemon(config, tmp_path / "log", notify_env(sock))
             daemons.append(daemon)
