@@ -9,11 +9,16 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The dependencies come from the lock (exact versions with hashes), as in `make test`; the
+# project itself is built against the lock's setuptools, with no dependency resolved here.
+COPY requirements/runtime.txt ./requirements/
+RUN python -m venv /opt/resume-collector \
+    && /opt/resume-collector/bin/pip install --no-cache-dir --require-hashes --no-deps \
+        -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY collector ./collector
 COPY processors ./processors
-RUN python -m venv /opt/resume-collector \
-    && /opt/resume-collector/bin/pip install --no-cache-dir .
+RUN /opt/resume-collector/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
 # --- run: the venv, tini and an unprivileged user; no source, no pip cache, no compiler -----
 FROM python:${PYTHON_VERSION}-slim-bookworm

@@ -15,6 +15,7 @@ from collector.sources.unzip import (
     Row,
     UnsafeArchive,
     extract_zip,
+    json_error_reason,
     read_rows,
 )
 
@@ -183,6 +184,29 @@ def test_invalid_utf8_is_counted_per_row_and_the_rest_is_read(tmp_path: Path) ->
         (None, "invalid_utf8"),
         ({"ID": "3", "Text": "fine"}, ""),
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"a": "caf\xe9"}', "invalid_utf8"),  # Latin-1 inside a JSON string
+        (b'{"a": "\xff\xfe"}', "invalid_utf8"),
+        (b'{"a": "\xed\xa0\x80"}', "invalid_utf8"),  # an encoded surrogate is not UTF-8
+        (b'{"a": 1,,}', "malformed_json"),
+        (b'{"a": "caf\xc3\xa9",}', "malformed_json"),  # valid UTF-8, bad JSON
+    ],
+)
+def test_a_line_that_fails_to_decode_is_classified_from_its_bytes(
+    tmp_path: Path, line: bytes, reason: str
+) -> None:
+    """Whatever exception the JSON library raises for it (msgspec changed it in 0.23)."""
+    assert json_error_reason(line) == reason
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(line + b'\n{"a": 2}\n')
+    assert [(r.value, r.error) for r in rows(path, "jsonl")] == [(None, reason), ({"a": 2}, "")]
+    path = tmp_path / "t.json"
+    path.write_bytes(b"[" + line + b', {"a": 2}]')
+    assert rows(path, "json")[0].error == reason
 
 
 def test_a_ragged_csv_row_is_reported(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import msgspec
 
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
-from collector.sources.unzip import raise_csv_field_limit
+from collector.sources.unzip import json_error_reason, raise_csv_field_limit
 from processors.records import Drop, RawRecord
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
@@ -174,9 +174,7 @@ class InboxSource:
             try:
                 document = msgspec.json.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError) as error:
-                reason = (
-                    "invalid_utf8" if isinstance(error, UnicodeDecodeError) else "malformed_json"
-                )
+                reason = json_error_reason(data)
                 drop = Drop(self.name, dataset, stream, reason, str(error))
                 return _Chunk([], [drop], done_mark, True)
             items = document if isinstance(document, list) else [document]
@@ -228,10 +226,8 @@ def _json_lines(
             continue
         try:
             yield msgspec.json.decode(text), end, ""
-        except UnicodeDecodeError:
-            yield None, end, "invalid_utf8"
-        except msgspec.DecodeError:
-            yield None, end, "malformed_json"
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            yield None, end, json_error_reason(text)
 
 
 def _csv_rows(

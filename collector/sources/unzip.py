@@ -48,6 +48,20 @@ MEMBER_KINDS = {
 PARQUET_BATCH = 1024  # rows converted to Python at a time
 
 
+def json_error_reason(data: bytes) -> str:
+    """The drop reason for bytes that failed to decode as JSON: `invalid_utf8` or `malformed_json`.
+
+    Decided from the bytes, not from the exception: JSON decoders disagree on what they raise
+    for invalid UTF-8 (msgspec raised `UnicodeDecodeError` before 0.23, `DecodeError` since).
+    Called only after a failure, so valid input pays nothing.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    return "malformed_json"
+
+
 class UnsafeArchive(Exception):
     """An archive that is refused as a whole. `reason` is the drop reason that is counted."""
 
@@ -294,12 +308,13 @@ def _jsonl_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[R
             continue
         try:
             value = msgspec.json.decode(text)
-        except UnicodeDecodeError:
-            yield Row(None, position, "invalid_utf8")
-            continue
-        except msgspec.DecodeError as error:
-            reason = "truncated_json" if not line.endswith(b"\n") else "malformed_json"
-            yield Row(None, position, reason, str(error)[:200])
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
+            reason = json_error_reason(text)
+            if reason == "invalid_utf8":
+                yield Row(None, position, reason)
+            else:
+                reason = "truncated_json" if not line.endswith(b"\n") else reason
+                yield Row(None, position, reason, str(error)[:200])
             continue
         if isinstance(value, dict):
             yield Row(value, position)
@@ -423,9 +438,9 @@ def _json_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Ro
 def _decode_item(data: bytes, end: int, *, truncated: bool) -> Row:
     try:
         value = msgspec.json.decode(data)
-    except UnicodeDecodeError:
-        return Row(None, end, "invalid_utf8")
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        if json_error_reason(data) == "invalid_utf8":
+            return Row(None, end, "invalid_utf8")
         return Row(None, end, "truncated_json" if truncated else "malformed_json", str(error)[:200])
     if not isinstance(value, dict):
         return Row(None, end, "not_an_object", type(value).__name__)
