@@ -36,13 +36,13 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
+from processors.anonymize.spans import TOKEN_PATTERN
 from processors.config import DedupeConfig
 from processors.records import Example
 
 NAMESPACE = "set:dedupe:exact"
 NEAR_NAMESPACE = "set:dedupe:near"
 NEAR_GROUPS_NAMESPACE = "dedupe:near"  # band -> group key, for near_action = "group"
-_TOKEN = re.compile(r"\[(?:EMAIL|PHONE|NAME|URL|ADDRESS)(?:_\d+)?\]")
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 # ASCII punctuation and control characters to spaces, as a byte table: what `_NON_WORD` does
 # to ASCII text, and bytes.translate is a table look-up where str.translate calls a dict.
@@ -67,7 +67,7 @@ class KeyIndex(Protocol):
 def normalise(text: str) -> str:
     """Case, whitespace, punctuation and PII tokens do not make two lines different."""
     if "[" in text:
-        text = _TOKEN.sub(" ", text)
+        text = TOKEN_PATTERN.sub(" ", text)
     if text.isascii():  # the usual case: a translation table, no regex
         return b" ".join(text.encode().translate(_ASCII_PUNCTUATION).lower().split()).decode()
     text = unicodedata.normalize("NFKC", text).casefold()

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from processors.anonymize import Anonymizer
+from processors.anonymize import TOKEN_PATTERN, Anonymizer
 from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
 from processors.dedupe import normalise
 from processors.formatters.base import Formatted, bullet_example, drop
@@ -85,9 +85,6 @@ class BasicPiiScanner:
         return _PHONE.sub(phone, text)
 
 
-_TOKEN = re.compile(r"\[(?:EMAIL|PHONE|URL|ADDRESS|NAME)(?:_\d+)?\]")
-
-
 class AnonymizerScanner:
     """The project's anonymizer as a PII scanner: the tokens it would put into the text.
 
@@ -102,7 +99,7 @@ class AnonymizerScanner:
         redacted = self.anonymizer.anonymize(text)
         if redacted == text:
             return []
-        added = Counter(_TOKEN.findall(redacted)) - Counter(_TOKEN.findall(text))
+        added = Counter(TOKEN_PATTERN.findall(redacted)) - Counter(TOKEN_PATTERN.findall(text))
         return [re.sub(r"_\d+", "", token) for token in added.elements()]
 
     def redact(self, text: str) -> str:

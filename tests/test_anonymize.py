@@ -276,7 +276,7 @@ def test_phone_after_a_cue_is_replaced_even_when_no_region_validates_it() -> Non
     st.text(alphabet="0123456789", min_size=6, max_size=13),
 )
 def test_fast_phone_validity_agrees_with_phonenumbers(region: str, digits: str) -> None:
-    from processors.anonymize import _valid_national
+    from processors.anonymize.phones import _valid_national
 
     try:
         number = phonenumbers.parse(digits, region)
@@ -289,7 +289,7 @@ def test_fast_phone_validity_agrees_with_phonenumbers(region: str, digits: str) 
 @PROPERTY
 @given(phones())
 def test_fast_validity_accepts_every_generated_valid_number(phone: tuple[str, str]) -> None:
-    from processors.anonymize import _valid_international, _valid_national
+    from processors.anonymize.phones import _valid_international, _valid_national
 
     written, _national = phone
     digits = re.sub(r"\D", "", written)

@@ -1,0 +1,13 @@
+"""Anonymization: personal information in training text becomes `[EMAIL]`, `[PHONE]`, `[URL]`,
+`[ADDRESS]` and `[NAME]` (or `[NAME_1]`, `[NAME_2]`... per record with `consistent_names`).
+
+One detector per kind, each `find(text, context) -> spans`: `emails.py`, `phones.py`,
+`links.py`, `addresses.py`, `names.py`; `persons.py` removes every person found from every
+message of the record; `spans.py` merges the spans and renders the tokens; `anonymizer.py`
+runs them in that order.
+"""
+
+from processors.anonymize.anonymizer import Anonymizer
+from processors.anonymize.spans import TOKEN_PATTERN, RecordNames, strip_tokens
+
+__all__ = ["TOKEN_PATTERN", "Anonymizer", "RecordNames", "strip_tokens"]
