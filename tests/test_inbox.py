@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -139,14 +141,14 @@ async def test_an_unreadable_file_is_counted_once_and_the_others_proceed(
     (inbox / "ok.jsonl").write_text('{"n": 1}\n')
     locked = inbox / "locked.jsonl"
     locked.write_text('{"n": 2}\n')
-    real_open = Path.open
+    real_open = os.open
 
-    def guarded_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self.name == "locked.jsonl":  # root reads any file: simulate EACCES
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+    def guarded_open(path: str, *args: object, **kwargs: object) -> int:
+        if Path(path).name == "locked.jsonl":  # root reads any file: simulate EACCES
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)
     source = make_source(inbox)
     batches = await collect(source, {})
     assert [r.payload for b in batches for r in b.records] == [{"n": 1}]
@@ -169,18 +171,18 @@ async def test_a_transient_read_error_keeps_the_position_in_the_file(
     cursors = {k: v for b in first for k, v in b.cursors.items()}
     with path.open("a") as handle:
         handle.write('{"n": 3}\n')
-    real_open = Path.open
+    real_open = os.open
 
-    def failing_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self.name == "a.jsonl":
-            raise OSError(5, "Input/output error", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+    def failing_open(path: str, *args: object, **kwargs: object) -> int:
+        if Path(path).name == "a.jsonl":
+            raise OSError(5, "Input/output error", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "open", failing_open)
+    monkeypatch.setattr(os, "open", failing_open)
     failed = await collect(source, cursors)
     assert [d.reason for b in failed for d in b.drops] == ["file_unreadable"]
     cursors.update({k: v for b in failed for k, v in b.cursors.items()})
-    monkeypatch.setattr(Path, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     again = await collect(source, cursors)
     assert [r.payload for b in again for r in b.records] == [{"n": 3}]  # not 1 and 2 again
 
@@ -192,3 +194,123 @@ async def test_a_csv_cell_holding_a_whole_resume_is_read(tmp_path: Path) -> None
     (inbox / "resumes.csv").write_text(f'Category,Resume\nData Science,"{resume}"\n')
     batches = await collect(make_source(inbox), {})
     assert [len(r.payload["Resume"]) for b in batches for r in b.records] == [len(resume)]
+
+
+# --- a closed inbox: only regular files inside the folder are read --------------------------
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+def outside_secret(tmp_path: Path) -> Path:
+    """A file outside the inbox that parses as a record: reading it would ingest it."""
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    secret = outside / "secret.jsonl"
+    secret.write_text(json.dumps({"original": "SECRET outside the inbox"}) + "\n")
+    return secret
+
+
+def read_payloads(batches: list[SourceBatch]) -> list[dict[str, object]]:
+    return [r.payload for b in batches for r in b.records]
+
+
+def drops_by_file(batches: list[SourceBatch]) -> dict[str, str]:
+    return {d.record_id: d.reason for b in batches for d in b.drops}
+
+
+def all_cursors(batches: list[SourceBatch]) -> dict[str, str]:
+    return {k: v for b in batches for k, v in b.cursors.items()}
+
+
+async def test_links_and_special_files_are_counted_never_read_and_the_rest_proceeds(
+    tmp_path: Path, inbox: Path
+) -> None:
+    (inbox / "ok.jsonl").write_text('{"n": 1}\n')
+    secret = outside_secret(tmp_path)
+    (inbox / "link.jsonl").symlink_to(secret)
+    (inbox / "environ.jsonl").symlink_to("/proc/self/environ")
+    (inbox / "folder").symlink_to(secret.parent, target_is_directory=True)
+    (inbox / "inner.jsonl").symlink_to(inbox / "ok.jsonl")  # a link, even to a file inside
+    os.mkfifo(inbox / "pipe.jsonl")  # opening it to read would wait for a writer forever
+    source = make_source(inbox)
+    batches = await collect(source, {})
+    assert read_payloads(batches) == [{"n": 1}]
+    assert drops_by_file(batches) == {
+        "environ.jsonl": "outside_inbox",
+        "folder": "outside_inbox",
+        "inner.jsonl": "not_regular_file",
+        "link.jsonl": "outside_inbox",
+        "pipe.jsonl": "not_regular_file",
+    }
+    again = await collect(source, all_cursors(batches))
+    assert drops_by_file(again) == {}  # counted once per path, not on every pass
+
+
+async def test_a_socket_in_the_inbox_is_counted_not_opened(inbox: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(inbox / "s.jsonl"))
+        batches = await collect(make_source(inbox), {})
+    assert drops_by_file(batches) == {"s.jsonl": "not_regular_file"}
+
+
+async def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(
+    tmp_path: Path, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (inbox / "sub").mkdir()
+    (inbox / "a.jsonl").write_text('{"n": 1}\n')
+    (inbox / "b.jsonl").write_text('{"n": 2}\n')
+    (inbox / "sub" / "c.jsonl").write_text('{"n": 3}\n')
+    secret = outside_secret(tmp_path)
+    source = make_source(inbox)
+    listed = source._files()
+    assert [reason for _, reason in listed] == ["", "", ""]  # three regular files
+
+    def listing_then_swap() -> list[tuple[Path, str]]:
+        # The attacker wins the race: between the listing and the opening, a file becomes a
+        # link to the secret, and a folder on the way to another becomes a link to its folder.
+        (inbox / "b.jsonl").unlink()
+        (inbox / "b.jsonl").symlink_to(secret)
+        (inbox / "sub").rename(tmp_path / "old-sub")
+        (inbox / "sub").symlink_to(secret.parent, target_is_directory=True)
+        (secret.parent / "c.jsonl").write_text('{"n": "SECRET via the folder"}\n')
+        return listed
+
+    monkeypatch.setattr(source, "_files", listing_then_swap)
+    batches = await collect(source, {})
+    assert read_payloads(batches) == [{"n": 1}]
+    assert drops_by_file(batches) == {"b.jsonl": "outside_inbox", "sub/c.jsonl": "outside_inbox"}
+
+
+async def test_a_file_swapped_for_a_fifo_after_the_listing_is_not_read(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (inbox / "a.jsonl").write_text('{"n": 1}\n')
+    source = make_source(inbox)
+    listed = source._files()
+
+    def listing_then_swap() -> list[tuple[Path, str]]:
+        (inbox / "a.jsonl").unlink()
+        os.mkfifo(inbox / "a.jsonl")
+        return listed
+
+    monkeypatch.setattr(source, "_files", listing_then_swap)
+    batches = await asyncio.wait_for(collect(source, {}), 10)  # no wait for a writer
+    assert drops_by_file(batches) == {"a.jsonl": "not_regular_file"}
+
+
+async def test_a_link_replaced_by_a_regular_file_is_read_from_its_start(
+    tmp_path: Path, inbox: Path
+) -> None:
+    (inbox / "a.jsonl").symlink_to(outside_secret(tmp_path))
+    source = make_source(inbox)
+    refused = await collect(source, {})
+    assert drops_by_file(refused) == {"a.jsonl": "outside_inbox"}
+    (inbox / "a.jsonl").unlink()
+    (inbox / "a.jsonl").write_text('{"n": 1}\n')
+    batches = await collect(source, all_cursors(refused))
+    assert read_payloads(batches) == [{"n": 1}]

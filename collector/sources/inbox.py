@@ -4,18 +4,26 @@ Each file is a stream with its own cursor: the byte offset after the last record
 `.json`, the number of items read). Files may grow: the next pass continues from the offset.
 A line that is not finished yet (no newline and written in the last second) waits for the next
 pass. Bad input is counted with a reason and the rest of the file proceeds.
+
+The inbox is closed: other people's files arrive here, so only regular files inside the folder
+are read. A symlink (to a file or a folder), a FIFO, a device or a socket is counted once as
+`not_regular_file` (`outside_inbox` for a link that leads out of the folder) and never opened.
+A file is opened component by component from the inbox folder without following links
+(`O_NOFOLLOW`) and the open descriptor is checked, so a file swapped for a link between the
+listing and the opening cannot lead out either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import io
+import errno
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -47,11 +55,39 @@ class InboxSource:
         # The `.json` document being handed out, decoded once per pass: (stream, version, items).
         self._document: tuple[str, str, list[Any]] | None = None
 
-    def _files(self) -> list[Path]:
-        found: set[Path] = set()
-        for pattern in self.config.patterns:
-            found.update(p for p in self.root.rglob(pattern) if p.is_file())
+    def _files(self) -> list[tuple[Path, str]]:
+        """Every path to read or refuse, sorted: (path, "") to read, (path, reason) to refuse.
+
+        Nothing is followed: a link to a folder is refused rather than walked, and a link or a
+        special file whose name matches a pattern is refused rather than read.
+        """
+        found: list[tuple[Path, str]] = []
+        pending = [self.root]
+        while pending:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    path = Path(entry.path)
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(path)
+                    elif entry.is_symlink() and (entry.is_dir() or self._wanted(path)):
+                        found.append((path, self._refusal(path)))
+                    elif self._wanted(path):
+                        regular = entry.is_file(follow_symlinks=False)
+                        found.append((path, "" if regular else "not_regular_file"))
         return sorted(found)
+
+    def _wanted(self, path: Path) -> bool:
+        relative = PurePosixPath(path.relative_to(self.root).as_posix())
+        return any(relative.match(pattern) for pattern in self.config.patterns)
+
+    def _refusal(self, path: Path) -> str:
+        """The drop reason for a path that is not a regular file of the inbox."""
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            return "not_regular_file"
+        inside = target.is_relative_to(self.root.resolve())
+        return "not_regular_file" if inside else "outside_inbox"
 
     def _dataset(self, path: Path) -> str:
         return f"{self.config.owner}/{self.config.dataset or path.stem}"
@@ -60,9 +96,14 @@ class InboxSource:
         if not self.root.is_dir():
             self.context.log.warning("inbox_missing", path=str(self.root))
             return
-        for path in await asyncio.to_thread(self._files):
+        for path, refusal in await asyncio.to_thread(self._files):
             stream = path.relative_to(self.root).as_posix()
             cursor = cursors.get(stream, "")
+            if refusal:
+                chunk = self._refuse(path, stream, cursor, refusal)
+                if chunk.drops:
+                    yield SourceBatch([], chunk.drops, {stream: chunk.cursor})
+                continue
             while not self.context.stop.is_set():
                 chunk = await asyncio.to_thread(self._read, path, stream, cursor)
                 if chunk.cursor != cursor or chunk.records or chunk.drops:
@@ -73,6 +114,15 @@ class InboxSource:
 
     async def close(self) -> None:
         return None
+
+    def _refuse(self, path: Path, stream: str, cursor: str, reason: str) -> _Chunk:
+        """A path that is never opened: one drop and one log line per version of the path."""
+        mark = f"refused:{reason}:{_version(path)}"
+        if cursor == mark:
+            return _Chunk([], [], mark, True)
+        self.context.log.warning("inbox_file_refused", file=stream, reason=reason)
+        drop = Drop(self.name, self._dataset(path), stream, reason, "not a regular file")
+        return _Chunk([], [drop], mark, True)
 
     # --- reading, in a worker thread -------------------------------------------------------
 
@@ -90,10 +140,13 @@ class InboxSource:
             )
         )
         try:
-            stat = path.stat()
-            if path.suffix == ".json":
-                return self._read_json(path, stream, dataset, position, stat)
-            return self._read_lines(path, stream, dataset, position, stat)
+            with _open_inside(self.root, stream) as handle:
+                status = os.fstat(handle.fileno())
+                if path.suffix == ".json":
+                    return self._read_json(handle, stream, dataset, position, status)
+                return self._read_lines(handle, path, stream, dataset, position, status)
+        except _NotRegular:  # swapped for a link or a special file since the listing
+            return self._refuse(path, stream, cursor, self._refusal(path))
         except OSError as error:
             # Counted once per version of the file: the cursor remembers which one failed.
             mark = f"unreadable:{_version(path)}"
@@ -105,60 +158,65 @@ class InboxSource:
             return _Chunk([], drops, f"{mark}@{position}", True)
 
     def _read_lines(
-        self, path: Path, stream: str, dataset: str, cursor: str, stat: os.stat_result
+        self,
+        handle: BinaryIO,
+        path: Path,
+        stream: str,
+        dataset: str,
+        cursor: str,
+        status: os.stat_result,
     ) -> _Chunk:
         offset = int(cursor) if cursor.isdigit() else 0
-        if offset > stat.st_size:  # the file was replaced by a shorter one: read it anew
+        if offset > status.st_size:  # the file was replaced by a shorter one: read it anew
             offset = 0
-        settled = time.time() - stat.st_mtime >= SETTLE_SECONDS
+        settled = time.time() - status.st_mtime >= SETTLE_SECONDS
         records: list[RawRecord] = []
         drops: list[Drop] = []
-        with path.open("rb") as handle:
-            if offset == 0 and handle.read(len(LFS_POINTER)) == LFS_POINTER:
-                drops.append(Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer"))
-                return _Chunk([], drops, str(stat.st_size), True)
-            is_csv = path.suffix == ".csv"
-            header: list[str] = []
-            if is_csv:
-                handle.seek(0)
-                header_rows = _csv_rows(handle, 0, settled)
-                first = next(header_rows, None)
-                if first is None:
-                    return _Chunk([], [], cursor, True)
-                header, header_end, _ = first
-                header = [h.strip().lstrip("\ufeff") for h in header]
-                offset = max(offset, header_end)
-            handle.seek(offset)
-            if is_csv:
-                rows: Iterator[tuple[Any, int, str]] = _csv_rows(handle, offset, settled)
+        if offset == 0 and handle.read(len(LFS_POINTER)) == LFS_POINTER:
+            drops.append(Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer"))
+            return _Chunk([], drops, str(status.st_size), True)
+        is_csv = path.suffix == ".csv"
+        header: list[str] = []
+        if is_csv:
+            handle.seek(0)
+            header_rows = _csv_rows(handle, 0, settled)
+            first = next(header_rows, None)
+            if first is None:
+                return _Chunk([], [], cursor, True)
+            header, header_end, _ = first
+            header = [h.strip().lstrip("\ufeff") for h in header]
+            offset = max(offset, header_end)
+        handle.seek(offset)
+        if is_csv:
+            rows: Iterator[tuple[Any, int, str]] = _csv_rows(handle, offset, settled)
+        else:
+            rows = _json_lines(handle, offset, settled)
+        for value, end, error in rows:
+            record_id = f"{stream}:{offset}"
+            if error:
+                drops.append(Drop(self.name, dataset, record_id, error))
+            elif is_csv and len(value) != len(header):
+                detail = f"{len(value)} fields, header has {len(header)}"
+                drops.append(Drop(self.name, dataset, record_id, "csv_ragged_row", detail))
+            elif is_csv:
+                records.append(
+                    self._record(dataset, record_id, dict(zip(header, value, strict=True)), end)
+                )
+            elif not isinstance(value, dict):
+                drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
             else:
-                rows = _json_lines(handle, offset, settled)
-            for value, end, error in rows:
-                record_id = f"{stream}:{offset}"
-                if error:
-                    drops.append(Drop(self.name, dataset, record_id, error))
-                elif is_csv and len(value) != len(header):
-                    detail = f"{len(value)} fields, header has {len(header)}"
-                    drops.append(Drop(self.name, dataset, record_id, "csv_ragged_row", detail))
-                elif is_csv:
-                    records.append(
-                        self._record(dataset, record_id, dict(zip(header, value, strict=True)), end)
-                    )
-                elif not isinstance(value, dict):
-                    drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
-                else:
-                    records.append(self._record(dataset, record_id, value, end))
-                offset = end
-                if len(records) + len(drops) >= self.config.batch_size:
-                    return _Chunk(records, drops, str(offset), False)
+                records.append(self._record(dataset, record_id, value, end))
+            offset = end
+            if len(records) + len(drops) >= self.config.batch_size:
+                return _Chunk(records, drops, str(offset), False)
         return _Chunk(records, drops, str(offset), True)
 
     def _read_json(
-        self, path: Path, stream: str, dataset: str, cursor: str, stat: os.stat_result
+        self, handle: BinaryIO, stream: str, dataset: str, cursor: str, status: os.stat_result
     ) -> _Chunk:
-        version = _version(path)
+        version = f"{status.st_size}:{status.st_mtime_ns}"
         done_mark = f"done:{version}"
-        if cursor == done_mark or time.time() - stat.st_mtime < SETTLE_SECONDS:
+        if cursor == done_mark or time.time() - status.st_mtime < SETTLE_SECONDS:
             return _Chunk([], [], cursor, True)
         # A .json file is one document: it is read and decoded whole once, then handed out
         # item by item, a batch at a time, from memory.
@@ -167,7 +225,7 @@ class InboxSource:
             items = self._document[2]
         else:
             self._document = None
-            data = path.read_bytes()
+            data = handle.read()
             if data.startswith(LFS_POINTER):
                 drop = Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer")
                 return _Chunk([], [drop], done_mark, True)
@@ -205,16 +263,50 @@ class InboxSource:
 
 
 def _version(path: Path) -> str:
+    """The size and time of the path itself (a link's own, not its target's)."""
     try:
-        stat = path.stat()
+        status = path.lstat()
     except OSError:
         return "missing"
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{status.st_size}:{status.st_mtime_ns}"
 
 
-def _json_lines(
-    handle: io.BufferedReader, offset: int, settled: bool
-) -> Iterator[tuple[Any, int, str]]:
+class _NotRegular(Exception):
+    """The path is a link or a special file: it is not opened (or closed unread)."""
+
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO put there in a race must not wait for a writer.
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_inside(root: Path, stream: str) -> BinaryIO:
+    """Open `root/stream` for reading, following no link on the way: each folder is opened
+    relative to the one before it with O_NOFOLLOW, and the file is used only if its open
+    descriptor is a regular file. A link anywhere on the path raises `_NotRegular`."""
+    *folders, name = PurePosixPath(stream).parts
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in folders:
+            inner = os.open(part, _DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        fd = os.open(name, _FILE, dir_fd=folder)
+    except OSError as error:
+        # ELOOP: a link where O_NOFOLLOW forbids one; ENOTDIR: a link (or file) for a folder.
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _NotRegular(stream) from error
+        raise
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotRegular(stream)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _json_lines(handle: BinaryIO, offset: int, settled: bool) -> Iterator[tuple[Any, int, str]]:
     """(value, offset after the line, drop reason or "") for each complete line."""
     for line in handle:
         if not line.endswith(b"\n") and not settled:
@@ -230,9 +322,7 @@ def _json_lines(
             yield None, end, json_error_reason(text)
 
 
-def _csv_rows(
-    handle: io.BufferedReader, offset: int, settled: bool
-) -> Iterator[tuple[list[str], int, str]]:
+def _csv_rows(handle: BinaryIO, offset: int, settled: bool) -> Iterator[tuple[list[str], int, str]]:
     """(fields, offset after the row, drop reason or "") for each complete CSV row.
 
     Rows may span lines (quoted newlines), so the reader is fed line by line while the byte
