@@ -316,3 +316,123 @@ def test_a_record_is_anonymized_as_a_whole_message_by_message() -> None:
         "[NAME]\nData Engineer\nImprove: built pipelines with [NAME]",
         "Built pipelines -- thanks, [NAME].\n— [NAME]",
     ]
+
+
+# ----------------------------------------------------------------- a person is gone everywhere
+# Names in no list of the lexicon: made up, so only structure and evidence can find them.
+UNLISTED_FIRST = st.sampled_from(["Zorvani", "Kethmira", "Abhivar", "Oluwadunni", "Tsegaye"])
+UNLISTED_LAST = st.sampled_from(["Quillvard", "Jhavree", "Okonkwadi", "Brennevik", "Xandoval"])
+
+
+def surviving_parts(out: str, *parts: str) -> list[str]:
+    """Each name part still readable in `out`, whatever its case and however joined."""
+    low = out.lower()
+    return [part for part in parts if len(part) >= 3 and part.lower() in low]
+
+
+@given(
+    first=UNLISTED_FIRST, last=UNLISTED_LAST, lead=st.sampled_from(["", "Improve this resume:\n\n"])
+)
+@PROPERTY
+def test_a_name_line_then_contacts_removes_the_name_from_every_link_and_handle(
+    first: str, last: str, lead: str
+) -> None:
+    resume = (
+        f"{lead}{first} {last}\n"
+        "Data Engineer\n"
+        f"{first.lower()}.{last.lower()}@gmail.com | "
+        f"linkedin.com/in/{first.lower()}-{last.lower()}-61024944\n"
+        f"github.com/{first.lower()}{last.lower()} · @{first[0].lower()}{last.lower()} on X\n"
+        f"Attached: {first}_{last}_Resume.pdf. {last.upper()}, {first} led the migration.\n"
+    )
+    out = ANON.anonymize(resume)
+    assert surviving_parts(out, first, last) == [], out
+    assert "Data Engineer" in out and "led the migration" in out
+
+
+@given(first=UNLISTED_FIRST, last=UNLISTED_LAST)
+@PROPERTY
+def test_a_profile_link_names_its_user_even_when_the_header_was_missed(
+    first: str, last: str
+) -> None:
+    text = (
+        f"Summary\nContact me on Indeed: indeed.com/r/{first}-{last}/10e7a8cb732bc43a\n"
+        f"Skills: Python. References available. — {first} {last}"
+    )
+    out = ANON.anonymize(text)
+    assert surviving_parts(out, first, last) == [], out
+    assert "Skills: Python." in out
+
+
+def test_a_person_found_in_one_message_is_removed_from_the_others() -> None:
+    example = Example(
+        messages=[
+            Message("system", "You rewrite resumes."),
+            Message("user", "Rewrite the summary of zorvani quillvard (zquillvard on GitHub)."),
+            Message("assistant", "Zorvani Quillvard\nData Engineer\nzorvani@mail.com"),
+        ],
+        source="s",
+        dataset="d",
+        record_id="1",
+    )
+    ANON.anonymize_example(example)
+    text = "\n".join(m.content for m in example.messages)
+    assert surviving_parts(text, "Zorvani", "Quillvard") == [], text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://github.com/pytorch/pytorch", "https://github.com/pytorch/pytorch"),
+        ("linkedin.com/company/acme-corp", "linkedin.com/company/acme-corp"),
+        (
+            "https://stackoverflow.com/questions/231767",
+            "https://stackoverflow.com/questions/231767",
+        ),
+        ("https://stackoverflow.com/users/12345/jane-doe", "[URL]"),
+        ("indeed.com/r/Priya-Raman/3f5a9c", "[URL]"),
+        ("https://x.com/janedoe", "[URL]"),
+        ("https://medium.com/@jdoe/scaling-kafka", "[URL]"),
+    ],
+)
+def test_links_of_people_go_and_links_of_projects_and_organisations_stay(
+    text: str, expected: str
+) -> None:
+    assert ANON.anonymize(text) == expected
+
+
+def test_a_project_link_that_spells_a_person_found_is_personal() -> None:
+    out = ANON.anonymize(
+        "Zorvani Quillvard\nData Engineer\nCode: https://github.com/zquillvard/etl\n"
+    )
+    assert out.endswith("Code: [URL]\n"), out
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Karthik GV",
+        "Govardhana K",
+        "NGOZI OKONKWO-ADEBAYO",
+        "Jane Doe | Data Engineer",
+        "Tsegaye Xandoval, MBA",
+    ],
+)
+def test_the_name_line_of_a_resume_is_a_name_without_any_list(header: str) -> None:
+    out = ANON.anonymize(f"Please improve:\n{header}\nSoftware Engineer\nBengaluru, Karnataka\n")
+    name = re.split(r"[|,]", header)[0].strip()
+    assert surviving_parts(out, *name.split()) == [] and name not in out, out
+    assert "Software Engineer" in out and "Bengaluru, Karnataka" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Senior Software Engineer\nBengaluru, Karnataka\n",
+        "Work Experience\nData Engineer at Goldman Sachs\n",
+        "Cloud Lending Solutions\nSalesforce Developer\n",
+        "Technical Skills\nPython, Jenkins, Kubernetes\n",
+    ],
+)
+def test_headings_titles_and_organisations_on_a_first_line_stay(text: str) -> None:
+    assert ANON.anonymize(text) == text

@@ -21,7 +21,7 @@ from processors.anonymize.emails import EmailDetector
 from processors.anonymize.lexicon import NameLexicon, load_lexicon
 from processors.anonymize.links import LinkDetector
 from processors.anonymize.names import NameDetector
-from processors.anonymize.persons import PersonFinder
+from processors.anonymize.persons import PersonFinder, Variant
 from processors.anonymize.phones import PhoneDetector
 from processors.anonymize.spans import (
     LINK,
@@ -150,7 +150,7 @@ class Anonymizer:
             spans += self.names.find(text, context)
         return spans
 
-    def _residual(self, text: str, variants: dict[str, str], record: RecordNames) -> str:
+    def _residual(self, text: str, variants: dict[str, Variant], record: RecordNames) -> str:
         """The last check: no form of a person found survives (counted when one did)."""
         assert self.persons is not None
         left = self.persons.find(text, variants)

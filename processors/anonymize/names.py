@@ -6,6 +6,7 @@ from the source's metadata. Each name found is recorded as a person of the recor
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,9 +58,19 @@ _CUE_HINT = re.compile(
 _DASH_HINT = re.compile(r"(?:^|\n)[ \t]*(?:--|—|–|~)")
 _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER}[ \t]*(?=\n|$)")
 # The first line of a text that has more lines.
+# The name line at the top of a resume: two to four capitalised words (or initials: `Karthik
+# GV`), alone on their line or before a separator and a title (`Jane Doe | Data Engineer`,
+# `JANE DOE, MBA`).
 _FIRST_LINE = re.compile(
     rf"[ \t]*((?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)"
-    rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*\r?\n"
+    rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*"
+    r"(?:(?:[|•,;–—]|[ \t]-[ \t])[^\n]*)?\r?\n"
+)
+# A line that holds contact details: the name line of a resume sits just above one.
+_CONTACT_LINE = re.compile(
+    r"@|(?:\d[ ().-]{0,2}){9,}\d|linkedin|github|indeed\.com|https?://"
+    r"|\b(?:phone|mobile|email|e-mail)\b",
+    re.IGNORECASE,
 )
 
 
@@ -81,6 +92,47 @@ def _load_phrases() -> re.Pattern[str]:
 class _KnownNames:
     pattern: re.Pattern[str] | None
     key_of: dict[str, str]  # casefolded matched text -> the person it belongs to
+
+
+def _spelled_again(words: list[str], text: str) -> bool:
+    """The words, joined, are written elsewhere in `text` (an e-mail, a handle, a link)."""
+    joined = "".join(words).lower()
+    if len(joined) < 5:
+        return False
+    low = text.lower()
+    return (
+        low.count(joined)
+        + low.count("-".join(words).lower())
+        + low.count(".".join(words).lower())
+        + low.count("_".join(words).lower())
+        > 0
+    )
+
+
+def _header_starts(text: str) -> list[tuple[int, bool]]:
+    """Where a resume's name line may start: the text's first line, the first line after an
+    instruction that ends in a colon (`Improve this resume:`), and a line within two lines
+    above a line of contact details (a resume quoted inside a longer text)."""
+    lines = text.split("\n")
+    starts: dict[int, bool] = {}  # offset -> at the top
+    offsets: list[int] = []
+    at = 0
+    for line in lines:
+        offsets.append(at)
+        at += len(line) + 1
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    if not content:
+        return []
+    starts[offsets[content[0]]] = True
+    for before, after in itertools.pairwise(content):
+        if lines[before].rstrip().endswith(":") and len(lines[before]) < 120:
+            starts[offsets[after]] = True
+    for rank, index in enumerate(content):
+        if rank and _CONTACT_LINE.search(lines[index]):
+            for above in content[max(0, rank - 2) : rank]:
+                if len(lines[above]) <= 60:
+                    starts.setdefault(offsets[above], False)
+    return sorted(starts.items())
 
 
 class NameDetector:
@@ -158,9 +210,10 @@ class NameDetector:
                 with_colon = m.group(1).strip() != ""
                 self._cued(m, 2, spans, require_first=not with_colon)
         if "\n" in text:
-            first = _FIRST_LINE.match(text)
-            if first is not None:
-                self._first_line(first, spans)
+            for start, top in _header_starts(text):
+                first = _FIRST_LINE.match(text, start)
+                if first is not None:
+                    self._first_line(first, spans, text, top=top)
             low = text.lower()
             if (
                 "thank" in low
@@ -214,9 +267,15 @@ class NameDetector:
             return
         spans.append((start, end, " ".join(words).casefold()))
 
-    def _first_line(self, match: re.Match[str], spans: list[tuple[int, int, str]]) -> None:
+    def _first_line(
+        self, match: re.Match[str], spans: list[tuple[int, int, str]], text: str, *, top: bool
+    ) -> None:
+        """A name line: at the `top` (the text's first line, or the first after an
+        instruction), two or three words that are no known word are a name the lists do not
+        know (Siobhán Ní Bhriain), not a title (Senior Engineer, Résumé). Lower down (a line
+        above contact details, `Red Hat | jane@...`), the lexicon must know a word of it or the
+        text must spell it again, joined (`karthikgv@...` after `Karthik GV`)."""
         lexicon = self.lexicon
-        assert lexicon is not None
         line = match.group(1)
         words = [w for w in re.split(r"[ \t]+", line) if not w.endswith(".")]
         titled = [_title(w) for w in words]
@@ -225,12 +284,14 @@ class NameDetector:
         vocabulary = [t for t in titled if t in lexicon.vocabulary and t not in lexicon.last]
         if len(vocabulary) == len(titled) or self._phrase_inside(line):
             return
-        if not any(t in lexicon.name_words for t in titled) and (
-            # A header of two or three words none of which is a known word: a name the lists
-            # do not know (Siobhán Ní Bhriain), not a title (Senior Engineer, Résumé).
-            vocabulary or len(words) > 3
-        ):
-            return
+        known = any(t in lexicon.name_words for t in titled)
+        if not top and match.group(0).strip() != line.strip():
+            return  # `Red Hat | jane@...`: a line of contacts, not a name line
+        if not known:
+            if vocabulary or len(words) > 3:
+                return
+            if not top and not _spelled_again(words, text):
+                return
         spans.append((match.start(1), match.end(1), " ".join(words).casefold()))
 
     def _phrase_inside(self, text: str) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from processors.anonymize.lexicon import NameLexicon
 from processors.anonymize.spans import EMAIL, LINK, NAME, URL, RecordNames, Span
 
+Variant = tuple[str, bool]  # (the person, whether the form must start with a capital)
 _LETTERS = re.compile(r"[^\W\d_]+")
 # Paths whose user segment is a person's name by construction: two or more words there are a
 # name even when no list knows them.
@@ -83,32 +84,37 @@ class PersonFinder:
                 record.parts.setdefault(word.capitalize(), key)
 
     # -- every mention ---------------------------------------------------------------------
-    def variants(self, record: RecordNames) -> dict[str, str]:
-        """Every form a person of the record may take, lowercased -> the person."""
-        found: dict[str, str] = {}
+    def variants(self, record: RecordNames) -> dict[str, Variant]:
+        """Every form a person of the record may take, lowercased -> (person, needs a capital).
+
+        A part of two letters (`GV` of `Karthik GV`) is matched only where it starts with a
+        capital; every other form whatever its case.
+        """
+        found: dict[str, Variant] = {}
         people: dict[str, list[str]] = {}
+        lexicon = self.lexicon
         for part, person in record.parts.items():
             low = part.lower()
             if len(low) >= 3:
-                found.setdefault(low, person)
+                found.setdefault(low, (person, False))
+            elif len(low) == 2 and part.capitalize() not in lexicon.vocabulary:
+                found.setdefault(low, (person, True))
             people.setdefault(person, []).append(low)
-        vocabulary = self.lexicon.vocabulary
+        vocabulary = lexicon.vocabulary
         for person, parts in people.items():
-            words = [w for w in re.split(r"[\s,]+", person) if w.isalpha()] or parts
+            words = [w for w in re.split(r"[\s,.]+", person) if w.isalpha()] or parts
             if len(words) < 2:
                 continue
             first, last = words[0].lower(), words[-1].lower()
             joined = [first + last, last + first, "".join(w.lower() for w in words)]
-            if len(last) >= 4:
-                joined.append(first[0] + last)  # jdoe
-            if len(first) >= 4:
-                joined.append(first + last[0])  # janed
+            joined.append(first[0] + last)  # jdoe
+            joined.append(first + last[0])  # janed
             for form in joined:
-                if len(form) >= 5 and form.capitalize() not in vocabulary:
-                    found.setdefault(form, person)
+                if len(form) >= 4 and form.capitalize() not in vocabulary:
+                    found.setdefault(form, (person, False))
         return found
 
-    def find(self, text: str, variants: dict[str, str]) -> list[Span]:
+    def find(self, text: str, variants: dict[str, Variant]) -> list[Span]:
         """Every mention of a variant in `text`, with no letter touching it on either side."""
         if not variants:
             return []
@@ -117,25 +123,28 @@ class PersonFinder:
             return self._find_slowly(text, variants)
         spans: list[Span] = []
         size = len(text)
-        for form, person in variants.items():
+        for form, (person, capital) in variants.items():
             start = low.find(form)
             while start != -1:
                 end = start + len(form)
-                if (start == 0 or not text[start - 1].isalpha()) and (
-                    end == size or not text[end].isalpha()
+                if (
+                    (start == 0 or not text[start - 1].isalpha())
+                    and (end == size or not text[end].isalpha())
+                    and (not capital or text[start].isupper())
                 ):
                     spans.append(Span(start, end, NAME, person))
                 start = low.find(form, end)
         return spans
 
-    def _find_slowly(self, text: str, variants: dict[str, str]) -> list[Span]:
+    def _find_slowly(self, text: str, variants: dict[str, Variant]) -> list[Span]:
         ordered = sorted(variants, key=len, reverse=True)
         pattern = re.compile(
             r"(?<![^\W\d_])(?:" + "|".join(re.escape(v) for v in ordered) + r")(?![^\W\d_])",
             re.IGNORECASE,
         )
-        lowered = {v.lower(): p for v, p in variants.items()}
-        return [
-            Span(m.start(), m.end(), NAME, lowered.get(m.group(0).lower(), ""))
-            for m in pattern.finditer(text)
-        ]
+        spans: list[Span] = []
+        for m in pattern.finditer(text):
+            person, capital = variants.get(m.group(0).lower(), ("", False))
+            if not capital or m.group(0)[0].isupper():
+                spans.append(Span(m.start(), m.end(), NAME, person))
+        return spans
