@@ -156,6 +156,33 @@ def test_anonymize_is_a_line_for_line_filter() -> None:
     ]
 
 
+def test_anonymize_jsonl_takes_whole_documents_and_keeps_their_shape(tmp_path: Path) -> None:
+    resume = (
+        "Tsegaye Xandoval\nData Engineer\n"
+        "tsegaye.xandoval@gmail.com | linkedin.com/in/tsegaye-xandoval-61024944\n"
+        "Led the 2019-2023 migration at Goldman Sachs."
+    )
+    source = tmp_path / "docs.jsonl"
+    lines = [
+        json.dumps(resume),
+        json.dumps({"id": 7, "text": resume}),
+        "",
+        "{not json",
+        json.dumps({"id": 8}),
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("anonymize", "--jsonl", str(source))
+    assert result.returncode == 1  # two lines failed, each named; the others went through
+    assert "line 4: not JSON" in result.stderr and "line 5:" in result.stderr
+    out = result.stdout.split("\n")
+    expected = (
+        "[NAME]\nData Engineer\n[EMAIL] | [URL]\nLed the 2019-2023 migration at Goldman Sachs."
+    )
+    assert json.loads(out[0]) == expected  # newlines kept: the name line rule needs them
+    assert json.loads(out[1]) == {"id": 7, "text": expected}
+    assert out[2:] == ["", ""]
+
+
 def test_anonymize_reads_a_file_and_takes_known_names(tmp_path: Path) -> None:
     source = tmp_path / "notes.txt"
     source.write_text("octocat fixed it\nthanks octocat, mail me: a@b.io\n", encoding="utf-8")

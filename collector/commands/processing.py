@@ -6,7 +6,8 @@
   stem. The dedupe index and the counts live in `DIR/state.sqlite3`, so a second run on the
   same folder adds only what is new, and dedupe holds across all the files processed into it.
 - `resume-collector anonymize [FILE]`: text lines in (stdin by default), anonymized lines out,
-  one for one: a filter.
+  one for one: a filter. With `--jsonl` each line is a whole document: a JSON string, or an
+  object with a `text` field (its other fields kept), written back in the same shape.
 - `resume-collector validate FILE`: checks every line, prints the report, exits 1 when any
   line fails (2 when the file cannot be read).
 """
@@ -26,6 +27,7 @@ import msgspec
 from collector.commands import Subparsers, print_config_error
 from collector.config import ConfigError, load_config
 from collector.sinks.formatted import CleanReport
+from processors.anonymize import Anonymizer
 from processors.chain import ExampleStages
 from processors.config import AnonymizeConfig, DedupeConfig, ProcessingConfig
 from processors.dedupe import Deduplicator
@@ -217,7 +219,7 @@ def _write_report(state: Any, out: Path, name: str) -> CleanReport:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from processors.anonymize import Anonymizer, RecordNames
+    from processors.anonymize import RecordNames
 
     try:
         config = load_config(args.config).processing.anonymize if args.config else None
@@ -240,6 +242,12 @@ def _anonymize(args: argparse.Namespace) -> int:
     out = sys.stdout
     interactive = out.isatty()
     record = RecordNames(numbered=config.consistent_names)
+    if args.jsonl:
+        try:
+            return _anonymize_jsonl(anonymizer, source, out, known, record)
+        finally:
+            if args.file:
+                source.close()
     try:
         for raw in source:
             text = raw.decode("utf-8", errors="replace")
@@ -260,6 +268,45 @@ def _anonymize(args: argparse.Namespace) -> int:
             source.close()
     out.flush()
     return 0
+
+
+def _anonymize_jsonl(
+    anonymizer: Anonymizer, source: IO[bytes], out: IO[str], known: tuple[str, ...], record: Any
+) -> int:
+    """One document a line, in the shape it came: a line that is neither a JSON string nor an
+    object with a string `text` is an error naming the line (exit 1); the others go on."""
+    failed = 0
+    try:
+        for number, raw in enumerate(source, 1):
+            if not raw.strip():
+                out.write(raw.decode("utf-8", errors="replace"))
+                continue
+            try:
+                value = msgspec.json.decode(raw)
+            except msgspec.DecodeError as error:
+                print(f"line {number}: not JSON ({error})", file=sys.stderr)
+                failed += 1
+                continue
+            numbered = anonymizer.config.consistent_names
+            if isinstance(value, str):
+                line = msgspec.json.encode(
+                    anonymizer.anonymize(value, known, record=record if numbered else None)
+                )
+            elif isinstance(value, dict) and isinstance(value.get("text"), str):
+                text = anonymizer.anonymize(
+                    value["text"], known, record=record if numbered else None
+                )
+                line = msgspec.json.encode({**value, "text": text})
+            else:
+                print(f"line {number}: not a string nor an object with a text", file=sys.stderr)
+                failed += 1
+                continue
+            out.write(line.decode() + "\n")
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    out.flush()
+    return 1 if failed else 0
 
 
 class ValidationReport(msgspec.Struct):
@@ -352,6 +399,11 @@ def register(commands: Subparsers) -> None:
     )
     anonymize.add_argument(
         "--consistent", action="store_true", help="[NAME_1], [NAME_2]... across the whole input"
+    )
+    anonymize.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="each line a whole document: a JSON string or an object with a `text` field",
     )
     anonymize.set_defaults(func=_anonymize)
 
