@@ -246,6 +246,8 @@ class Writer:
             what = "pairs" if example.kind == "pairs" else "written"
             self._counts[(example.source, example.dataset, what)] += 1
             counts[what] += 1
+            for kind, n in example.residual.items():
+                self._counts[(example.source, example.dataset, f"residual:{kind}")] += n
         for sink in self.sinks:
             sink.write(kept)
         for stream, cursor in batch.cursors.items():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from processors.anonymize import Anonymizer
+from processors.anonymize.spans import Context, Span
 from processors.config import AnonymizeConfig
 from processors.records import Example, Message
 
@@ -436,3 +437,35 @@ def test_the_name_line_of_a_resume_is_a_name_without_any_list(header: str) -> No
 )
 def test_headings_titles_and_organisations_on_a_first_line_stay(text: str) -> None:
     assert ANON.anonymize(text) == text
+
+
+class _GluedCode:
+    """A detector of codes glued to a word (`X` of `XQuillvard`): once its token is rendered,
+    the word it touched stands alone."""
+
+    kind = "ADDRESS"
+
+    def find(self, text: str, context: Context) -> list[Span]:
+        at = text.find("XQ")
+        return [Span(at, at + 1, "ADDRESS")] if at >= 0 else []
+
+
+def test_the_last_check_replaces_and_counts_a_name_the_rendering_laid_bare() -> None:
+    anonymizer = Anonymizer(CONFIG)
+    anonymizer.contacts.append(_GluedCode())  # type: ignore[arg-type]
+    example = Example(
+        messages=[Message("user", "Zorvani Quillvard\nData Engineer\nRef: XQuillvard")],
+        source="s",
+        dataset="d",
+        record_id="1",
+    )
+    anonymizer.anonymize_example(example)
+    assert example.messages[0].content == "[NAME]\nData Engineer\nRef: [ADDRESS][NAME]"
+    assert example.residual == {"name": 1}
+    clean = Example(
+        messages=[Message("user", "Zorvani Quillvard\nData Engineer\n")],
+        source="s",
+        dataset="d",
+        record_id="2",
+    )
+    assert ANON.anonymize_example(clean).residual == {}

@@ -63,6 +63,9 @@ def _stats(args: argparse.Namespace) -> int:
         )
         for reason, n in sorted(drops.items(), key=lambda kv: -kv[1]):
             print(f"{'':<20}   dropped {reason}: {n}")
+        for kind, n in sorted(counts.items()):
+            if kind.startswith("residual:"):
+                print(f"{'':<20}   anonymizer's last check replaced {kind[9:]}: {n}")
     return 0
 
 

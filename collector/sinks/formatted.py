@@ -51,6 +51,9 @@ class CleanReport(msgspec.Struct):
     pairs: int
     dropped: int
     drop_reasons: dict[str, int]
+    # What the anonymizer's last check still caught and replaced, by kind: misses of its
+    # detectors that never reached a file.
+    residual: dict[str, int] = {}
 
 
 def file_stem(example: Example) -> str:
@@ -151,6 +154,11 @@ class FormattedSink:
                 pairs=counts["pairs"],
                 dropped=sum(reasons.values()),
                 drop_reasons=reasons,
+                residual={
+                    k.removeprefix("residual:"): v
+                    for k, v in sorted(counts.items())
+                    if k.startswith("residual:")
+                },
             )
             path = self.dir / f"{name}__clean_report.json"
             tmp = path.with_suffix(".json.tmp")

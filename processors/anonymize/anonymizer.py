@@ -67,8 +67,6 @@ class Anonymizer:
         if config.names and self.lexicon is not None:
             self.names = NameDetector(self.lexicon)
             self.persons = PersonFinder(self.lexicon)
-        # Residual mentions replaced by the final check, by kind (read by the report).
-        self.residual: Counter[str] = Counter()
 
     # -- public API ------------------------------------------------------------------------
     def anonymize(
@@ -103,7 +101,10 @@ class Anonymizer:
         if has_bullet:
             texts.append(str(bullet))
         record = RecordNames(numbered=self.config.consistent_names)
-        out = self._record(texts, known, record)
+        residual: Counter[str] = Counter()
+        out = self._record(texts, known, record, residual)
+        if residual:
+            example.residual = dict(residual)
         if has_bullet:
             example.meta = {**example.meta, "bullet": out.pop()}
         # Messages are frozen: only a changed one is built again.
@@ -114,7 +115,13 @@ class Anonymizer:
         return example
 
     # -- one record ------------------------------------------------------------------------
-    def _record(self, texts: list[str], known: tuple[str, ...], record: RecordNames) -> list[str]:
+    def _record(
+        self,
+        texts: list[str],
+        known: tuple[str, ...],
+        record: RecordNames,
+        residual: Counter[str] | None = None,
+    ) -> list[str]:
         context = Context(record, known)
         found = [self._detect(text, context) for text in texts]
         persons = self.persons
@@ -136,7 +143,7 @@ class Anonymizer:
                 continue
             rendered = render(text, merge(_links_resolved(spans)), record)
             if variants:
-                rendered = self._residual(rendered, variants, record)
+                rendered = self._residual(rendered, variants, record, residual)
             out.append(rendered)
         return out
 
@@ -150,13 +157,22 @@ class Anonymizer:
             spans += self.names.find(text, context)
         return spans
 
-    def _residual(self, text: str, variants: dict[str, Variant], record: RecordNames) -> str:
-        """The last check: no form of a person found survives (counted when one did)."""
+    def _residual(
+        self,
+        text: str,
+        variants: dict[str, Variant],
+        record: RecordNames,
+        residual: Counter[str] | None,
+    ) -> str:
+        """The last check: no form of a person of the record survives the rendering (a span
+        that lost to an overlapping one may have held it). What it finds is replaced and
+        counted."""
         assert self.persons is not None
         left = self.persons.find(text, variants)
         if not left:
             return text
-        self.residual[NAME] += len(left)
+        if residual is not None:
+            residual[NAME.lower()] += len(left)
         return render(text, merge(left), record)
 
 
