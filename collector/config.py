@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from collector.filemodes import DEFAULT_FILE_MODE, FileModes
 from collector.redact import secret_env_names, watch_secret_env
 from collector.rewrite.config import RewriteConfig
 from collector.sources.config import AnySourceConfig
@@ -35,6 +36,12 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Batches waiting and nothing moving for this long: the pipeline is stuck (/healthz fails,
     # the systemd watchdog stops being fed). Raise it if one batch takes longer to process.
     stall_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # The mode of every file written under data_dir (folders get the matching x bits): the
+    # data is personal until anonymized, so owner-only unless opened on purpose ("0640").
+    file_mode: str = DEFAULT_FILE_MODE
+
+    def __post_init__(self) -> None:
+        FileModes.parse(self.file_mode)  # a ValueError names the field
 
 
 class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

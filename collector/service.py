@@ -21,6 +21,7 @@ from typing import Any, Literal
 from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
+from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
 from collector.pipeline import (
@@ -158,6 +159,11 @@ class Service:
 
     async def run(self) -> int:
         service = self.config.service
+        # Before anything is written: owner-only files unless service.file_mode opens them.
+        apply_file_modes(service.file_mode)
+        too_open = data_dir_warning(self.data_dir, service.file_mode)
+        if too_open is not None:
+            self.log.warning("data_dir_readable_by_others", **too_open)
         self.instance = instance_name(self.config)
         self.state = await asyncio.to_thread(open_state_store, self.config.state, self.instance)
         if self.config.state.backend == "redis":

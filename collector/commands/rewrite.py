@@ -22,6 +22,7 @@ from typing import Any
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
+from collector.filemodes import apply_file_modes
 
 
 def register(commands: Subparsers) -> None:
@@ -58,6 +59,7 @@ def _rewrite(args: argparse.Namespace) -> int:
         return 2
     configure_logging("console", "info" if args.verbose else "warning", stream=sys.stderr)
     show = not args.no_progress and sys.stderr.isatty()
+    apply_file_modes(config.service.file_mode)
     return asyncio.run(_main(config, path, restart=args.restart, progress=show))
 
 

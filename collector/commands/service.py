@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import ConfigError, load_config
+from collector.filemodes import data_dir_warning
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -16,6 +19,15 @@ def _check_config(args: argparse.Namespace) -> int:
         return print_config_error(error)
     enabled = [s.name for s in config.sources if s.enabled]
     print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
+    data_dir = Path(config.service.data_dir)
+    too_open = data_dir_warning(data_dir, config.service.file_mode)
+    if too_open is not None:
+        print(
+            f"{args.config}: warning: service.data_dir {too_open['path']} is readable by others"
+            f" (mode {too_open['mode']}, service.file_mode allows {too_open['allowed']}):"
+            f" {too_open['fix']}",
+            file=sys.stderr,
+        )
     return 0
 
 

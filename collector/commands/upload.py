@@ -16,6 +16,7 @@ from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
+from collector.filemodes import apply_file_modes
 
 
 async def publish(config: Config, *, progress_bar: bool) -> int:
@@ -111,6 +112,7 @@ def _upload(args: argparse.Namespace) -> int:
         print(f"{args.config}: upload.enabled is false: nothing to upload")
         return 0
     configure_logging(config.service.log_format, config.service.log_level, stream=sys.stderr)
+    apply_file_modes(config.service.file_mode)
     return asyncio.run(publish(config, progress_bar=sys.stderr.isatty()))
 
 
