@@ -16,6 +16,7 @@ from processors.anonymize.lexicon import NameLexicon
 from processors.anonymize.spans import NAME, Context, Span
 
 _DATA = Path(__file__).parent.parent / "data"
+_split = str.split
 
 _UPPER = "".join(
     chr(c)
@@ -62,9 +63,48 @@ _DASH_SIGNATURE = re.compile(rf"(?:^|\n)[ \t]*(?:--|—|–|~)[ \t]*{_NAME_AFTER
 # GV`), alone on their line or before a separator and a title (`Jane Doe | Data Engineer`,
 # `JANE DOE, MBA`).
 _FIRST_LINE = re.compile(
-    rf"[ \t]*((?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)"
+    rf"[ \t]*((?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)"
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*"
     r"(?:(?:[|•,;–—]|[ \t]-[ \t])[^\n]*)?\r?\n"
+)
+# Words that make the capitalised words beside them an organisation named after people.
+_ORG_AFTER = frozenset(
+    _split(
+        "Company Co Corp Corporation Inc Incorporated Ltd Limited Llc Llp Plc Gmbh Ag Sa Bank "
+        "Group Holdings Partners Associates Motor Motors Foundation University College Institute "
+        "Hospital Labs Laboratories Technologies Systems Solutions Consulting Capital Ventures "
+        "Industries International Airlines Insurance Pharmaceuticals School Academy Brothers "
+        "Sons Stores Studios Media Press Publishing Foods Energy Financial Securities Trust"
+    )
+)
+_ORG_BEFORE = frozenset(
+    _split(
+        "Banco Banca Banque Bank Grupo Groupe Gruppo Universidad Université Universidade "
+        "Università Universität University Hospital Instituto Institut Istituto Fundación "
+        "Fondazione Fondation Colegio Collège Casa Caixa Caja Société Compagnie Companhia"
+    )
+)
+# A references section, and the name that opens each of its lines: `Dr. Jane Doe, Manager at
+# Acme`, `Doe, Jane Ann - Acme`, `• Ravi Kumar (Team Lead)`.
+_REFERENCES = re.compile(
+    r"^[ \t]*(?:professional[ \t]+)?(?:references?|referees?)[ \t]*:?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_REFERENCE_LEAD = (
+    r"[ \t]*(?:[•\-*–·][ \t]*)?(?:\d+[.)][ \t]*)?(?:(?:Dr|Mr|Mrs|Ms|Miss|Prof|Eng|Engr)\.?[ \t]+)?"
+)
+_REFERENCE_END = r"[ \t]*(?=[,(|]|[-–—][ \t]|\r?$)"
+# `Doe, Jane Ann, Manager`: a surname, a comma, one or two more names, a separator.
+_REFERENCE_LAST_FIRST = re.compile(
+    _REFERENCE_LEAD + rf"({_WORD},[ \t]+{_WORD}(?:[ \t]+{_WORD})?)" + _REFERENCE_END,
+    re.MULTILINE,
+)
+# `Jane Doe, Manager at Acme`: the fewest words that a separator ends.
+_REFERENCE_NAME = re.compile(
+    _REFERENCE_LEAD
+    + rf"((?:{_INITIAL}[ \t]+)?{_WORD}(?:[ \t]+(?:{_INITIAL}[ \t]+)?{_WORD}){{1,3}}?)"
+    + _REFERENCE_END,
+    re.MULTILINE,
 )
 # A line that holds contact details: the name line of a resume sits just above one.
 _CONTACT_LINE = re.compile(
@@ -209,6 +249,10 @@ class NameDetector:
             for m in _CUE.finditer(text):
                 with_colon = m.group(1).strip() != ""
                 self._cued(m, 2, spans, require_first=not with_colon)
+        if "\n" in text and (
+            "eferee" in text or "EFEREE" in text or "eference" in text or "EFERENCE" in text
+        ):
+            self._references(text, spans)
         if "\n" in text:
             for start, top in _header_starts(text):
                 first = _FIRST_LINE.match(text, start)
@@ -294,6 +338,43 @@ class NameDetector:
                 return
         spans.append((match.start(1), match.end(1), " ".join(words).casefold()))
 
+    def _references(self, text: str, spans: list[tuple[int, int, str]]) -> None:
+        """The name opening each line of a references section (up to its first blank line
+        after an entry, or twelve lines)."""
+        lexicon = self.lexicon
+        for heading in _REFERENCES.finditer(text):
+            at = heading.end() + 1
+            lines = 0
+            while at < len(text) and lines < 12:
+                end = text.find("\n", at)
+                end = len(text) if end == -1 else end
+                line = text[at:end]
+                lines += 1
+                if not line.strip() and lines > 1 and text[end + 1 : end + 2] not in " \t•-":
+                    break  # a blank line, then something that is no entry
+                match = _REFERENCE_LAST_FIRST.match(text, at, end) or _REFERENCE_NAME.match(
+                    text, at, end
+                )
+                if match is not None:
+                    self._reference(match, spans, lexicon)
+                at = end + 1
+
+    def _reference(
+        self, match: re.Match[str], spans: list[tuple[int, int, str]], lexicon: NameLexicon
+    ) -> None:
+        tokens = list(_TOKEN.finditer(match.group(1)))
+        words = [t for t in tokens if not t.group(0).endswith(".")]
+        if len(words) < 2 or any(_title(w.group(0)) in lexicon.not_names for w in words):
+            return
+        if all(_title(w.group(0)) in lexicon.vocabulary for w in words):
+            return
+        if self._phrase_inside(match.group(1)):
+            return
+        base = match.start(1)
+        start = base + min(t.start() for t in tokens)
+        end = base + words[-1].end()
+        spans.append((start, end, " ".join(w.group(0) for w in words).casefold()))
+
     def _phrase_inside(self, text: str) -> bool:
         return self._phrases is not None and self._phrases.search(text) is not None
 
@@ -344,6 +425,11 @@ class NameDetector:
                 and titled[j + 1] not in not_names
             ):
                 j += 1
+            if not _ORG_AFTER.isdisjoint(titled[i + 1 : j + 2]) or (
+                not _ORG_BEFORE.isdisjoint(titled[max(0, i - 1) : i + 1])
+            ):
+                i = j + 1  # Ford Motor Company, Banco Santander: named after people, not people
+                continue
             start, end = base + words[i][0], base + words[j][1]
             spans.append((start, end, " ".join(w[2] for w in words[i : j + 1]).casefold()))
             i = j + 1
