@@ -1,24 +1,43 @@
-"""Phones: a regex finds digit runs that could be phones, cheap rules set aside what resumes
-are full of (year ranges, dates, versions, IDs), and phonenumbers' metadata decides: a run is a
-phone when it is a valid number of one of the configured regions (or, after `+`/`00`, of any
-region). A run right after `Phone:`/`Tel`/`Mobile` is a phone whatever its region.
+"""Phones: a regex finds digit runs that could be phones (with an extension: `x41050`,
+`ext. 12`, `#3`), cheap rules set aside what resumes are full of (year ranges, dates,
+versions, IDs), and phonenumbers' metadata decides. A run is a phone when it is a valid
+number of one of the configured regions (or, after `+`, `00` or `011`, of any region),
+written as that region writes it: with the national prefix its format puts there (`020...`
+in GB) unless the format says it is optional, and in digit groups one of its formats makes.
+A run right after `Phone:`/`Tel`/`Mobile`, or with a written-out extension, is a phone
+whatever its region.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import cache
+from itertools import pairwise
+from typing import NamedTuple
 
 import phonenumbers
-from phonenumbers import Leniency, PhoneMetadata, PhoneNumberMatcher
+from phonenumbers import Leniency, NumberFormat, PhoneMetadata, PhoneNumberMatcher
 
 from processors.anonymize.spans import PHONE, Context, Span
 
-# A run of digits and phone punctuation. It starts with a character class (so the regex engine
-# can skip ahead fast) and checks the character before it with a lookbehind after it.
+# A run of digits and phone punctuation (spaces of every width, dashes of every length), then
+# perhaps an extension ("x41050", "ext. 12", "#3", "extension 4"). It starts with a character
+# class (so the regex engine can skip ahead fast) and checks the character before it with
+# lookbehinds after it: not in a word or a number, except right after a cue that PDF
+# extraction glued to it ("Phone5551234567"). It may end glued to a capitalised word
+# ("555-123-4567Email"), not inside a word, an amount or a longer number.
+_SEPARATORS = r" \t\u00a0\u2007\u2009\u202f().\-\u2010-\u2013/"
 _PHONE_CANDIDATE = re.compile(
-    r"[+(\d](?<![\w+.$€£/-][+(\d])[\d \t().\-/+]{4,26}\d(?![\w%$€£+]|[.,]\d)"
+    r"[+(\d](?:(?<![\w+.$€£/-][+(\d])|(?<=[eElL][+(\d]))"
+    rf"[\d+{_SEPARATORS}]{{4,26}}\d"
+    r"(?P<extension>[ \t\u00a0]*(?:(?P<mark>[xX]|(?i:ext\.?|extension))|#)[ \t\u00a0.:]*\d{1,6})?"
+    r"(?!(?![A-Z][a-z])[\w%$€£+]|[.,]\d)"
 )
+_NOT_DIGIT = re.compile(r"\D")
+# What dials out of a country before a country code: "+", and "00" (most of the world) or
+# "011" (North America); "001" is 00 then the US code.
+_INTERNATIONAL_PREFIXES = ("+", "00", "011")
 _DIGIT = re.compile(r"\d")
 _YEAR_RUN = re.compile(r"^(?:(?:19|20)\d\d[\s\-–/.]*)+$")
 _MONTH_YEAR = re.compile(r"(?:^|\D)(?:0?[1-9]|1[0-2])/(?:19|20)\d\d$")
@@ -112,40 +131,61 @@ def _valid_nsn(nsn: str, rule: _Rule) -> bool:
     return any(len(nsn) in ls and pattern.fullmatch(nsn) for pattern, ls in types)
 
 
+class _Reading(NamedTuple):
+    """One way to read a run of digits as a number of a region."""
+
+    offset: int  # digits written before the national significant number
+    nsn: str  # the national significant number
+    # "bare": the number alone; "trunk": after the national (trunk) prefix ("020 ..." in GB);
+    # "code": after the country code written without "+"; "carrier": Brazil's carrier code
+    form: str
+    code: int = 0  # how many digits of a country code come first (written as its own group)
+
+
 def _valid_national(digits: str, region: str) -> bool:
+    """`digits` are a valid number of `region` however they are read, as phonenumbers has it."""
+    return any(True for _ in _national_readings(digits, region))
+
+
+def _national_readings(digits: str, region: str) -> Iterator[_Reading]:
+    """Each reading of `digits` that is a valid number of `region`, most likely first."""
     rule = _region_rule(region)
     if rule is None:
-        return False
-    if _valid_with_trunk(digits, region, rule):
-        return True
+        return
+    yield from _trunk_readings(digits, region, rule, 0)
     # A national number written with its country code but no "+" (5511 2000 0000 in Brazil):
     # phonenumbers takes the code off when what is left is valid.
     code = _COUNTRY_CODES.get(region, "")
-    return (
-        bool(code)
-        and digits.startswith(code)
-        and _valid_with_trunk(digits[len(code) :], region, rule)
-    )
+    if code and digits.startswith(code):
+        for reading in _trunk_readings(digits[len(code) :], region, rule, len(code)):
+            yield reading._replace(form="code", code=len(code))
 
 
-def _valid_with_trunk(digits: str, region: str, rule: _Rule) -> bool:
+def _trunk_readings(digits: str, region: str, rule: _Rule, offset: int) -> Iterator[_Reading]:
     """Valid as written, or once the national (trunk) prefix is taken off."""
     prefix = rule[0]
     if prefix is not None:
         trunk = prefix.match(digits)
         if trunk is not None and trunk.end() > 0:
             if _valid_nsn(digits[trunk.end() :], rule):
-                return True
+                yield _Reading(offset + trunk.end(), digits[trunk.end() :], "trunk")
             # Brazil: "0 12 11 2000 0000" dials carrier 12; the number is what is left.
             transform = _TRANSFORMS.get(region)
             carrier = transform and trunk.groups() and trunk.groups()[-1] is not None
-            if carrier and _valid_nsn(prefix.sub(transform or "", digits, count=1), rule):
-                return True
-    return _valid_nsn(digits, rule)
+            if carrier:
+                nsn = prefix.sub(transform or "", digits, count=1)
+                if _valid_nsn(nsn, rule):
+                    yield _Reading(offset, nsn, "carrier")
+    if _valid_nsn(digits, rule):
+        yield _Reading(offset, digits, "bare")
 
 
 def _valid_international(digits: str) -> bool:
     """`digits` after the `+`: a country code, then a number valid in one of its regions."""
+    return any(True for _ in _international_readings(digits))
+
+
+def _international_readings(digits: str) -> Iterator[tuple[str, _Reading]]:
     for size in (1, 2, 3):
         regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:size] or 0))
         if not regions:
@@ -155,10 +195,145 @@ def _valid_international(digits: str) -> bool:
             rule = _region_rule(region)
             if rule is None:
                 continue
+            if _valid_nsn(rest, rule):
+                yield region, _Reading(size, rest, "code", size)
             # "+44 (0)20 ...": a trunk zero written after the country code is not dialled.
-            if _valid_nsn(rest, rule) or (rest.startswith("0") and _valid_nsn(rest[1:], rule)):
-                return True
-        return False
+            if rest.startswith("0") and _valid_nsn(rest[1:], rule):
+                yield region, _Reading(size + 1, rest[1:], "code", size)
+        return
+
+
+# -- as written ----------------------------------------------------------------------------
+# A valid number is a phone only when it is written the way the region writes its numbers:
+# with the national prefix where the region's format puts one, and in digit groups that one
+# of the region's formats makes (as phonenumbers' STRICT_GROUPING leniency has it). That is
+# what sets "780 166 1994 transactions" apart from an Indian mobile (78016 61994).
+
+
+class _Format(NamedTuple):
+    leading: re.Pattern[str] | None  # the digits a number must start with for this format
+    pattern: re.Pattern[str]
+    splits: tuple[int, ...]  # the groups the format writes a separator after
+    prefix_written: bool  # written nationally, the format puts the national prefix
+    prefix_needed: bool  # ... and does not say it is optional
+
+
+def _compile_formats(formats: list[NumberFormat], national_prefix: str) -> list[_Format]:
+    compiled: list[_Format] = []
+    for f in formats:
+        if not f.pattern or not f.format or f.format == "NA":
+            continue
+        rule = (f.national_prefix_formatting_rule or "").replace("\\1", "")
+        written = bool(national_prefix) and national_prefix in rule
+        compiled.append(
+            _Format(
+                re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None,
+                re.compile(f.pattern),
+                _splits(f.format),
+                written,
+                written and not f.national_prefix_optional_when_formatting,
+            )
+        )
+    return compiled
+
+
+def _splits(format: str) -> tuple[int, ...]:
+    """`(\\1) \\2-\\3` -> (1, 2): the groups followed by something else than a group."""
+    parts = re.findall(r"\\(\d)|([^\\]+)", format)
+    return tuple(int(group) for (group, _), (_, text) in pairwise(parts) if group and text)
+
+
+@cache
+def _formats(region: str) -> tuple[list[_Format], list[_Format]]:
+    """A region's national and international formats (Canada's are those of the US)."""
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None:
+        return [], []
+    source = meta
+    if not meta.number_format and meta.country_code:
+        main = phonenumbers.region_code_for_country_code(meta.country_code)
+        source = PhoneMetadata.metadata_for_region(main) or meta
+    national = _compile_formats(source.number_format, meta.national_prefix or "")
+    intl = _compile_formats(source.intl_number_format, "") or national
+    return national, intl
+
+
+def _group_ends(written: str) -> frozenset[int]:
+    """Where the digit groups of `written` end: digit counts before each inner separator."""
+    ends: set[int] = set()
+    count = 0
+    apart = False
+    for char in written:
+        if char.isdigit():
+            if apart and count:
+                ends.add(count)
+            count += 1
+            apart = False
+        else:
+            apart = True
+    return frozenset(ends)
+
+
+def _matching(nsn: str, formats: list[_Format]) -> Iterator[tuple[_Format, re.Match[str]]]:
+    for f in formats:
+        if f.leading is not None and not f.leading.match(nsn):
+            continue
+        match = f.pattern.fullmatch(nsn)
+        if match is not None:
+            yield f, match
+
+
+def _grouped(
+    nsn: str, ends: frozenset[int], offset: int, formats: list[_Format], trunk: bool = False
+) -> bool:
+    """The written groups of `nsn` (ends counted from `offset`) are those of one format, or
+    fewer: each written boundary is one of the format's. Ungrouped digits always are. A
+    trunk prefix is its own group unless the format writes it ("020" in GB, "1 415" in the
+    US)."""
+    inner = {end - offset for end in ends if end > offset}
+    if not inner:
+        return True
+    found = False
+    for f, match in _matching(nsn, formats):
+        found = True
+        if trunk and not f.prefix_written and offset not in ends:
+            continue
+        if inner <= {match.end(group) for group in f.splits}:
+            return True
+    return not found  # a number no format matches is written as it comes
+
+
+def _prefix_needed(nsn: str, formats: list[_Format]) -> bool:
+    """The region writes this number nationally with its prefix (the format phonenumbers
+    would choose says so, and not that the prefix is optional)."""
+    for f, _match in _matching(nsn, formats):
+        return f.prefix_needed
+    return False
+
+
+def _written_nationally(digits: str, ends: frozenset[int], region: str) -> bool:
+    national, intl = _formats(region)
+    for offset, nsn, form, code in _national_readings(digits, region):
+        if form == "carrier":
+            return True
+        if form == "bare" and _prefix_needed(nsn, national):
+            continue
+        if ends and code and code not in ends:
+            continue  # "1512 3456700" is no "1 512-345-6700"
+        if _grouped(nsn, ends, offset, national, trunk=form == "trunk") or (
+            form == "code" and _grouped(nsn, ends, offset, intl)
+        ):
+            return True
+    return False
+
+
+def _written_internationally(digits: str, ends: frozenset[int]) -> bool:
+    for region, (offset, nsn, _form, code) in _international_readings(digits):
+        if ends and code not in ends:
+            continue
+        national, intl = _formats(region)
+        if _grouped(nsn, ends, offset, intl) or _grouped(nsn, ends, offset, national):
+            return True
     return False
 
 
@@ -195,35 +370,54 @@ class PhoneDetector:
         return spans
 
     def _phone_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
-        candidate = match.group(0)
-        digits = "".join(c for c in candidate if c.isdigit())
-        if not 7 <= len(digits) <= 15:
+        extension = match.start("extension") >= 0
+        number = text[match.start() : match.start("extension")] if extension else match.group()
+        digits = _NOT_DIGIT.sub("", number)
+        if not 7 <= len(digits) <= 18:  # 15 at most after "011" and a country code
             return None
-        lead = len(candidate) - len(candidate.lstrip())
-        opened = candidate.count("(") - candidate.count(")")
-        while opened > 0 and candidate[lead] == "(":
+        lead = len(number) - len(number.lstrip())
+        opened = number.count("(") - number.count(")")
+        while opened > 0 and number[lead] == "(":
             lead += 1  # "(+44 20 ...)": the bracket belongs to the sentence
             opened -= 1
-        body = candidate[lead:].rstrip()
-        start, end = match.start() + lead, match.start() + lead + len(body)
+        body = number[lead:].rstrip()
+        start = match.start() + lead
+        end = match.end() if extension else start + len(body)
         before = text[max(0, match.start() - 24) : match.start()]
-        cued = bool(_PHONE_CUE.search(before))
-        if not cued and _not_a_phone(body, before):
+        # An extension written out ("x41050", "ext. 12") is as sure a sign as a cue.
+        cued = bool(_PHONE_CUE.search(before)) or match.start("mark") >= 0
+        glued = before[-1:].isalpha()  # only a cue may be glued to a phone
+        if not cued and (glued or _not_a_phone(body, before)):
             return None
-        if body.startswith("+") or body.startswith("00"):
-            valid = _valid_international(digits[2:] if body.startswith("00") else digits)
-        else:
-            valid = any(_valid_national(digits, region) for region in self.regions)
-        if valid:
+        if cued or self._written_as_a_phone(body, digits):
             return start, end
-        if (
-            len(digits) > 10
-        ):  # a phone glued to other digits ("2019 +1 415 ..."): let the matcher cut
-            for region in self.regions:
-                for found in PhoneNumberMatcher(candidate, region, leniency=Leniency.VALID):
-                    raw = found.raw_string
-                    cut = 1 if raw.startswith("(") and raw.count("(") > raw.count(")") else 0
-                    return match.start() + found.start + cut, match.start() + found.end
-        return (start, end) if cued else None
+        return self._glued_phone(number, match.start()) if len(digits) > 10 else None
+
+    def _glued_phone(self, number: str, at: int) -> tuple[int, int] | None:
+        """A phone glued to other digits ("2019 +1 415 ..."): phonenumbers' matcher finds
+        where it is, and the part it cuts must be written as a phone."""
+        for region in self.regions:
+            for found in PhoneNumberMatcher(number, region, leniency=Leniency.VALID):
+                raw = found.raw_string
+                cut = 1 if raw.startswith("(") and raw.count("(") > raw.count(")") else 0
+                raw = raw[cut:]
+                if len(raw) < len(number.strip()) and self._written_as_a_phone(
+                    raw, _NOT_DIGIT.sub("", raw)
+                ):
+                    return at + found.start + cut, at + found.end
+        return None
+
+    def _written_as_a_phone(self, body: str, digits: str) -> bool:
+        """A valid number, written as the region of its reading writes its numbers."""
+        ends = _group_ends(body)
+        for idd in _INTERNATIONAL_PREFIXES:
+            if body.startswith(idd):
+                after = len(idd) - (idd == "+")
+                shifted = frozenset(end - after for end in ends if end > after)
+                if _written_internationally(digits[after:], shifted):
+                    return True
+                if idd != "011":  # 011 is also Delhi's area code, written nationally
+                    return False
+        return any(_written_nationally(digits, ends, region) for region in self.regions)
 
     # -- names -----------------------------------------------------------------------------
