@@ -39,6 +39,7 @@ def build_components(config: Config, mode: Mode) -> list[Component]:
     from collector.health import TestStall
     from collector.metrics import MetricsServer
     from collector.progress import ProgressBar
+    from collector.retention import RawRetention
     from collector.rewrite.component import RewriteComponent
     from collector.systemd import SystemdNotifier
     from collector.upload.component import UploadComponent
@@ -50,4 +51,5 @@ def build_components(config: Config, mode: Mode) -> list[Component]:
     components += filter(None, [MetricsServer.from_config(config.metrics)])  # [metrics] enabled
     components += filter(None, [RewriteComponent.from_config(config, mode)])  # [rewrite] enabled
     components += filter(None, [UploadComponent.from_config(config, mode)])  # [upload] enabled
+    components += filter(None, [RawRetention.from_config(config)])  # [raw] retention set
     return components

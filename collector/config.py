@@ -64,6 +64,40 @@ class StateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError(f"bloom_mb must be a power of two, not {self.bloom_mb}")
 
 
+_DURATION = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`"90d"` -> seconds; s, m, h, d and w are the units. A ValueError says what is wrong."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or float(match.group("n")) <= 0:
+        raise ValueError(
+            f"must be a positive number and a unit (s, m, h, d, w) such as '90d', not {text!r}"
+        )
+    return float(match.group("n")) * _UNIT_SECONDS[match.group("unit")]
+
+
+class RawConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The raw archive (`{data_dir}/raw/`): API responses as they came, personal data included."""
+
+    # How long a raw file is kept after it was written ("90d", "12h", "2w"); "" keeps them all.
+    retention: str = ""
+    # Seconds between the daemon's sweeps of the archive when `retention` is set.
+    sweep_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.retention:
+            try:
+                parse_duration(self.retention)
+            except ValueError as error:
+                raise ValueError(f"retention {error}") from None
+
+    @property
+    def retention_seconds(self) -> float | None:
+        return parse_duration(self.retention) if self.retention else None
+
+
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -77,6 +111,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     upload: UploadConfig = UploadConfig()
     rewrite: RewriteConfig = RewriteConfig()
     metrics: MetricsConfig = MetricsConfig()
+    raw: RawConfig = RawConfig()
     sources: list[AnySourceConfig] = []
 
 
@@ -118,6 +153,7 @@ def _sections(raw: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
         ("upload", UploadConfig),
         ("rewrite", RewriteConfig),
         ("metrics", MetricsConfig),
+        ("raw", RawConfig),
     ):
         if name in raw:
             yield name, name, raw[name], field

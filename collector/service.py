@@ -358,7 +358,15 @@ class Service:
             await asyncio.gather(*(self._stop_source(n) for n in removed + changed))
             ignored = [
                 section
-                for section in ("service", "state", "processing", "upload", "rewrite", "metrics")
+                for section in (
+                    "service",
+                    "state",
+                    "processing",
+                    "upload",
+                    "rewrite",
+                    "metrics",
+                    "raw",
+                )
                 if getattr(new, section) != getattr(self.config, section)
             ]
             self.config = Config(
@@ -368,6 +376,7 @@ class Service:
                 upload=self.config.upload,
                 rewrite=self.config.rewrite,
                 metrics=self.config.metrics,
+                raw=self.config.raw,
                 sources=new.sources,
             )
             for name in added + changed:

@@ -8,13 +8,15 @@ format, anonymize, validate, dedupe, split, sinks. Output goes to the configured
 to a fresh folder with its own state. Uploads and other daemon components do not run.
 
 A corrupt archive file (not gzip, cut short, not an entry, a body that is not JSON) is counted
-as `archive_corrupt` with its path, and the run goes on.
+as `archive_corrupt` with its path, and the run goes on. A source whose older raw files
+`raw.retention` has removed is named at the end: what was fetched before then is not rebuilt.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import msgspec
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import ConfigError, load_config
-from collector.sources.archive import ArchiveCorrupt, ArchiveEntry, RawArchive
+from collector.sources.archive import ArchiveCorrupt, ArchiveEntry, Expired, RawArchive
 from collector.sources.base import Source, SourceBatch, SourceContext
 from processors.records import Drop, RawRecord
 
@@ -113,6 +115,12 @@ def _reprocess(args: argparse.Namespace) -> int:
         return await service.run()
 
     code = asyncio.run(main())
+    for name, expired in _expired(raw_dir, [s.name for s in sources]):
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expired.before))
+        print(
+            f"reprocess: {name} cannot be rebuilt in full from raw: raw.retention removed"
+            f" {expired.files} files written before {when}"
+        )
     counts = service.counts()
     corrupt = counts.get("drop:archive_corrupt", 0)
     dropped = sum(v for k, v in counts.items() if k.startswith("drop:"))
@@ -122,6 +130,12 @@ def _reprocess(args: argparse.Namespace) -> int:
         f"{counts.get('pairs', 0)} pairs, {dropped} dropped ({corrupt} archive_corrupt)"
     )
     return code
+
+
+def _expired(raw_dir: Path, names: list[str]) -> list[tuple[str, Expired]]:
+    """The sources whose archive retention has cut, with what it removed."""
+    found = [(name, RawArchive(raw_dir, name).expired()) for name in names]
+    return [(name, expired) for name, expired in found if expired is not None]
 
 
 def _replaying(factory: Any, raw_dir: Path, replayed: list[ArchiveSource]) -> Any:

@@ -8,6 +8,10 @@ each with its request URL, params and headers and the response status, headers a
 Secrets never reach the disk: query parameters and headers that carry keys or tokens are
 replaced by `[REDACTED]`, in the URL too.
 
+With `raw.retention` set, the daemon removes the files written longer ago than that (the
+entries, and the dataset files Kaggle and Hugging Face sources keep beside them) and notes it
+in `raw/{source}/expired.json`, so `reprocess` can say what it can no longer rebuild.
+
 `resume-collector reprocess` reads the entries back and hands them to the source's
 `records_from_archive(entry)`, the same parsing code the live fetch uses, so changed processors
 can be re-run over everything fetched so far without a single request.
@@ -16,6 +20,8 @@ can be re-run over everything fetched so far without a single request.
 from __future__ import annotations
 
 import asyncio
+import calendar
+import contextlib
 import gzip
 import os
 import re
@@ -59,6 +65,16 @@ class ArchiveEntry(msgspec.Struct, frozen=True):
     saved_at: float
     responses: list[ArchivedResponse]
     note: dict[str, Any] = {}  # whatever else the source needs to rebuild its records
+
+
+class Expired(msgspec.Struct, frozen=True):
+    """What retention removed from one source's folder: every file written before `before`."""
+
+    before: float
+    files: int
+
+
+EXPIRED_NOTE = "expired.json"
 
 
 class ArchiveCorrupt(Exception):
@@ -110,6 +126,13 @@ class RawArchive:
         self.enabled = enabled
         self._sequence = 0
 
+    @classmethod
+    def at(cls, root: Path) -> RawArchive:
+        """The archive in an existing folder, named as it is on disk."""
+        archive = cls(root.parent, root.name)
+        archive.root = root
+        return archive
+
     async def save(
         self, kind: str, responses: list[ArchivedResponse], note: Mapping[str, Any] | None = None
     ) -> Path | None:
@@ -146,9 +169,64 @@ class RawArchive:
         except (OSError, EOFError, zlib.error, msgspec.DecodeError, UnicodeDecodeError) as error:
             raise ArchiveCorrupt(f"{path}: {type(error).__name__}: {error}") from error
 
+    def expire(self, cutoff: float) -> int:
+        """Remove every file of this source written before `cutoff` (epoch seconds), and the
+        day folders of entries left empty; note it in `expired.json`. The count removed."""
+        if not self.root.is_dir():
+            return 0
+        note = self.root / EXPIRED_NOTE
+        removed = 0
+        for folder, _, names in os.walk(self.root):  # links are not followed
+            for name in names:
+                path = Path(folder, name)
+                if path == note:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.lstat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        self._remove_empty_days(cutoff)
+        if removed:
+            before = self.expired()
+            total = Expired(cutoff, removed + (before.files if before else 0))
+            part = note.with_name(note.name + ".part")
+            part.write_bytes(msgspec.json.encode(total))
+            os.replace(part, note)
+        return removed
+
+    def _remove_empty_days(self, cutoff: float) -> None:
+        """Day folders (YYYY/MM/DD) that ended before `cutoff` and hold nothing: no entry can be
+        written there any more (entries go to the folder of the day they are saved)."""
+        for day in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]")):
+            try:
+                start = calendar.timegm(time.strptime("/".join(day.parts[-3:]), "%Y/%m/%d"))
+            except ValueError:
+                continue
+            if start + 86400 > cutoff:
+                continue
+            for folder in (day, day.parent, day.parent.parent):
+                with contextlib.suppress(OSError):  # not empty: kept
+                    folder.rmdir()
+
+    def expired(self) -> Expired | None:
+        """What retention has removed from this source so far, if anything."""
+        try:
+            return msgspec.json.decode((self.root / EXPIRED_NOTE).read_bytes(), type=Expired)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
     def entries(self) -> Iterator[tuple[Path, ArchiveEntry | ArchiveCorrupt]]:
         for path in self.files():
             try:
                 yield path, self.read(path)
             except ArchiveCorrupt as error:
                 yield path, error
+
+
+def expire_raw(raw_dir: Path, cutoff: float) -> dict[str, int]:
+    """Apply retention to every source folder under `raw_dir` (configured now or not): the
+    number of files removed per folder."""
+    if not raw_dir.is_dir():
+        return {}
+    folders = sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.is_symlink())
+    return {folder.name: RawArchive.at(folder).expire(cutoff) for folder in folders}
