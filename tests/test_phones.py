@@ -60,7 +60,7 @@ SEPARATORS = st.sampled_from([" ", "-", ".", "\u00a0", "\u2013", "\u202f"])
 def written(draw: st.DrawFn, regions: list[str], national: bool = True) -> tuple[str, str]:
     """(a valid number as phonenumbers formats it, its national significant number)."""
     number = draw(numbers(regions))
-    styles = ["e164", "international", "00", "separators"] + ["national"] * national
+    styles = ["e164", "international", "00", "separators", "split"] + ["national"] * national
     style = draw(st.sampled_from(styles))
     intl = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
     if style == "e164":
@@ -73,8 +73,13 @@ def written(draw: st.DrawFn, regions: list[str], national: bool = True) -> tuple
         text = idd + draw(st.sampled_from([" ", "-", ""])) + intl[1:]
     elif style == "national":
         text = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
-    else:  # the international groups joined by another separator
+    elif style == "separators":  # the international groups joined by another separator
         text = "+" + draw(SEPARATORS).join(re.findall(r"\d+", intl))
+    else:  # the subscriber's digits split further: "+49 30 1234 5678", "+31 6 1234 5678"
+        last = list(re.finditer(r"\d+", intl))[-1]
+        assume(len(last.group()) >= 4)
+        cut = last.start() + draw(st.integers(2, len(last.group()) - 2))
+        text = f"{intl[:cut]} {intl[cut:]}"
     return text, str(number.national_number)
 
 

@@ -287,7 +287,8 @@ def _grouped(
     nsn: str, ends: frozenset[int], offset: int, formats: list[_Format], trunk: bool = False
 ) -> bool:
     """The written groups of `nsn` (ends counted from `offset`) are those of one format, or
-    fewer: each written boundary is one of the format's. Ungrouped digits always are. A
+    fewer: each written boundary is one of the format's, or splits its last group. Ungrouped
+    digits always are. A
     trunk prefix is its own group unless the format writes it ("020" in GB, "1 415" in the
     US)."""
     inner = {end - offset for end in ends if end > offset}
@@ -298,7 +299,11 @@ def _grouped(
         found = True
         if trunk and not f.prefix_written and offset not in ends:
             continue
-        if inner <= {match.end(group) for group in f.splits}:
+        ends_of_format = {match.end(group) for group in f.splits}
+        # The last group, the subscriber's digits, may be split further ("+49 30 1234 5678",
+        # "+31 6 1234 5678"); the groups before it (area codes, mobile prefixes) may not.
+        last = max(ends_of_format, default=len(nsn))
+        if all(end in ends_of_format or end > last for end in inner):
             return True
     return not found  # a number no format matches is written as it comes
 
