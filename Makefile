@@ -15,7 +15,7 @@ LOCK_INPUTS := pyproject.toml requirements/build.in
 COMPILE = $(VENV)-lock/bin/uv pip compile $(LOCK_INPUTS) --quiet --generate-hashes \
 	--universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: demo test lint bench lock test-latest test-oldest clean
+.PHONY: demo test lint bench lock names test-latest test-oldest clean
 
 # The project itself goes in without its dependencies (they all come from the lock) and
 # without build isolation (setuptools comes from the lock too).
@@ -48,6 +48,10 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/ratelimit_bench.py
+
+# Compile the anonymizer's world name list from names-dataset (processors/data/world_names.txt.gz).
+names: $(BENCH_STAMP)
+	$(BIN)/python -c 'from processors.anonymize.world_names import main; main()'
 
 # Refresh the lock: the newest releases that satisfy pyproject.toml, and (oldest.txt) the lower
 # bounds it claims. Review the diff of requirements/ like any other change.

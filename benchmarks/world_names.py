@@ -143,22 +143,12 @@ def _sample_from_package() -> dict[str, dict[str, list[list[object]]]]:
 
 
 def faker_names() -> set[str]:
-    """Every first and last name in Faker's person providers, lower-cased."""
-    import importlib
-    import pkgutil
+    """Every first and last name of the anonymizer's own lexicon (Faker's person providers and
+    the compiled names-dataset list), lower-cased: the breakdown tells names it looks up from
+    names only its structural rules can find."""
+    from processors.anonymize.lexicon import load_lexicon
 
-    import faker.providers.person as person
-
-    names: set[str] = set()
-    for module_info in pkgutil.iter_modules(person.__path__):
-        provider = importlib.import_module(f"{person.__name__}.{module_info.name}").Provider
-        for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
-            value = provider.__dict__.get(attr, ())
-            if not isinstance(value, (dict, list, tuple)):
-                continue  # a property computed from the others
-            for entry in value:
-                names.update(word.lower() for word in str(entry).split())
-    return names
+    return {name.lower() for name in load_lexicon().name_words}
 
 
 @lru_cache(maxsize=1)

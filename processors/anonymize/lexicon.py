@@ -2,7 +2,9 @@
 
 First and last names come from Faker's person providers (MIT, released every few weeks): about
 31,000 first names and 28,000 last names from 86 locales, accents and non-Latin scripts
-included. A name list alone over-matches resume text, so two more sets temper it:
+included; and from `names-dataset` (Apache-2.0) through `world_names.py`: the 1,500 most common
+first and last names of each of 105 countries, about 80,000 and 100,000. A name list alone
+over-matches resume text, so two more sets temper it:
 
 - `vocabulary`: common English words (Faker's English word list and the words of its job titles)
   plus `data/resume_vocabulary.txt`. A first name that is also a word (`Will`, `Grant`, `Chase`)
@@ -19,6 +21,8 @@ import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from processors.anonymize.world_names import read_names
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -75,6 +79,9 @@ def load_lexicon() -> NameLexicon:
                 _add(first, value)
             elif attribute.startswith("last") or attribute.endswith("last_names"):
                 _add(last, value)
+    world_first, world_last = read_names()
+    first |= world_first
+    last |= world_last
     vocabulary = {_title(word) for word in lorem.Provider.word_list}
     for job in jobs.Provider.jobs:
         vocabulary.update(_title(w.strip(",()/")) for w in job.split() if len(w) > 2)

@@ -27,7 +27,7 @@ _U = f"[{re.escape(_UPPER)}]"
 _L = r"[^\W\d_]"
 _WORD = rf"{_U}{_L}*(?:['’\-]{_U}?{_L}+)*"
 _INITIAL = rf"{_U}\."
-_GAP = r"[ \t]+"
+_GAP = "[ \u00a0]"  # one space between the parts of a name: more is a column gap
 # Two to four capitalised words in a row, with an optional middle initial.
 # Both start with the capital letter itself and look behind it after it, so the regex engine
 # can skip from capital to capital (a leading lookbehind makes it try every position).
