@@ -7,9 +7,11 @@ RAM, so a child process reads its two pickles once and writes a small sample (th
 names of each country below, plus some rarer ones) to a JSON cache; later runs read the cache.
 
 The sample keeps romanized names only (Latin letters, accents, apostrophes and hyphens): resumes
-written in English spell them that way. It is NOT the anonymizer's own name list (Faker's person
-providers today), so recall is not measured on the list the anonymizer looks names up in;
-`in_faker` tells, per name, whether Faker's lists hold it, for a breakdown.
+written in English spell them that way. The anonymizer's own lexicon holds the 1,500 most common
+names of each country of the same package (processors/data/world_names.txt.gz), so the best-ranked
+names here are in it, as common names in real resumes are; the rarer ones (ranks 3,000 to 10,000)
+are not. `in_faker` tells, per name, whether the anonymizer's lexicon holds it (the name is
+historical: Faker's lists were its only source), and the report gives recall for both.
 """
 
 from __future__ import annotations
