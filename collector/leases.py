@@ -311,13 +311,17 @@ class SourceLeases:
         state: object = None,
     ) -> None:
         self.store = store
-        self.fences = state if isinstance(state, RedisStateStore) else None
-        if self.fences is not None:
-            self.fences.on_lease_lost = self._lost_with_uncommitted_output
         self.instance = instance
         self.owner = new_owner_token(instance)
         self.ttl = ttl
         self.log = log.bind(instance=instance)
+        self._created = time.monotonic()
+        self.fences = state if isinstance(state, RedisStateStore) else None
+        if self.fences is not None:
+            self.fences.on_lease_lost = self._lost_with_uncommitted_output
+            # The store retries Redis errors for as long as our leases are known to be valid.
+            self.fences.valid_until = self.valid_until
+            self.fences.log = self.log
         self.launch = launch
         self.halt = halt
         self.mode = mode
@@ -414,6 +418,35 @@ class SourceLeases:
             await self.store.release([f"instance:{self.instance}"], self.owner)
         if self._owns_client:
             await self.store.client.aclose()
+
+    async def abandon(self, reason: str) -> None:
+        """The writer cannot commit any more: what the runners fetched will never be committed
+        here. Stop renewing and release every source lease now, so the other instances take
+        the sources over at once (from the last commit) instead of after a drain timeout."""
+        self._frozen = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        sources = sorted(self.held)
+        self.log.error("leases_abandoned", reason=reason, sources=sources)
+        for name, held in list(self.held.items()):
+            await self._release(name, held)
+        self.held.clear()
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.store.interest(
+                [source_key(c) for c in self.wanted.values()], self.instance, self.ttl, False
+            )
+
+    def valid_until(self) -> float:
+        """Until when (`time.monotonic()`) the leases held are known to be ours: the last
+        successful renewal plus the TTL (one TTL from creation, before the first round)."""
+        held = tuple(self.held.values())  # read from the committing thread: one atomic copy
+        return max(
+            self._created + self.ttl,
+            self._instance_valid_until,
+            *(h.valid_until for h in held),
+        )
 
     def owned(self) -> list[str]:
         return sorted(self.held)

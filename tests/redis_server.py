@@ -30,37 +30,67 @@ MISSING = (
 
 
 class RedisServer:
-    """A throwaway `redis-server` listening only on a unix socket; no persistence."""
+    """A throwaway `redis-server` listening only on a unix socket; no persistence unless
+    `persistent` (an AOF fsynced at every write, as docs/scale-out.md advises for production),
+    which `restart` and `kill` keep across the server's lives."""
 
-    def __init__(self, binary: str = "redis-server", password: str | None = None) -> None:
+    def __init__(
+        self, binary: str = "redis-server", password: str | None = None, persistent: bool = False
+    ) -> None:
+        self.binary = binary
+        self.password = password
+        self.persistent = persistent
         self.dir = Path(tempfile.mkdtemp(prefix="rc-redis-"))
         self.socket = self.dir / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        self._spawn()
+
+    def _spawn(self) -> None:
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persistent
+            else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port", "0",
                 "--unixsocket", str(self.socket),
                 "--unixsocketperm", "700",
                 "--dir", str(self.dir),
                 "--save", "",
-                "--appendonly", "no",
+                *durability,
                 "--loglevel", "warning",
-                *(["--requirepass", password] if password else []),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
-        self.url = f"unix://{self.socket}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode() if self.process.stderr else ""
                 raise RuntimeError(f"redis-server exited at start: {error.strip()}")
-            if self.socket.exists() and _pings(self.url, password):
+            if self.socket.exists() and _pings(self.url, self.password):
                 return
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("redis-server did not answer within 10 s")
+
+    def restart(self, *, kill: bool = False, down_for: float = 0.0) -> float:
+        """Stop the server (SIGTERM, or SIGKILL with `kill`), wait `down_for`, start it again
+        on the same socket and folder; the seconds it did not answer."""
+        started = time.monotonic()
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(10)
+        if self.process.stderr:
+            self.process.stderr.close()
+        time.sleep(down_for)
+        self._spawn()
+        return time.monotonic() - started
 
     def stop(self) -> None:
         if self.process.poll() is None:

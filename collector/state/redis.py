@@ -13,23 +13,75 @@ of it. The commands are built before anything is sent, so a failure while buildi
 an error in the caller's mapping) leaves the store untouched. The client is redis-py's
 synchronous one: the protocol is synchronous and the service calls it from threads, which the
 client's connection pool allows.
+
+A Redis restart, a failover or a network blip must not stop the writer: every call retries the
+errors such an event raises (`TRANSIENT_ERRORS`: connection refused or reset, timeouts,
+`LOADING` while the server reads its AOF, `READONLY` from a demoted primary), first inside
+redis-py (`client_retry`: a few quick attempts with exponential backoff and jitter), then here,
+with the same backoff, for as long as the leases this instance holds are known to be valid
+(`valid_until`, set by `collector/leases.py`; `retry_window` seconds without leases). A fenced
+commit still failing after that cannot be proven to be ours any more: it is refused as a lost
+lease (`on_lease_lost`), as when the fence itself says so.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.client
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from collector.state.base import LOCAL_NAMESPACES, Counts, is_set_namespace
 
 if TYPE_CHECKING:
     from collector.config import StateConfig
+    from collector.logging import Logger
+
+T = TypeVar("T")
+
+# What a Redis restart, a failover or a network blip raises, and a later attempt may outlive.
+# `BusyLoadingError` (`LOADING`, the server is reading its AOF) is a `ConnectionError`.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    TimeoutError,
+    ConnectionError,
+)
+# The backoff between attempts: exponential from 20 ms, at most 0.5 s, with full jitter (many
+# instances coming back at once do not all knock at the same moment).
+BACKOFF_BASE = 0.02
+BACKOFF_CAP = 0.5
+
+
+def client_retry() -> Retry:
+    """redis-py's own retry for every command of a client: three quick attempts."""
+    return Retry(
+        ExponentialWithJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), 3, TRANSIENT_ERRORS
+    )
+
+
+def async_client_retry() -> redis.asyncio.retry.Retry:
+    """The same retry for the asyncio client (leases, shared rate limits)."""
+    return redis.asyncio.retry.Retry(
+        ExponentialWithJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), 3, TRANSIENT_ERRORS
+    )
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt` (1-based): full jitter under an exponential."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
 
 _SEP = "\x1f"
 
@@ -80,7 +132,14 @@ def redis_password(config: StateConfig) -> str | None:
 def connect(config: StateConfig) -> redis.Redis:
     """A synchronous client for `state.url`, answering `str`; checked with a PING."""
     client = redis.Redis.from_url(
-        config.url, password=redis_password(config), decode_responses=True
+        config.url,
+        password=redis_password(config),
+        decode_responses=True,
+        retry=client_retry(),
+        retry_on_error=list(TRANSIENT_ERRORS),
+        # A call never hangs on a silent server (a partition): it fails and is retried.
+        socket_timeout=min(ASYNC_TIMEOUT, config.lease_ttl / 3),
+        socket_connect_timeout=min(ASYNC_TIMEOUT, config.lease_ttl / 3),
     )
     try:
         client.ping()
@@ -88,6 +147,7 @@ def connect(config: StateConfig) -> redis.Redis:
         client.close()
         from collector.config import ConfigError
 
+        # The one `state.url` error: the service logs it as `redis_unavailable` (exit 69).
         raise ConfigError(
             "state.url", [f"cannot reach Redis at {_safe(config.url)}: {error}"]
         ) from error
@@ -107,6 +167,8 @@ def connect_async(config: StateConfig) -> redis.asyncio.Redis:
         decode_responses=True,
         socket_timeout=None,
         socket_connect_timeout=None,
+        retry=async_client_retry(),
+        retry_on_error=list(TRANSIENT_ERRORS),
     )
 
 
@@ -146,6 +208,9 @@ class Fence:
 
 
 class RedisStateStore:
+    # Seconds a call retries transient errors when no lease says until when.
+    retry_window = 30.0
+
     def __init__(self, client: redis.Redis, *, prefix: str, instance: str = "") -> None:
         self.client = client
         self.prefix = prefix
@@ -155,6 +220,52 @@ class RedisStateStore:
         # Called (from the committing thread) with the sources whose lease was lost before
         # `LeaseLost` is raised: the service stops there (see collector/leases.py).
         self.on_lease_lost: Callable[[list[str]], None] | None = None
+        # Until when (`time.monotonic()`) the leases held are known to be valid: calls retry
+        # transient errors until then. Set by collector/leases.py, with its logger.
+        self.valid_until: Callable[[], float] | None = None
+        self.log: Logger | None = None
+        self.retries = 0  # attempts that failed with a transient error and were retried
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """`call()`, again after a transient error for as long as the leases are valid."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                result = call()
+            except TRANSIENT_ERRORS as error:
+                now = time.monotonic()
+                valid = self.valid_until
+                deadline = valid() if valid is not None else started + self.retry_window
+                if now >= deadline:
+                    if self.log is not None and attempt:
+                        self.log.error(
+                            "redis_retry_gave_up",
+                            call=what,
+                            attempts=attempt + 1,
+                            seconds=round(now - started, 3),
+                            error=f"{type(error).__name__}: {error}",
+                        )
+                    raise
+                attempt += 1
+                self.retries += 1
+                if attempt == 1 and self.log is not None:
+                    self.log.warning(
+                        "redis_retrying",
+                        call=what,
+                        error=f"{type(error).__name__}: {error}",
+                        for_seconds=round(deadline - now, 3),
+                    )
+                time.sleep(min(backoff(attempt), max(0.0, deadline - now)))
+                continue
+            if attempt and self.log is not None:
+                self.log.info(
+                    "redis_recovered",
+                    call=what,
+                    attempts=attempt + 1,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+            return result
 
     def fence(self, name: str, fence: Fence) -> None:
         """From now on, commits touching `fence`'s keys require its lease."""
@@ -201,7 +312,8 @@ class RedisStateStore:
         return f"{self.prefix}:counts"
 
     def get(self, namespace: str, key: str) -> str | None:
-        value: Any = self.client.hget(self._hash(namespace), key)
+        name = self._hash(namespace)
+        value: Any = self._retrying("get", lambda: self.client.hget(name, key))
         if value is None:
             return None
         return "" if is_set_namespace(namespace) else str(value)
@@ -210,10 +322,15 @@ class RedisStateStore:
         wanted = list(dict.fromkeys(keys))
         name = self._hash(namespace)
         found: dict[str, str] = {}
-        with self.client.pipeline(transaction=False) as pipe:
-            for start in range(0, len(wanted), _SLICE):
-                pipe.hmget(name, wanted[start : start + _SLICE])
-            replies: list[list[str | None]] = pipe.execute()
+
+        def read() -> list[list[str | None]]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for start in range(0, len(wanted), _SLICE):
+                    pipe.hmget(name, wanted[start : start + _SLICE])
+                replies: list[list[str | None]] = pipe.execute()
+            return replies
+
+        replies = self._retrying("get_many", read)
         for start, values in zip(range(0, len(wanted), _SLICE), replies, strict=True):
             part = wanted[start : start + _SLICE]
             found.update((k, v) for k, v in zip(part, values, strict=True) if v is not None)
@@ -226,10 +343,14 @@ class RedisStateStore:
             raise ValueError(f"{namespace} is a set: it cannot be scanned")
         # HSCAN walks the hash in no particular order: collect the matches, then sort them
         # (Python orders str by code point, which is SQLite's byte order of UTF-8 text).
-        items: Iterator[tuple[str, str]] = self.client.hscan_iter(
-            self._hash(namespace), match=f"{_glob_escape(prefix)}*", count=1000
-        )
-        found = {str(k): str(v) for k, v in items if str(k).startswith(prefix)}
+
+        def read() -> dict[str, str]:
+            items: Iterator[tuple[str, str]] = self.client.hscan_iter(
+                self._hash(namespace), match=f"{_glob_escape(prefix)}*", count=1000
+            )
+            return {str(k): str(v) for k, v in items if str(k).startswith(prefix)}
+
+        found = self._retrying("scan", read)
         return iter(sorted(found.items()))
 
     def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
@@ -241,13 +362,17 @@ class RedisStateStore:
         if fences:
             self._commit_fenced(puts, counts, fences)
             return
-        pipe = self.client.pipeline(transaction=True)
-        try:
-            self._queue(pipe, puts, counts)
-            if len(pipe):
-                pipe.execute()
-        finally:
-            pipe.reset()
+
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                self._queue(pipe, puts, counts)
+                if len(pipe):
+                    pipe.execute()
+            finally:
+                pipe.reset()
+
+        self._retrying("commit", send)
 
     def _queue(
         self,
@@ -285,7 +410,15 @@ class RedisStateStore:
         for (source, dataset, what), n in (counts or {}).items():
             if n:
                 args += ["I", self._counts, _SEP.join((source, dataset, what)), int(n)]
-        failed: list[int] = self._fenced_script(keys=[key for key, _ in leases], args=args)
+        keys = [key for key, _ in leases]
+        try:
+            failed: list[int] = self._retrying(
+                "commit", lambda: self._fenced_script(keys=keys, args=args)
+            )
+        except TRANSIENT_ERRORS:
+            # Redis stayed away longer than the leases are known to last: another instance
+            # may hold them now, so this output cannot be committed as ours.
+            failed = list(range(1, len(leases) + 1))
         if not failed:
             return
         gone = {leases[int(i) - 1][0] for i in failed}
@@ -300,10 +433,11 @@ class RedisStateStore:
         doomed = list(keys)
         name = self._hash(namespace)
         for start in range(0, len(doomed), _SLICE):
-            self.client.hdel(name, *doomed[start : start + _SLICE])
+            part = doomed[start : start + _SLICE]
+            self._retrying("delete", lambda part=part: self.client.hdel(name, *part))  # type: ignore[misc]
 
     def counts(self) -> list[tuple[str, str, str, int]]:
-        rows: dict[str, str] = self.client.hgetall(self._counts)  # type: ignore[assignment]
+        rows: dict[str, str] = self._retrying("counts", lambda: self.client.hgetall(self._counts))  # type: ignore[arg-type,return-value]
         out = []
         for field, n in rows.items():
             source, dataset, what = field.split(_SEP, 2)
