@@ -98,6 +98,13 @@ class RawConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return parse_duration(self.retention) if self.retention else None
 
 
+class PrivacyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # A file of people who asked to be left out (GitHub logins, Stack Exchange user ids,
+    # e-mails, names; processors/optout.py): their records are dropped as `opted_out` as they
+    # are fetched. Read again whenever it changes. "": no list.
+    optout: str = ""
+
+
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -112,6 +119,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rewrite: RewriteConfig = RewriteConfig()
     metrics: MetricsConfig = MetricsConfig()
     raw: RawConfig = RawConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     sources: list[AnySourceConfig] = []
 
 
@@ -154,6 +162,7 @@ def _sections(raw: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
         ("rewrite", RewriteConfig),
         ("metrics", MetricsConfig),
         ("raw", RawConfig),
+        ("privacy", PrivacyConfig),
     ):
         if name in raw:
             yield name, name, raw[name], field

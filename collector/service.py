@@ -24,6 +24,7 @@ from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
+from collector.optout import OptOutFile
 from collector.pipeline import (
     CURSOR_NAMESPACE,
     Acknowledger,
@@ -56,9 +57,11 @@ class SourceRunner:
         pipeline: Pipeline,
         state: StateStore,
         mode: Mode,
+        optout: OptOutFile | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.optout = optout
         self.context = context
         self.chain = chain
         self.pipeline = pipeline
@@ -107,7 +110,12 @@ class SourceRunner:
                 await asyncio.wait_for(stop.wait(), self.config.interval)
 
     def _process(self, batch: SourceBatch) -> ProcessedBatch:
-        return self.chain.run(batch.records)
+        if self.optout is None:
+            return self.chain.run(batch.records)
+        records, opted_out = self.optout.current().split(batch.records)
+        processed = self.chain.run(records)
+        processed.drops.extend(opted_out)
+        return processed
 
     def summary(self) -> dict[str, int | dict[str, int]]:
         counts = self.ack.counts
@@ -154,6 +162,7 @@ class Service:
         self.sinks: list[Sink] = []
         # With state.backend = "redis", sources run only while this instance holds their lease.
         self.leases: SourceLeases | None = None
+        self.optout: OptOutFile | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -164,6 +173,15 @@ class Service:
         too_open = data_dir_warning(self.data_dir, service.file_mode)
         if too_open is not None:
             self.log.warning("data_dir_readable_by_others", **too_open)
+        if self.config.privacy.optout:
+            path = Path(self.config.privacy.optout)
+            try:
+                self.optout = OptOutFile(path, self.log)
+            except (OSError, UnicodeDecodeError) as error:
+                # Collecting without the list would take in people who asked to be left out.
+                self.log.error("optout_unreadable", path=str(path), error=str(error))
+                return 2
+            self.log.info("optout_loaded", path=str(path), entries=len(self.optout.list))
         self.instance = instance_name(self.config)
         self.state = await asyncio.to_thread(open_state_store, self.config.state, self.instance)
         if self.config.state.backend == "redis":
@@ -306,9 +324,8 @@ class Service:
     def _launch_source(self, config: AnySourceConfig) -> None:
         context = SourceContext(data_dir=self.data_dir, log=self.log.bind(source=config.name))
         source = build_source(config, context)
-        self.add_runner(
-            config, source, context, ProcessorChain(config.recipe, self.config.processing)
-        )
+        chain = ProcessorChain(config.recipe, self.config.processing)
+        self.add_runner(config, source, context, chain, optout=self.optout)
 
     def add_runner(
         self,
@@ -317,9 +334,12 @@ class Service:
         context: SourceContext,
         chain: ProcessorChain,
         fetched_as: str = "fetched",
+        optout: OptOutFile | None = None,
     ) -> SourceRunner:
         """Run a source through the pipeline; components use it for internal sources."""
-        runner = SourceRunner(config, source, context, chain, self.pipeline, self.state, self.mode)
+        runner = SourceRunner(
+            config, source, context, chain, self.pipeline, self.state, self.mode, optout
+        )
         runner.fetched_as = fetched_as
         self.runners[config.name] = runner
         runner.start()
@@ -366,6 +386,7 @@ class Service:
                     "rewrite",
                     "metrics",
                     "raw",
+                    "privacy",
                 )
                 if getattr(new, section) != getattr(self.config, section)
             ]
@@ -377,6 +398,7 @@ class Service:
                 rewrite=self.config.rewrite,
                 metrics=self.config.metrics,
                 raw=self.config.raw,
+                privacy=self.config.privacy,
                 sources=new.sources,
             )
             for name in added + changed:

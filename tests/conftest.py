@@ -4,6 +4,7 @@ SQLite state store, and a clock that tests move by hand."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +44,20 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def run_collector(
+    *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`resume-collector ARGS` to its end, output captured as text."""
+    return subprocess.run(
+        collector_command(*args),
+        env=subprocess_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:

@@ -30,6 +30,26 @@ name = "pairs"
 """
 
 
+# Stack Exchange and GitHub as `--sandbox` emulates them (no token: the sandbox fills one in).
+SANDBOX_SOURCES = """
+[[sources]]
+type = "stackexchange"
+name = "se-workplace"
+tags = ["resume", "cv"]
+rate = { per_second = 50, burst = 5 }
+recipe = { name = "qa" }
+
+[[sources]]
+type = "github"
+name = "github-json-resume"
+token_env = "RC_TEST_UNSET_GITHUB_TOKEN"
+queries = ["topic:jsonresume"]
+code_queries = ["filename:resume.json"]
+rate = { per_second = 50, burst = 5 }
+recipe = { name = "resume_json" }
+"""
+
+
 def write_pairs(path: Path, start: int, count: int, *, bad: int = 0) -> list[str]:
     """`count` distinct bullet pairs, then `bad` lines that are not JSON (dropped); returns
     the bullets, so tests can look for them in the output."""

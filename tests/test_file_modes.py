@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import ConfigError, parse_config
-from tests.conftest import ROOT, collector_command, subprocess_env, write_config
+from tests.conftest import ROOT, run_collector, write_config
 from tests.daemon_process import inbox_source, log_events, write_pairs
 
 
@@ -25,14 +25,8 @@ def modes(root: Path) -> dict[str, set[str]]:
 
 
 def run_once(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        collector_command("once", *extra, "--config", str(config)),
-        env=subprocess_env(),
-        cwd=ROOT,  # the demo's inbox paths are relative to the repository
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # cwd: the demo's inbox paths are relative to the repository.
+    done = run_collector("once", *extra, "--config", str(config), timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -110,13 +104,7 @@ def test_a_data_dir_readable_by_others_is_a_warning_at_start_and_in_check_config
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     config = write_config(tmp_path / "c.toml", inbox_source("box", inbox), data_dir)
-    checked = subprocess.run(
-        collector_command("check-config", str(config)),
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    checked = run_collector("check-config", str(config))
     assert checked.returncode == 0
     assert f"service.data_dir {data_dir} is readable by others (mode 0755" in checked.stderr
     assert f"chmod -R g-rx,o-rx {data_dir}" in checked.stderr

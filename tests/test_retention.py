@@ -4,7 +4,6 @@ inside the daemon, and `reprocess` says what it can no longer rebuild."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from collector.config import ConfigError, parse_config
 from collector.sources.archive import EXPIRED_NOTE, Expired, RawArchive
-from tests.conftest import collector_command, subprocess_env, wait_for, write_config
+from tests.conftest import run_collector, wait_for, write_config
 from tests.daemon_process import Daemon
 
 DAY = 86400.0
@@ -104,13 +103,7 @@ retry = { attempts = 1 }
     finally:
         daemon.kill()
 
-    done = subprocess.run(
-        collector_command("reprocess", "--config", str(config), "--output", str(tmp_path / "r")),
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_collector("reprocess", "--config", str(config), "--output", str(tmp_path / "r"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reprocess: se-workplace cannot be rebuilt in full from raw:" in done.stdout
     assert "raw.retention removed 2 files written before" in done.stdout

@@ -12,6 +12,7 @@ import aiohttp
 from collector.sandbox import EMULATORS, Sandbox
 from collector.sandbox.faults import FaultConfig
 from tests.conftest import collector_command, subprocess_env, write_config
+from tests.daemon_process import SANDBOX_SOURCES
 
 
 async def test_the_sandbox_starts_every_registered_emulator_on_its_own_port() -> None:
@@ -56,27 +57,7 @@ def test_the_sandbox_command_prints_urls_and_stops_on_sigterm() -> None:
 
 
 def test_once_with_sandbox_collects_from_the_emulated_apis(tmp_path: Path, data_dir: Path) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        """
-[[sources]]
-type = "stackexchange"
-name = "se-workplace"
-tags = ["resume", "cv"]
-rate = { per_second = 50, burst = 5 }
-recipe = { name = "qa" }
-
-[[sources]]
-type = "github"
-name = "github-json-resume"
-token_env = "RC_TEST_UNSET_GITHUB_TOKEN"
-queries = ["topic:jsonresume"]
-code_queries = ["filename:resume.json"]
-rate = { per_second = 50, burst = 5 }
-recipe = { name = "resume_json" }
-""",
-        data_dir,
-    )
+    config = write_config(tmp_path / "config.toml", SANDBOX_SOURCES, data_dir)
     done = subprocess.run(
         collector_command("once", "--sandbox", "--config", str(config)),
         env=subprocess_env(),

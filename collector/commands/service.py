@@ -10,6 +10,7 @@ from pathlib import Path
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import ConfigError, load_config
 from collector.filemodes import data_dir_warning
+from processors.optout import OptOutList
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -17,6 +18,14 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as error:
         return print_config_error(error)
+    if config.privacy.optout:
+        try:
+            OptOutList.parse(Path(config.privacy.optout).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            where = f"{args.config}: privacy.optout"
+            print(f"{where}: cannot read {config.privacy.optout}: {reason}", file=sys.stderr)
+            return 2
     enabled = [s.name for s in config.sources if s.enabled]
     print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
     data_dir = Path(config.service.data_dir)
