@@ -18,11 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+import redis
+
 from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes, data_dir_warning
-from collector.leases import SourceLeases
+from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
 from collector.optout import OptOutFile
 from collector.pipeline import (
@@ -43,6 +45,8 @@ from processors.dedupe import Deduplicator
 from processors.records import ProcessedBatch
 
 Mode = Literal["run", "once"]
+# Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
+EXIT_REDIS_UNAVAILABLE = 69
 
 
 class SourceRunner:
@@ -155,6 +159,7 @@ class Service:
         self.log: Logger = get_logger()
         self.runners: dict[str, SourceRunner] = {}
         self._stop = asyncio.Event()
+        self._writer_failed = asyncio.Event()
         self._signals = 0
         self._reloading = asyncio.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -207,7 +212,7 @@ class Service:
             log=self.log,
         )
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
-        self.pipeline.on_failure.append(lambda error: self.request_stop())
+        self.pipeline.on_failure.append(self._pipeline_failed)
         self._install_signals()
         if self.config.state.backend == "redis":
             self.leases = SourceLeases.for_config(
@@ -227,7 +232,13 @@ class Service:
             if source.enabled:
                 self._start_source(source)
         if self.leases is not None:
-            await self.leases.start()
+            try:
+                await self.leases.start()
+            except REDIS_ERRORS as error:  # Redis went away during start-up: nothing written
+                self.pipeline.abort()
+                await self.leases.close()
+                await asyncio.to_thread(self.state.close)
+                return redis_unavailable(self.log, "leases", error)
         self.log.info(
             "service_started", mode=self.mode, sources=sorted(self.runners), pid=os.getpid()
         )
@@ -260,20 +271,53 @@ class Service:
         started = time.monotonic()
         try:
             async with self._reloading:  # a reload in progress finishes first; none starts now
-                await asyncio.wait_for(self._drain(timeout), timeout)
+                await self._drain_unless_failed(timeout)
         except TimeoutError:
             self.log.error("service_drain_timeout", timeout=timeout)
             self.pipeline.abort()
+            await self._abandon_leases("service_drain_timeout")
             return 1
         except PipelineFailed as error:
             # Nothing uncommitted is lost: the next start cuts back and fetches it again.
-            self.log.error("service_failed", error=str(error.__cause__ or error))
+            cause = error.__cause__ or error
+            code = EXIT_LEASE_LOST if isinstance(cause, REDIS_ERRORS) else 1
+            self.log.error("service_failed", error=str(cause), exit_code=code)
             self.pipeline.abort()
-            return 1
+            await self._abandon_leases("writer_failed")
+            return code
         finally:
             await asyncio.to_thread(self.state.close)
         self.log.info("service_stopped", seconds=round(time.monotonic() - started, 3))
         return 0
+
+    async def _drain_unless_failed(self, timeout: float) -> None:
+        """The drain, unless the writer dies first: then nothing more can be committed, and
+        waiting for the runners to drain would only keep their sources from the others."""
+        if self.pipeline.failed is not None:
+            raise PipelineFailed(str(self.pipeline.failed)) from self.pipeline.failed
+        drain = asyncio.ensure_future(asyncio.wait_for(self._drain(timeout), timeout))
+        failed = asyncio.ensure_future(self._writer_failed.wait())
+        try:
+            await asyncio.wait([drain, failed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+        if not drain.done():
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+            error = self.pipeline.failed
+            raise PipelineFailed(str(error)) from error
+        drain.result()
+
+    def _pipeline_failed(self, error: BaseException) -> None:
+        """The writer (or a worker) died: stop, and let the sources go at once."""
+        self._writer_failed.set()
+        self.request_stop()
+
+    async def _abandon_leases(self, reason: str) -> None:
+        if self.leases is not None:
+            shared_limits.install(None)
+            await self.leases.abandon(reason)
+            await self.leases.close()
 
     async def _drain(self, timeout: float) -> None:
         # One budget for the whole drain: what a step does not use, the next may.
@@ -459,6 +503,26 @@ def run_service(config_path: str | Path, mode: Mode) -> int:
     configure_logging(config.service.log_format, config.service.log_level)
 
     async def main() -> int:
-        return await Service(config_path, mode, config).run()
+        try:
+            return await Service(config_path, mode, config).run()
+        except redis.RedisError as error:  # at start (later ones are handled where they occur)
+            return redis_unavailable(get_logger(), "start", error)
+        except ConfigError as error:
+            if error.path == "state.url":  # Redis did not answer (collector/state/redis.py)
+                return redis_unavailable(get_logger(), "connect", error)
+            get_logger().error("config_error", path=error.path, errors=error.errors, exit_code=2)
+            raise
 
     return asyncio.run(main())
+
+
+def redis_unavailable(log: Logger, phase: str, error: BaseException) -> int:
+    """Redis could not be reached while the service started: a log event, exit 69."""
+    log.error(
+        "redis_unavailable",
+        phase=phase,
+        error=f"{type(error).__name__}: {error}",
+        exit_code=EXIT_REDIS_UNAVAILABLE,
+        hint="check state.url and that Redis runs; systemd restarts the service",
+    )
+    return EXIT_REDIS_UNAVAILABLE

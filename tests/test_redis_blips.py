@@ -7,10 +7,13 @@ event and a defined exit code.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -18,6 +21,8 @@ import redis
 from collector.config import StateConfig
 from collector.state.redis import Fence, LeaseLost, RedisStateStore
 from tests import redis_server
+from tests.conftest import collector_command, subprocess_env, wait_for
+from tests.test_redis_scaleout import Instance, append_pairs, inbox_source, write_config
 
 
 @pytest.fixture
@@ -84,3 +89,66 @@ def test_a_fenced_commit_redis_never_took_is_a_lost_lease_once_the_lease_may_hav
         store.commit({"cursor": {"a\x1fstream": "7"}})
     assert lost == [["a"]]
     store.close()
+
+
+def test_redis_absent_at_start_is_a_json_log_event_and_exit_69(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[service]
+data_dir = "{tmp_path / "data"}"
+
+[state]
+backend = "redis"
+url = "unix://{tmp_path}/no-redis-here.sock"
+lease_ttl = 1.0
+"""
+    )
+    done = subprocess.run(
+        collector_command("run", "--config", str(config)),
+        capture_output=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert done.returncode == 69, done.stderr.decode()[-2000:]
+    assert b"Traceback" not in done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    failure = events[-1]
+    assert failure["event"] == "redis_unavailable"
+    assert failure["exit_code"] == 69 and "no-redis-here.sock" in failure["error"]
+
+
+def test_a_writer_that_cannot_commit_lets_its_sources_go_at_once(
+    tmp_path: Path, server: redis_server.RedisServer
+) -> None:
+    (tmp_path / "box").mkdir()
+    append_pairs(tmp_path / "box" / "box.jsonl", "box", 0, 10)
+    config = write_config(
+        tmp_path / "one.toml",
+        tmp_path / "data",
+        server.url,
+        "writer",
+        "one",
+        inbox_source("box", tmp_path / "box"),
+    )
+    one = Instance("one", config, tmp_path / "data", tmp_path / "one.log")
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        wait_for(lambda: len(one.records()) == 10, timeout=30)
+        # Redis refuses every write from now on (not a blip: an error no retry outlives).
+        client.config_set("maxmemory", 1)
+        append_pairs(tmp_path / "box" / "box.jsonl", "box", 10, 10)
+        wait_for(lambda: "leases_abandoned" in one.names(), timeout=30)
+        failed_at = time.monotonic()
+        # Released at once (not after the 2 s TTL, let alone the 20 s drain timeout).
+        assert client.get("writer:lease:source-name:box") is None
+        code = one.process.wait(30)
+        assert time.monotonic() - failed_at < 5
+        assert code == 75  # EX_TEMPFAIL: systemd restarts it, the restart cuts back
+        assert "service_drain_timeout" not in one.names()
+        failure = [e for e in one.events() if e.get("event") == "service_failed"]
+        assert failure and "maxmemory" in failure[0]["error"] and failure[0]["exit_code"] == 75
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
+        one.stop()
