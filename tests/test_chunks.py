@@ -240,3 +240,29 @@ async def test_sequence_numbers_are_never_reused(tmp_path: Path, state: SqliteSt
     await checkpoint(third, state)
     assert Ledger(state).entries()[-1].path.endswith("-00008.jsonl")
     assert stray.read_text() == "{}\n"
+
+
+async def test_an_empty_open_file_left_by_a_cut_back_is_removed_not_warned_about(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    import structlog
+
+    chunks = roller(tmp_path, state)
+    await chunks.open()
+    chunks.write([example(1)])
+    await chunks.flush()  # written and fsynced, never committed: the process died (exit 75)
+    path = tmp_path / "chunks" / "open" / "train" / "local__advice-00001.jsonl"
+    assert path.stat().st_size > 0
+    for start in range(2):  # the restart cuts it back and removes it; later starts find none
+        with structlog.testing.capture_logs() as logs:
+            await roller(tmp_path, state).open()
+        events = [e["event"] for e in logs]
+        assert ("chunk_stray_removed" in events) == (start == 0)
+        assert "chunk_stray_file" not in events
+        assert "output_shorter_than_committed" not in events
+    assert not path.exists()
+    again = roller(tmp_path, state, max_records=1)
+    await again.open()
+    again.write([example(2)])
+    await checkpoint(again, state)
+    assert len(Ledger(state).entries()) == 1  # the next chunk is written and closed as usual

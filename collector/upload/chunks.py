@@ -167,7 +167,7 @@ class ChunkRoller:
                     continue
                 self._raise_floor(f"{path.parent.name}/{match['stem']}", int(match["seq"]))
                 if folder == self.open_dir and path not in known:
-                    self.log.warning("chunk_stray_file", file=str(path))
+                    self._stray(path)
         for chunk in self._open.values():
             if not chunk.records:
                 continue
@@ -178,6 +178,17 @@ class ChunkRoller:
                 self.log.error(
                     "chunk_file_mismatch", file=str(path), size=size, expected=chunk.bytes
                 )
+
+    def _stray(self, path: Path) -> None:
+        """An open file no open chunk vouches for. Empty, it is what the cut-back at a restart
+        leaves of a chunk whose lines were never committed (after exit 75): removed, with its
+        entry in the file ledger. With lines in it, it stays and is warned about."""
+        if path.stat().st_size == 0:
+            self.files.forget(path)
+            path.unlink()
+            self.log.info("chunk_stray_removed", file=str(path))
+            return
+        self.log.warning("chunk_stray_file", file=str(path))
 
     @property
     def pending_bytes(self) -> int:
