@@ -589,6 +589,7 @@ class SourceLeases:
         self.held[name] = _Held(config, self._names(name, key), now, now + self.ttl)
         self._fence(name, self._names(name, key))
         if time.monotonic() - now > self.ttl / 3:  # too slow to trust: the next round retries
+            self.log.warning("lease_acquire_too_slow", source=name)
             await self._release(name, self.held.pop(name))
             return
         self.log.info("lease_acquired", source=name, key=key, first_round=first)
