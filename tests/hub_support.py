@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from collector.sandbox.hub import HubEmulator
+from collector.upload.targets import use_lfs_transfer
 
 TOKEN = "hf_emulator_token"
 
@@ -62,6 +63,8 @@ class ThreadedServer:
 
 @contextmanager
 def running_hub(hub: HubEmulator | None = None) -> Iterator[tuple[HubEmulator, str]]:
+    """A Hub on loopback; the client sends large files through LFS, as the uploader has it."""
+    use_lfs_transfer()
     hub = hub or HubEmulator(token=TOKEN)
     server = ThreadedServer(hub.app()).start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,13 @@ from huggingface_hub.utils._http import default_client_factory, hf_request_event
 
 from collector.config import parse_config
 from collector.sandbox import Sandbox
-from collector.sandbox.hub import HubEmulator, HubFault, git_blob_oid
+from collector.sandbox.hub import (
+    LFS_THRESHOLD,
+    HubEmulator,
+    HubFault,
+    git_blob_oid,
+    lfs_pointer,
+)
 from tests.hub_support import TOKEN, running_hub
 
 REPO = "alice/resumes"
@@ -95,12 +102,24 @@ def test_a_stale_parent_commit_is_refused_with_412(hub: tuple[HubEmulator, HfApi
     assert "b.txt" not in emulator.files(REPO)
 
 
-def test_every_file_goes_inline_never_through_lfs_or_xet(
+def test_a_small_text_file_goes_inline_in_the_commit(hub: tuple[HubEmulator, HfApi]) -> None:
+    emulator, api = hub
+    emulator.requests.clear()
+    commit(api, add("data/train/small.jsonl", '{"messages": []}\n'))
+    assert [endpoint for endpoint, _ in emulator.requests] == ["preupload", "commit"]
+    entry = api.get_paths_info(REPO, ["data/train/small.jsonl"], repo_type="dataset")[0]
+    assert isinstance(entry, RepoFile) and entry.lfs is None
+    assert entry.blob_id == git_blob_oid(b'{"messages": []}\n')
+
+
+def test_a_file_above_the_threshold_goes_through_the_lfs_batch_api(
     hub: tuple[HubEmulator, HfApi], tmp_path: Path
 ) -> None:
     emulator, api = hub
     big = tmp_path / "big.jsonl"
-    big.write_bytes(b'{"messages": []}\n' * 50_000)  # 850 kB: the real Hub would want LFS
+    big.write_bytes(b'{"messages": []}\n' * (LFS_THRESHOLD // 17 + 1))  # just above 5 MB
+    data = big.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
     emulator.requests.clear()
     api.create_commit(
         REPO,
@@ -108,8 +127,106 @@ def test_every_file_goes_inline_never_through_lfs_or_xet(
         commit_message="big",
         repo_type="dataset",
     )
-    assert [endpoint for endpoint, _ in emulator.requests] == ["preupload", "commit"]
-    assert emulator.files(REPO)["data/train/big.jsonl"] == big.read_bytes()
+    assert [endpoint for endpoint, _ in emulator.requests] == [
+        "preupload",
+        "lfs_batch",
+        "lfs_upload",
+        "lfs_verify",
+        "commit",
+    ]
+    assert emulator.files(REPO)["data/train/big.jsonl"] == data
+    # The tree holds the pointer: the entry's oid is the pointer's git blob id, not the content's.
+    entry = api.get_paths_info(REPO, ["data/train/big.jsonl"], repo_type="dataset")[0]
+    assert isinstance(entry, RepoFile) and entry.lfs is not None
+    assert entry.blob_id == git_blob_oid(lfs_pointer(sha256, len(data))) != git_blob_oid(data)
+    assert (entry.lfs.sha256, entry.lfs.size, entry.size) == (sha256, len(data), len(data))
+    assert entry.lfs.pointer_size == len(lfs_pointer(sha256, len(data)))
+    info = api.dataset_info(REPO, files_metadata=True)
+    sibling = next(s for s in info.siblings or [] if s.rfilename == "data/train/big.jsonl")
+    assert sibling.lfs is not None and sibling.lfs.sha256 == sha256
+    # Downloads get the content, named by its sha256.
+    path = hf_hub_download(
+        REPO,
+        "data/train/big.jsonl",
+        repo_type="dataset",
+        endpoint=api.endpoint,
+        token=TOKEN,
+        cache_dir=tmp_path / "cache",
+    )
+    assert Path(path).read_bytes() == data
+
+
+def test_an_object_the_repo_holds_is_not_uploaded_again(hub: tuple[HubEmulator, HfApi]) -> None:
+    emulator, api = hub
+    emulator.lfs_threshold = 100
+    commit(api, add("data/a.jsonl", "a" * 500))
+    emulator.requests.clear()
+    commit(api, add("data/b.jsonl", "a" * 500))  # the same bytes under another name
+    assert [endpoint for endpoint, _ in emulator.requests] == ["preupload", "lfs_batch", "commit"]
+    assert emulator.files(REPO)["data/b.jsonl"] == b"a" * 500
+    again = commit(api, add("data/b.jsonl", "a" * 500))  # unchanged: the client skips it
+    assert again == emulator.repo(REPO).head
+    assert len(emulator.writes(REPO, "data/b.jsonl")) == 1
+
+
+def test_gitattributes_and_binary_samples_send_small_files_to_lfs(
+    hub: tuple[HubEmulator, HfApi],
+) -> None:
+    _, api = hub
+    commit(
+        api,
+        CommitOperationAdd("data/rows.parquet", b"PAR1 rows"),
+        CommitOperationAdd("data/blob.bin", b"\x00\x01binary"),
+        add("data/notes.txt", "text"),
+    )
+    infos = api.get_paths_info(
+        REPO, ["data/rows.parquet", "data/blob.bin", "data/notes.txt"], repo_type="dataset"
+    )
+    assert {i.path: isinstance(i, RepoFile) and i.lfs is not None for i in infos} == {
+        "data/rows.parquet": True,
+        "data/blob.bin": True,
+        "data/notes.txt": False,
+    }
+
+
+def test_a_commit_naming_an_object_never_uploaded_is_refused(
+    hub: tuple[HubEmulator, HfApi],
+) -> None:
+    emulator, api = hub
+    line = {"path": "x.jsonl", "algo": "sha256", "oid": "a" * 64, "size": 10}
+    body = "\n".join(
+        json.dumps(item)
+        for item in (
+            {"key": "header", "value": {"summary": "x"}},
+            {"key": "lfsFile", "value": line},
+        )
+    )
+    response = httpx2.post(
+        f"{api.endpoint}/api/datasets/{REPO}/commit/main",
+        content=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 400 and "was not uploaded" in response.text
+    assert "x.jsonl" not in emulator.files(REPO)
+
+
+def test_lfs_pointers_match_the_real_hub_recorded_in_the_client_docstring() -> None:
+    """`HfApi.list_repo_tree`'s docstring shows real entries of lysandre/arxiv-nlp."""
+    recorded = [
+        (
+            "d88b0d6a6ff9c3f8151f9d3228f57092aaea997f09af009eefd7373a77b5abb9",
+            497764107,
+            "8095a62ccb4d806da7666fcda07467e2d150218e",
+        ),
+        (
+            "9be78edb5b928eba33aa88f431551348f7466ba9f5ef3daf1d552398722a5436",
+            548123560,
+            "64eaa9c526867e404b68f2c5d66fd78e27026523",
+        ),
+    ]
+    for sha256, size, blob_id in recorded:
+        pointer = lfs_pointer(sha256, size)
+        assert (git_blob_oid(pointer), len(pointer)) == (blob_id, 134)
 
 
 def test_an_unchanged_file_is_skipped_without_an_empty_commit(

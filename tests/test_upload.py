@@ -24,7 +24,7 @@ from huggingface_hub.utils._http import default_client_factory
 
 from collector.config import Config, parse_config
 from collector.logging import get_logger
-from collector.sandbox.hub import HubEmulator, HubFault, git_blob_oid
+from collector.sandbox.hub import LFS_THRESHOLD, HubEmulator, HubFault, git_blob_oid
 from collector.state.sqlite import SqliteStateStore
 from collector.upload.chunks import ChunkRoller
 from collector.upload.component import ChunksLock
@@ -72,16 +72,22 @@ def make_config(url: str = "", **upload: Any) -> Config:
 
 
 async def make_chunks(
-    data_dir: Path, state: SqliteStateStore, chunks: int, per_chunk: int = 2, start: int = 0
+    data_dir: Path,
+    state: SqliteStateStore,
+    chunks: int,
+    per_chunk: int = 2,
+    start: int = 0,
+    size: int = 0,
 ) -> ChunkRoller:
-    """`chunks` closed chunks of `per_chunk` records, split train/validation/test in turn."""
+    """`chunks` closed chunks of `per_chunk` records (`size` more bytes each), split
+    train/validation/test in turn."""
     config = msgspec.structs.replace(make_config().upload, max_records=per_chunk)
     roller = ChunkRoller(data_dir, state, config, get_logger())
     await roller.open()
     splits = ["train", "validation", "test"]
     for i in range(start, start + chunks):
         examples = [
-            example(i * 1000 + j, split=splits[i % 3], dataset=f"local/set-{i % 2}")
+            example(i * 1000 + j, split=splits[i % 3], dataset=f"local/set-{i % 2}", size=size)
             for j in range(per_chunk)
         ]
         if i % 4 == 3:
@@ -122,6 +128,17 @@ def assert_each_chunk_once(emulator: HubEmulator, state: SqliteStateStore) -> No
     assert sorted(data) == chunk_paths(state)
 
 
+# Two records of 2.6 MB: every chunk is above the real Hub's LFS threshold.
+LARGE = {"per_chunk": 2, "size": LFS_THRESHOLD // 2 + 100_000}
+
+
+def assert_in_lfs(emulator: HubEmulator, state: SqliteStateStore) -> None:
+    head = emulator.repo(REPO).commits[emulator.repo(REPO).head]
+    for entry in Ledger(state).entries():
+        assert entry.bytes > LFS_THRESHOLD
+        assert emulator.pointers[head.tree[entry.path]].sha256 == entry.sha256
+
+
 # --- the hub target ---------------------------------------------------------------------------
 
 
@@ -146,40 +163,62 @@ async def test_pending_chunks_go_in_bounded_commits_with_the_card(
     assert emulator.repo(REPO).private
 
 
+def _fault_id(fault: HubFault) -> str:
+    return f"{fault.kind}-{fault.status}-{fault.endpoint}"
+
+
+INLINE_FAULTS = [
+    HubFault(status=429, retry_after=0),
+    HubFault(status=500, times=2),
+    HubFault(status=503, endpoint="preupload"),
+    HubFault(kind="hang_after", hang=10),
+    HubFault(kind="hang_before", hang=10),
+    HubFault(kind="concurrent_commit"),
+    HubFault(status=500, endpoint="paths_info"),
+]
+LFS_FAULTS = [
+    HubFault(kind="hang_after", hang=10),  # the commit landed, its answer was lost
+    HubFault(kind="concurrent_commit"),  # 412: the retry re-reads the head
+    HubFault(status=500, endpoint="lfs_upload"),  # storage failed: the client retries it
+    HubFault(status=503, endpoint="lfs_batch"),
+]
+
+
 @pytest.mark.parametrize(
-    "fault",
-    [
-        HubFault(status=429, retry_after=0),
-        HubFault(status=500, times=2),
-        HubFault(status=503, endpoint="preupload"),
-        HubFault(kind="hang_after", hang=10),
-        HubFault(kind="hang_before", hang=10),
-        HubFault(kind="concurrent_commit"),
-        HubFault(status=500, endpoint="paths_info"),
-    ],
-    ids=lambda f: f"{f.kind}-{f.status}-{f.endpoint}",
+    ("fault", "large"),
+    [pytest.param(f, False, id=_fault_id(f)) for f in INLINE_FAULTS]
+    + [pytest.param(f, True, id="lfs-" + _fault_id(f)) for f in LFS_FAULTS],
 )
 async def test_each_chunk_lands_exactly_once_whatever_the_hub_does(
-    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str], fault: HubFault
+    tmp_path: Path,
+    state: SqliteStateStore,
+    hub: tuple[HubEmulator, str],
+    fault: HubFault,
+    large: bool,
 ) -> None:
+    """Chunks above the LFS threshold too: found again by sha256, never a conflict."""
     emulator, url = hub
-    await make_chunks(tmp_path, state, 3)
+    await make_chunks(tmp_path, state, 3, **(LARGE if large else {}))
     emulator.create_repo(REPO)
     emulator.inject(fault)
-    report = await uploader(make_config(url), state, tmp_path).run()
-    assert (report.committed, report.pending, report.error) == (3, 0, "")
+    report = await uploader(make_config(url, timeout=3.0), state, tmp_path).run()
+    assert (report.committed, report.pending, report.conflicts, report.error) == (3, 0, 0, "")
     assert emulator.faults == []
     assert_each_chunk_once(emulator, state)
+    if large:
+        assert_in_lfs(emulator, state)
     chunk_commits = [c for c in emulator.commits(REPO) if c.title.startswith("Add")]
     assert len(chunk_commits) == 1  # a retry never commits the chunks a second time
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["inline", "lfs"])
 async def test_a_crash_between_commit_and_ledger_is_reconciled_at_start(
-    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str]
+    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str], large: bool
 ) -> None:
+    """A chunk in LFS is found by its sha256, not taken for a conflict."""
     emulator, url = hub
-    await make_chunks(tmp_path, state, 2)
-    config = make_config(url)
+    await make_chunks(tmp_path, state, 2, **(LARGE if large else {}))
+    config = make_config(url, timeout=3.0)
     first = uploader(config, state, tmp_path)
 
     def commit_then_die(*args: Any) -> Any:
@@ -197,6 +236,28 @@ async def test_a_crash_between_commit_and_ledger_is_reconciled_at_start(
     assert (report.committed, report.commits) == (0, 0)
     assert len(emulator.commits(REPO)) == commits_before
     assert_each_chunk_once(emulator, state)
+    if large:
+        assert_in_lfs(emulator, state)
+
+
+async def test_a_chunk_in_lfs_is_matched_by_sha256_found_or_a_conflict(
+    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str]
+) -> None:
+    """Its own bytes are found (even by a ledger written before sha256 was kept: the local
+    file gives it); other bytes under its name are a conflict, never overwritten."""
+    emulator, url = hub
+    await make_chunks(tmp_path, state, 2, **LARGE)
+    ledger = Ledger(state)
+    landed, taken = sorted(ledger.entries(), key=lambda e: e.path)
+    other = b'{"messages": []}\n' * (LFS_THRESHOLD // 17 + 1)
+    mine = (tmp_path / "chunks" / landed.path).read_bytes()
+    emulator.commit_files(REPO, {landed.path: mine, taken.path: other}, title="Earlier")
+    landed.sha256 = ""
+    ledger.put([landed])
+    assert await uploader(make_config(url), state, tmp_path).reconcile() == 1
+    statuses = {e.path: e.status for e in ledger.entries()}
+    assert statuses == {landed.path: "committed", taken.path: "conflict"}
+    assert emulator.files(REPO)[taken.path] == other
 
 
 async def test_the_commit_budget_holds_across_restarts(

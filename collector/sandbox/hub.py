@@ -8,11 +8,20 @@ Read from the client's own source (`hf_api.py`, `_commit_api.py`, `file_download
 - `GET /api/{kind}/{repo}/tree/{rev}[/{path}]?recursive=&expand=`, paginated with a `Link`
   header (1000 entries a page, 50 with `expand`);
 - `POST /api/{kind}/{repo}/paths-info/{rev}` (form: `paths`, `expand`);
-- `POST /api/{kind}/{repo}/preupload/{rev}`: every file is `regular` (inline in the commit), so
-  the client never goes through LFS or Xet; `oid` of a file that exists lets it skip no-ops;
+- `POST /api/{kind}/{repo}/preupload/{rev}`: `lfs` for a file above `lfs_threshold` bytes, with
+  a binary sample (a NUL byte) or matched by an `lfs` filter of `.gitattributes`, else `regular`
+  (inline in the commit); `oid` of a file that exists (its sha256 when `lfs`, its git blob id
+  when `regular`, what the client's `_local_oid` computes) lets the client skip no-ops;
+- the Git LFS batch API, `POST /{datasets/,spaces/,}{repo}.git/info/lfs/objects/batch`
+  (`basic` transfer): an object the repo holds has no `actions`; another gets an `upload` href
+  (a PUT of the bytes, checked against the sha256 and size, no Authorization needed, like a
+  signed storage URL) and a `verify` href;
 - `POST /api/{kind}/{repo}/commit/{rev}` (ndjson: a header line, then one line per file):
   real git object ids (sha1 of blobs, trees and commits), a parent chain, 412 when
-  `parentCommit` is not the head any more, 429 past a commit quota per hour;
+  `parentCommit` is not the head any more, 429 past a commit quota per hour; an `lfsFile` line
+  names an uploaded object by sha256 and the tree holds its pointer file, so the entry's `oid`
+  is the git blob id of the pointer, with `lfs: {oid, size, pointerSize}` beside it (tree,
+  paths-info; `lfs: {sha256, size, pointerSize}` in a sibling of the info);
 - `GET /api/{kind}/{repo}/commits/{rev}` (paginated), `POST /api/validate-yaml`;
 - `GET`/`HEAD /{datasets/,spaces/,}{repo}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`
   and byte ranges, as `hf_hub_download` needs.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fnmatch
 import hashlib
 import json
 import time
@@ -64,11 +74,32 @@ Endpoint = Literal[
     "tree",
     "paths_info",
     "preupload",
+    "lfs_batch",
+    "lfs_upload",
+    "lfs_verify",
     "commit",
     "commits",
     "resolve",
     "validate_yaml",
 ]
+# The client's own word (`_commit_api.py`, `CommitOperationAdd._local_oid`): a regular file "is
+# guaranteed to be <=5MB"; above it the Hub answers `lfs`. The exact byte count is not published.
+LFS_THRESHOLD = 5_000_000
+LFS_SPEC = "https://git-lfs.github.com/spec/v1"
+LFS_JSON = "application/vnd.git-lfs+json"
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The pointer file git keeps for an LFS object (134 bytes for a 9-digit size)."""
+    return f"version {LFS_SPEC}\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+@dataclass(frozen=True)
+class LfsObject:
+    """A file stored in LFS: the tree holds its pointer, the content sits in LFS storage."""
+
+    sha256: str
+    size: int
 
 
 class HubFault(msgspec.Struct, frozen=True):
@@ -160,6 +191,7 @@ class HubEmulator:
         token: str | None = None,
         tree_page_size: int = 1000,
         max_commits_per_hour: int | None = None,
+        lfs_threshold: int = LFS_THRESHOLD,
         seed: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -169,7 +201,11 @@ class HubEmulator:
         self.max_commits_per_hour = max_commits_per_hour
         self.clock = clock
         self.repos: dict[tuple[RepoKind, str], Repo] = {}
-        self.blobs: dict[str, bytes] = {}
+        self.lfs_threshold = lfs_threshold
+        self.blobs: dict[str, bytes] = {}  # git blob id -> bytes (an LFS file's: its pointer)
+        self.pointers: dict[str, LfsObject] = {}  # git blob id of a pointer -> its object
+        # Each repo's LFS storage: sha256 -> content (an upload PUT lands here).
+        self.lfs: dict[tuple[RepoKind, str], dict[str, bytes]] = {}
         self.faults: list[HubFault] = []
         self.requests: list[tuple[str, str]] = []  # (endpoint, path) of every request served
         self.commit_times: dict[tuple[RepoKind, str], list[float]] = {}
@@ -201,9 +237,9 @@ class HubEmulator:
         title: str = "Upload files",
         deleted: Iterable[str] = (),
     ) -> str:
-        """Commit straight to `main`, as another writer would; the new commit id."""
+        """Commit straight to `main`, as another writer would (large files through LFS)."""
         repo = self.create_repo(repo_id, kind)
-        return self._apply(repo, files, list(deleted), title, "").oid
+        return self._apply(repo, self._as_uploaded(repo, files), list(deleted), title, "").oid
 
     def seed_folder(self, root: Path) -> None:
         """Every `{root}/{owner}/{name}/` folder becomes the dataset repo `owner/name`."""
@@ -216,9 +252,8 @@ class HubEmulator:
                     for path in sorted(dataset.rglob("*"))
                     if path.is_file()
                 }
-                repo_id = f"{owner.name}/{dataset.name}"
-                self.create_repo(repo_id, "dataset")
-                self._apply(self.repos[("dataset", repo_id)], files, [], "Seed files", "")
+                repo = self.create_repo(f"{owner.name}/{dataset.name}", "dataset")
+                self._apply(repo, self._as_uploaded(repo, files), [], "Seed files", "")
 
     def repo(self, repo_id: str, kind: RepoKind = "dataset") -> Repo:
         return self.repos[(kind, repo_id)]
@@ -226,7 +261,38 @@ class HubEmulator:
     def files(self, repo_id: str, kind: RepoKind = "dataset") -> dict[str, bytes]:
         """The files at the head of `main`."""
         repo = self.repo(repo_id, kind)
-        return {path: self.blobs[oid] for path, oid in repo.commits[repo.head].tree.items()}
+        return {path: self.content(repo, oid) for path, oid in repo.commits[repo.head].tree.items()}
+
+    def content(self, repo: Repo, oid: str) -> bytes:
+        """The bytes of the blob `oid`: an LFS pointer's object, read from LFS storage."""
+        stored = self.pointers.get(oid)
+        if stored is None:
+            return self.blobs[oid]
+        return self.lfs[(repo.kind, repo.repo_id)][stored.sha256]
+
+    def upload_mode(self, commit: Commit, path: str, size: int, sample: bytes) -> str:
+        """What preupload answers for a file: "lfs" or "regular"."""
+        if size > self.lfs_threshold or b"\0" in sample[:512]:
+            return "lfs"
+        attributes = commit.tree.get(".gitattributes")
+        if attributes is not None:
+            text = self.blobs.get(attributes, b"").decode("utf-8", "replace")
+            if any(_lfs_pattern_matches(line, path) for line in text.splitlines()):
+                return "lfs"
+        return "regular"
+
+    def _as_uploaded(self, repo: Repo, files: dict[str, bytes]) -> dict[str, bytes | LfsObject]:
+        """Files as the client would send them: the ones preupload calls `lfs` through LFS."""
+        head = repo.commits[repo.head]
+        out: dict[str, bytes | LfsObject] = {}
+        for path, data in files.items():
+            if data and self.upload_mode(head, path, len(data), data[:512]) == "lfs":
+                sha = hashlib.sha256(data).hexdigest()
+                self.lfs.setdefault((repo.kind, repo.repo_id), {})[sha] = data
+                out[path] = LfsObject(sha, len(data))
+            else:
+                out[path] = data
+        return out
 
     def commits(self, repo_id: str, kind: RepoKind = "dataset") -> list[Commit]:
         """The commits of `main`, newest first."""
@@ -252,7 +318,12 @@ class HubEmulator:
     # --- git objects ------------------------------------------------------------------------
 
     def _apply(
-        self, repo: Repo, added: dict[str, bytes], deleted: list[str], title: str, message: str
+        self,
+        repo: Repo,
+        added: dict[str, bytes] | dict[str, bytes | LfsObject],
+        deleted: list[str],
+        title: str,
+        message: str,
     ) -> Commit:
         parent = repo.commits[repo.head] if repo.head else None
         tree = dict(parent.tree) if parent else {}
@@ -262,8 +333,14 @@ class HubEmulator:
             else:
                 tree.pop(path, None)
         for path, data in added.items():
-            oid = git_blob_oid(data)
-            self.blobs[oid] = data
+            if isinstance(data, LfsObject):
+                pointer = lfs_pointer(data.sha256, data.size)
+                oid = git_blob_oid(pointer)
+                self.blobs[oid] = pointer
+                self.pointers[oid] = data
+            else:
+                oid = git_blob_oid(data)
+                self.blobs[oid] = data
             tree[path] = oid
         now = self.clock()
         tree_oid = _tree_oid(tree)
@@ -316,6 +393,10 @@ class HubEmulator:
             route = f"{prefix}/{repo}/resolve/{{rev}}/{{path:.+}}"
             app.router.add_route("GET", route, self._resolve)
             app.router.add_route("HEAD", route, self._resolve)
+            lfs = f"{prefix}/{{owner}}/{{name}}.git/info/lfs/objects"
+            app.router.add_post(f"{lfs}/batch", self._lfs_batch)
+            app.router.add_post(f"{lfs}/verify", self._lfs_verify)
+        app.router.add_put(f"/lfs-storage/{kinds}/{repo}/{{oid}}", self._lfs_upload)
 
         async def on_shutdown(_: web.Application) -> None:
             self.release()
@@ -392,15 +473,21 @@ class HubEmulator:
             raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         return commit
 
+    def _sizes(self, oid: str, sha_key: str) -> dict[str, Any]:
+        """`size` of a file and, when it is in LFS, `lfs` (its sha256 under `sha_key`: the tree
+        says `oid`, an info sibling `sha256`)."""
+        stored = self.pointers.get(oid)
+        if stored is None:
+            return {"size": len(self.blobs[oid])}
+        pointer = len(self.blobs[oid])
+        lfs = {sha_key: stored.sha256, "size": stored.size, "pointerSize": pointer}
+        return {"size": stored.size, "lfs": lfs}
+
     def _entry(self, repo: Repo, commit: Commit, path: str, expand: bool) -> dict[str, Any]:
         if path in commit.tree:
             oid = commit.tree[path]
-            entry: dict[str, Any] = {
-                "type": "file",
-                "oid": oid,
-                "size": len(self.blobs[oid]),
-                "path": path,
-            }
+            entry: dict[str, Any] = {"type": "file", "oid": oid, **self._sizes(oid, "oid")}
+            entry["path"] = path
         else:
             inside = {
                 p[len(path) + 1 :]: o for p, o in commit.tree.items() if p.startswith(path + "/")
@@ -473,7 +560,7 @@ class HubEmulator:
         for path, oid in sorted(commit.tree.items()):
             sibling: dict[str, Any] = {"rfilename": path}
             if blobs:
-                sibling.update(size=len(self.blobs[oid]), blobId=oid)
+                sibling.update(blobId=oid, **self._sizes(oid, "sha256"))
             siblings.append(sibling)
         return web.json_response(
             {
@@ -491,7 +578,7 @@ class HubEmulator:
                 "tags": [],
                 "cardData": self._card_data(commit),
                 "siblings": siblings,
-                "usedStorage": sum(len(self.blobs[o]) for o in set(commit.tree.values())),
+                "usedStorage": sum(len(self.content(repo, o)) for o in set(commit.tree.values())),
             }
         )
 
@@ -553,16 +640,88 @@ class HubEmulator:
         out = []
         for item in files:
             path = str(item.get("path", ""))
-            out.append(
-                {
-                    "path": path,
-                    # Inline in the commit: the client then never uploads through LFS or Xet.
-                    "uploadMode": "regular",
-                    "shouldIgnore": False,
-                    "oid": commit.tree.get(path),
-                }
-            )
+            try:
+                sample = base64.b64decode(str(item.get("sample", "")), validate=True)
+                size = int(item.get("size", 0))
+            except (ValueError, TypeError) as error:
+                raise HubError(400, f"{path}: sample must be base64 and size a number") from error
+            mode = self.upload_mode(commit, path, size, sample)
+            oid = None
+            if path in commit.tree:
+                there = self.content(repo, commit.tree[path])
+                oid = hashlib.sha256(there).hexdigest() if mode == "lfs" else git_blob_oid(there)
+            out.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return web.json_response({"files": out, "commitOid": commit.oid})
+
+    def _prefixed_repo(self, request: web.Request) -> Repo:
+        """The repo of a git-side URL: `/datasets/{repo}`, `/spaces/{repo}` or `/{repo}`."""
+        prefix = request.path.split("/")[1]
+        kind: RepoKind = (
+            "dataset" if prefix == "datasets" else "space" if prefix == "spaces" else "model"
+        )
+        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
+        repo = self.repos.get((kind, repo_id))
+        if repo is None or (repo.private and not self._authorized(request)):
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        return repo
+
+    async def _lfs_batch(self, request: web.Request) -> web.Response:
+        """The Git LFS batch API (docs/api/batch.md of git-lfs), `basic` transfer."""
+        await self._enter(request, "lfs_batch")
+        repo = self._prefixed_repo(request)
+        body = await request.json()
+        if body.get("operation") != "upload":
+            raise HubError(400, "the emulator only serves the upload operation")
+        self._require_write(request)
+        stored = self.lfs.setdefault((repo.kind, repo.repo_id), {})
+        base = _base(request)
+        url_kind = {"dataset": "datasets", "model": "models", "space": "spaces"}[repo.kind]
+        objects = []
+        for item in body.get("objects") or []:
+            oid, size = item.get("oid"), item.get("size")
+            answer: dict[str, Any] = {"oid": oid, "size": size}
+            if not isinstance(oid, str) or not _is_sha256(oid) or not isinstance(size, int):
+                answer["error"] = {"code": 422, "message": "oid must be a sha256, size a number"}
+            elif oid not in stored:
+                answer["authenticated"] = True
+                answer["actions"] = {
+                    "upload": {
+                        "href": f"{base}/lfs-storage/{url_kind}/{repo.repo_id}/{oid}?size={size}",
+                        "expires_in": 86400,
+                    },
+                    "verify": {
+                        "href": f"{base}/{_RESOLVE_PREFIX[repo.kind]}{repo.repo_id}"
+                        ".git/info/lfs/objects/verify",
+                        "expires_in": 86400,
+                    },
+                }
+            objects.append(answer)
+        return web.json_response({"transfer": "basic", "objects": objects}, content_type=LFS_JSON)
+
+    async def _lfs_upload(self, request: web.Request) -> web.Response:
+        """The upload href: like a signed storage URL, it needs no Authorization."""
+        await self._enter(request, "lfs_upload")
+        kind = _URL_KINDS[request.match_info["kind"]]
+        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
+        repo = self.repos.get((kind, repo_id))
+        if repo is None:  # the href is the credential, even for a private repo
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        oid = request.match_info["oid"]
+        data = await request.read()
+        if hashlib.sha256(data).hexdigest() != oid or str(len(data)) != request.query.get("size"):
+            raise HubError(400, "the uploaded bytes do not match the object's sha256 and size")
+        self.lfs.setdefault((repo.kind, repo.repo_id), {})[oid] = data
+        return web.Response(status=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+
+    async def _lfs_verify(self, request: web.Request) -> web.Response:
+        await self._enter(request, "lfs_verify")
+        repo = self._prefixed_repo(request)
+        self._require_write(request)
+        body = await request.json()
+        stored = self.lfs.get((repo.kind, repo.repo_id), {}).get(str(body.get("oid")))
+        if stored is None or len(stored) != body.get("size"):
+            raise HubError(404, f"LFS object {body.get('oid')} not found or of another size")
+        return web.json_response({"success": True}, content_type=LFS_JSON)
 
     async def _commit(self, request: web.Request) -> web.Response:
         fault = await self._enter(request, "commit")
@@ -574,6 +733,7 @@ class HubEmulator:
         if _truthy(request.query.get("create_pr")):
             raise HubError(400, "the emulator does not open pull requests")
         header, added, deleted = _parse_commit(await request.read())
+        self._check_uploads(repo, added)
         if fault is not None and fault.kind == "concurrent_commit":
             self._concurrent += 1
             note = f"notes/concurrent-{self._concurrent}.md"
@@ -603,6 +763,19 @@ class HubEmulator:
                 "pullRequestUrl": None,
             }
         )
+
+    def _check_uploads(self, repo: Repo, added: dict[str, bytes | LfsObject]) -> None:
+        """An `lfsFile` names an uploaded object; a `file` line is small enough to go inline."""
+        stored = self.lfs.get((repo.kind, repo.repo_id), {})
+        for path, data in added.items():
+            if isinstance(data, LfsObject):
+                there = stored.get(data.sha256)
+                if there is None or len(there) != data.size:
+                    raise HubError(
+                        400, f"{path}: LFS object {data.sha256} was not uploaded (or not that size)"
+                    )
+            elif len(data) > self.lfs_threshold:
+                raise HubError(400, f"{path}: {len(data)} bytes inline; upload it through LFS")
 
     def _check_quota(self, repo: Repo) -> None:
         if self.max_commits_per_hour is None:
@@ -644,26 +817,23 @@ class HubEmulator:
 
     async def _resolve(self, request: web.Request) -> web.StreamResponse:
         await self._enter(request, "resolve")
-        prefix = request.path.split("/")[1]
-        kind: RepoKind = (
-            "dataset" if prefix == "datasets" else "space" if prefix == "spaces" else "model"
-        )
-        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
-        repo = self.repos.get((kind, repo_id))
-        if repo is None or (repo.private and not self._authorized(request)):
-            raise HubError(404, "Repository not found", "RepoNotFound")
+        repo = self._prefixed_repo(request)
         commit = self._revision(repo, request)
         path = request.match_info["path"]
         oid = commit.tree.get(path)
         if oid is None:
             raise HubError(404, "Entry not found", "EntryNotFound", **{"X-Repo-Commit": commit.oid})
-        data = self.blobs[oid]
+        data = self.content(repo, oid)
         headers = {
             "X-Repo-Commit": commit.oid,
             "ETag": f'"{oid}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }
+        stored = self.pointers.get(oid)
+        if stored is not None:  # the Hub names an LFS file by its sha256
+            headers["ETag"] = headers["X-Linked-Etag"] = f'"{stored.sha256}"'
+            headers["X-Linked-Size"] = str(stored.size)
         status = 200
         ranged = _byte_range(request.headers.get("Range"), len(data))
         if ranged is not None:
@@ -746,9 +916,11 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _parse_commit(body: bytes) -> tuple[dict[str, Any], dict[str, bytes], list[str]]:
+def _parse_commit(
+    body: bytes,
+) -> tuple[dict[str, Any], dict[str, bytes | LfsObject], list[str]]:
     header: dict[str, Any] | None = None
-    added: dict[str, bytes] = {}
+    added: dict[str, bytes | LfsObject] = {}
     deleted: list[str] = []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
@@ -772,12 +944,32 @@ def _parse_commit(body: bytes) -> tuple[dict[str, Any], dict[str, bytes], list[s
         elif key == "deletedFolder":
             deleted.append(value["path"].rstrip("/") + "/")
         elif key == "lfsFile":
-            raise HubError(400, f"line {number}: LFS files were never offered by preupload")
+            oid, size = value.get("oid"), value.get("size")
+            if value.get("algo") != "sha256" or not isinstance(oid, str) or not _is_sha256(oid):
+                raise HubError(400, f"line {number}: an lfsFile needs algo sha256 and its oid")
+            if not isinstance(size, int):
+                raise HubError(400, f"line {number}: the emulator needs the lfsFile's size")
+            added[value["path"]] = LfsObject(oid, size)
         else:
             raise HubError(400, f"line {number}: unknown operation {key!r}")
     if header is None:
         raise HubError(400, "the commit has no header line")
     return header, added, deleted
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _lfs_pattern_matches(line: str, path: str) -> bool:
+    """Whether a `.gitattributes` line sends `path` to LFS (`*.parquet filter=lfs ...`)."""
+    words = line.split()
+    if len(words) < 2 or words[0].startswith("#") or "filter=lfs" not in words[1:]:
+        return False
+    pattern = words[0]
+    if "/" in pattern.strip("/"):
+        return fnmatch.fnmatchcase(path, pattern.strip("/"))
+    return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
 
 
 def _front_matter(text: str) -> tuple[dict[str, Any] | None, str]:

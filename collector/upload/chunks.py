@@ -75,11 +75,22 @@ class OpenChunk(msgspec.Struct):
 
 def git_blob_oid(path: Path) -> str:
     """The git blob id of a file (what the Hub reports as a regular file's oid)."""
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    return file_digests(path)[0]
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """The git blob id and the sha256 of a file, in one read.
+
+    The Hub names a regular file by its git blob id and a file in LFS by its sha256 (the tree
+    entry's `lfs.oid`; its `oid` is then the git blob id of the pointer, not of the content).
+    """
+    git = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    sha256 = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+            git.update(block)
+            sha256.update(block)
+    return git.hexdigest(), sha256.hexdigest()
 
 
 class ChunkRoller:
@@ -313,7 +324,7 @@ class ChunkRoller:
                 continue
             entry.status = "pending"
             entry.bytes = target.stat().st_size
-            entry.oid = git_blob_oid(target)
+            entry.oid, entry.sha256 = file_digests(target)
             done.append(entry)
         if done:
             self.ledger.put(done)

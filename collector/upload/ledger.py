@@ -51,6 +51,7 @@ class ChunkEntry(msgspec.Struct):
     status: Status
     closed_at: float
     oid: str = ""  # git blob id (sha1) of the file, known once pending
+    sha256: str = ""  # of the file, known once pending (how the Hub names a file in LFS)
     commit: str = ""
     committed_at: float = 0.0
     instance: str = ""  # whose disk holds the file ("" with a store of its own: SQLite)

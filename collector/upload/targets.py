@@ -6,6 +6,11 @@ card, and is this error worth a retry. A commit first reads the head and the chu
 present at it: chunks an earlier attempt committed (its answer lost to a timeout or a crash)
 are reported as found, never sent again, and the commit is made on that head with
 `parent_commit`, so a commit that lands in between is a 412 and a retry, not a silent merge.
+
+A chunk is "there" when the target holds the same bytes under its path: the same git blob id
+for a regular file, the same sha256 for a file in LFS (the Hub keeps any chunk above a few MB
+in LFS, and such an entry's `oid` is the git blob id of the pointer file, not of the content;
+`huggingface_hub`'s `verify_maps` compares `lfs.sha256` the same way).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import msgspec
 
 from collector.logging import Logger
 from collector.sinks.files import _fsync_dir as fsync_dir
-from collector.upload.chunks import git_blob_oid
+from collector.upload.chunks import file_digests, git_blob_oid
 from collector.upload.config import UploadConfig
 from collector.upload.ledger import ChunkEntry
 
@@ -36,8 +41,17 @@ CardMaker = Callable[[list[ChunkEntry]], bytes]
 
 
 class Remote(msgspec.Struct, frozen=True):
-    oid: str  # git blob id of the file in the target
+    oid: str  # git blob id of the file in the target (of its pointer when it is in LFS)
     commit: str  # the commit that last changed it ("" when the target does not say)
+    sha256: str = ""  # of the content, when the file is in LFS (the entry's `lfs.oid`)
+
+    def holds(self, entry: ChunkEntry, local: Path) -> bool:
+        """Whether this is the chunk's content: by sha256 in LFS, else by git blob id."""
+        if not self.sha256:
+            return self.oid == entry.oid
+        if not entry.sha256 and local.is_file():  # a ledger written before sha256 was kept
+            entry.sha256 = file_digests(local)[1]
+        return self.sha256 == entry.sha256
 
 
 class CommitResult(msgspec.Struct):
@@ -70,7 +84,7 @@ def _sort_found(
         there = remote.get(entry.path)
         if there is None:
             todo.append((entry, path))
-        elif there.oid == entry.oid:
+        elif there.holds(entry, path):
             found[entry.path] = there.commit
         else:
             conflicts.append(entry.path)
@@ -160,6 +174,7 @@ class HubTarget:
         from huggingface_hub import HfApi
 
         use_request_timeout(config.timeout)
+        use_lfs_transfer()
         self.repo_id = config.repo_id
         self.private = config.private
         self.log = log
@@ -192,7 +207,8 @@ class HubTarget:
             for info in infos:
                 if isinstance(info, RepoFile):
                     commit = info.last_commit.oid if info.last_commit is not None else ""
-                    found[info.path] = Remote(oid=info.blob_id, commit=str(commit))
+                    sha256 = info.lfs.sha256 if info.lfs is not None else ""
+                    found[info.path] = Remote(oid=info.blob_id, commit=str(commit), sha256=sha256)
         return found
 
     def lookup(self, paths: Sequence[str]) -> dict[str, Remote]:
@@ -278,6 +294,19 @@ def use_request_timeout(seconds: float) -> None:
         )
 
     set_client_factory(factory)
+
+
+def use_lfs_transfer() -> None:
+    """Send large files through the Git LFS protocol, not Xet.
+
+    With `hf_xet` installed the client uploads what preupload calls `lfs` through Xet storage, a
+    protocol only the Hub speaks (no emulator, no test on loopback); the LFS batch API is the
+    one the emulator serves and the Hub still accepts. A chunk is one JSONL file that no other
+    chunk shares, so Xet's deduplication would save nothing. Process-wide, like the timeout.
+    """
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_XET = True
 
 
 def build_target(config: UploadConfig, data_dir: Path, log: Logger) -> Target:

@@ -127,7 +127,7 @@ class Uploader:
             there = remote.get(entry.path)
             if there is None:
                 continue
-            if there.oid == entry.oid:
+            if there.holds(entry, self.local_path(entry)):
                 entry.status, entry.commit, entry.committed_at = "committed", there.commit, now
             else:
                 entry.status = "conflict"
