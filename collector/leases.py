@@ -130,6 +130,38 @@ return out
 """
 
 
+# ARGV: prefix, member, ttl in ms, then the source keys `member` is configured with. Announces
+# them (each in its interest set and in the fleet's set of sources), then returns the whole
+# fleet's view, flat: per live source key, its key, its holder ("" when free), the number of
+# live interested instances and their names. Every instance places from the same view.
+_FLEET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix, member, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local fleet = prefix .. ':sources'
+for i = 4, #ARGV do
+    local key = prefix .. ':interest:' .. ARGV[i]
+    redis.call('ZADD', key, now + ttl, member)
+    redis.call('PEXPIRE', key, ttl * 4)
+    redis.call('ZADD', fleet, now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', fleet, ttl * 4)
+redis.call('ZREMRANGEBYSCORE', fleet, '-inf', now)
+local out = {}
+for _, source in ipairs(redis.call('ZRANGE', fleet, 0, -1)) do
+    local key = prefix .. ':interest:' .. source
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local members = redis.call('ZRANGE', key, 0, -1)
+    local holder = redis.call('GET', prefix .. ':lease:source:' .. source) or ''
+    out[#out + 1] = source
+    out[#out + 1] = holder
+    out[#out + 1] = #members
+    for _, m in ipairs(members) do out[#out + 1] = m end
+end
+return out
+"""
+
+
 def new_owner_token(instance: str) -> str:
     """Unique per process: a restarted instance never mistakes its old leases for its own."""
     return f"{instance}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -159,6 +191,66 @@ def rendezvous_owner(source: str, instances: Sequence[str]) -> str | None:
     )
 
 
+def _score(source: str, instance: str) -> bytes:
+    return hashlib.blake2b(f"{source}|{instance}".encode(), digest_size=8).digest()
+
+
+def balanced_placement(
+    interest: dict[str, list[str]], holders: dict[str, str | None]
+) -> dict[str, str]:
+    """source -> the instance that should run it: rendezvous hashing with bounded loads.
+
+    `interest`: per source, the live instances configured with it; `holders`: who runs it now.
+    No instance gets more than ceil(sources / instances) (unless only instances at that bound
+    are configured with a source). A source stays with its holder while the holder is live and
+    under the bound, so an instance joining moves only the sources above the new bound, and an
+    instance leaving moves only its own; every other source goes to the instance with the
+    highest hash of (source, instance) among those under the bound. Deterministic: every
+    instance computes the same placement from the same view.
+    """
+    sources = sorted(s for s, members in interest.items() if members)
+    instances = sorted({i for s in sources for i in interest[s]})
+    if not sources:
+        return {}
+    bound = -(-len(sources) // len(instances))
+    placed: dict[str, str] = {}
+    load = dict.fromkeys(instances, 0)
+    kept: dict[str, list[str]] = {}
+    for source in sources:
+        holder = holders.get(source)
+        if holder is not None and holder in interest[source]:
+            kept.setdefault(holder, []).append(source)
+    for holder, held in sorted(kept.items()):
+        # Above the bound, a holder keeps the sources it ranks highest.
+        for source in sorted(held, key=lambda s, h=holder: _score(s, h), reverse=True)[:bound]:  # type: ignore[misc]
+            placed[source] = holder
+            load[holder] += 1
+    for source in sources:
+        if source in placed:
+            continue
+        ranked = sorted(interest[source], key=lambda i, s=source: _score(s, i), reverse=True)  # type: ignore[misc]
+        target = next((i for i in ranked if load[i] < bound), ranked[0])
+        placed[source] = target
+        load[target] += 1
+    return placed
+
+
+def owner_instance(token: str) -> str:
+    """The instance of an owner token (`{instance}:{pid}:{random}`)."""
+    return token.rsplit(":", 2)[0]
+
+
+def current_placement(state: RedisStateStore) -> dict[str, list[str]]:
+    """instance -> the sources it runs now (their name leases), read from Redis (`stats`)."""
+    marker = f"{state.prefix}:lease:source-name:"
+    out: dict[str, list[str]] = {}
+    for key in state.client.scan_iter(match=f"{marker}*", count=1000):
+        holder = state.client.get(key)
+        if holder is not None:
+            out.setdefault(owner_instance(str(holder)), []).append(str(key).removeprefix(marker))
+    return {instance: sorted(names) for instance, names in sorted(out.items())}
+
+
 class LeaseStore:
     """Atomic take / renew / release of leases under `{prefix}:lease:`."""
 
@@ -172,6 +264,7 @@ class LeaseStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._interest = client.register_script(_INTEREST)
+        self._fleet = client.register_script(_FLEET)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
@@ -213,6 +306,25 @@ class LeaseStore:
                 keys=keys, args=[member, _ms(ttl), "1" if announce else "0"]
             )
         return {s: [str(m) for m in members] for s, members in zip(sources, reply, strict=True)}
+
+    async def fleet(
+        self, sources: Sequence[str], member: str, ttl: float
+    ) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+        """Announce `member`'s interest in `sources`; every live source of the fleet with its
+        live interested instances, and its holder's instance (None when free)."""
+        async with asyncio.timeout(self.timeout):
+            reply: list[Any] = await self._fleet(
+                keys=[], args=[self.prefix, member, _ms(ttl), *sources]
+            )
+        interest: dict[str, list[str]] = {}
+        holders: dict[str, str | None] = {}
+        at = 0
+        while at < len(reply):
+            source, holder, count = str(reply[at]), str(reply[at + 1]), int(reply[at + 2])
+            interest[source] = [str(m) for m in reply[at + 3 : at + 3 + count]]
+            holders[source] = owner_instance(holder) if holder else None
+            at += 3 + count
+        return interest, holders
 
     @contextlib.asynccontextmanager
     async def hold(
@@ -336,6 +448,10 @@ class SourceLeases:
         self._owns_client = False
         self._task: asyncio.Task[None] | None = None
         self._instance_valid_until = 0.0
+        # Where every source of the fleet should run (source key -> instance), and what the
+        # last `placement` log said.
+        self.placement: dict[str, str] = {}
+        self._placed: tuple[list[str], list[str]] = ([], [])
 
     @classmethod
     def for_config(
@@ -500,7 +616,8 @@ class SourceLeases:
         if self._frozen or (self.mode == "once" and not first):
             return
         keys = {name: source_key(config) for name, config in self.wanted.items()}
-        live = await self.store.interest(list(keys.values()), self.instance, self.ttl)
+        live, holders = await self.store.fleet(list(keys.values()), self.instance, self.ttl)
+        self._place(keys, live, holders)
         for name in list(self.wanted):
             if name not in self.held and name not in self._halting:
                 await self._maybe_take(name, keys[name], live.get(keys[name], []), first)
@@ -509,6 +626,22 @@ class SourceLeases:
                 await self._renew(stale_after=self.ttl / 3)
         if self.mode == "run":
             self._maybe_shed(keys, live)
+
+    def _place(
+        self, keys: dict[str, str], live: dict[str, list[str]], holders: dict[str, str | None]
+    ) -> None:
+        self.placement = balanced_placement(live, holders)
+        mine = sorted(n for n, k in keys.items() if self.placement.get(k) == self.instance)
+        instances = sorted({i for members in live.values() for i in members})
+        if (mine, instances) != self._placed:
+            self._placed = (mine, instances)
+            self.log.info(
+                "placement",
+                sources=mine,
+                fleet_sources=len(self.placement),
+                instances=instances,
+                bound=-(-len(self.placement) // max(1, len(instances))),
+            )
 
     async def _renew(self, stale_after: float) -> None:
         """Renew the instance lease and the source leases not renewed for `stale_after` s."""
@@ -571,7 +704,7 @@ class SourceLeases:
         config = self.wanted[name]
         now = time.monotonic()
         free_since = self._free_since.setdefault(name, now)
-        preferred = rendezvous_owner(key, live)
+        preferred = self.placement.get(key)
         # `once` takes whatever is free; `run` leaves a source to its preferred owner unless
         # nobody has taken it for a whole TTL (the preferred one may be unable to).
         waiting = now - free_since < self.ttl
@@ -613,7 +746,7 @@ class SourceLeases:
         for name, held in self.held.items():
             if held.shedding or name not in keys or now - held.since < self.ttl:
                 continue
-            preferred = rendezvous_owner(keys[name], live.get(keys[name], []))
+            preferred = self.placement.get(keys[name])
             if preferred is None or preferred == self.instance:
                 continue
             held.shedding = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 import structlog
 
 from collector.config import StateConfig
-from collector.leases import LeaseBusy, LeaseStore, SourceLeases, rendezvous_owner, source_key
+from collector.leases import (
+    LeaseBusy,
+    LeaseStore,
+    SourceLeases,
+    balanced_placement,
+    rendezvous_owner,
+    source_key,
+)
 from collector.sources.config import (
     AnySourceConfig,
     GitHubSourceConfig,
@@ -150,6 +158,45 @@ def test_rendezvous_spreads_sources_and_moves_few_when_an_instance_leaves() -> N
     assert rendezvous_owner("s", []) is None
 
 
+def test_placement_stays_within_the_bound_and_moves_only_what_it_must() -> None:
+    for n_sources in range(1, 21):
+        sources = [f"inbox-{n_sources}-{i}" for i in range(n_sources)]
+        for n_instances in range(1, 7):
+            names = [f"node-{i}" for i in range(n_instances)]
+            bound = -(-n_sources // n_instances)
+            fresh = balanced_placement({s: names for s in sources}, {})
+            assert set(fresh) == set(sources)
+            assert max(Counter(fresh.values()).values()) <= bound
+            # An instance joins: only sources above the new bound move, all of them to
+            # instances under it.
+            joined = [*names, "node-new"]
+            grown = balanced_placement({s: joined for s in sources}, fresh)
+            new_bound = -(-n_sources // len(joined))
+            assert max(Counter(grown.values()).values()) <= new_bound
+            moved = [s for s in sources if grown[s] != fresh[s]]
+            excess = sum(max(0, n - new_bound) for n in Counter(fresh.values()).values())
+            assert len(moved) == excess, (n_sources, n_instances)
+            # An instance leaves: only its sources move.
+            if n_instances > 1:
+                gone = names[0]
+                left = [n for n in names if n != gone]
+                shrunk = balanced_placement({s: left for s in sources}, fresh)
+                assert max(Counter(shrunk.values()).values()) <= -(-n_sources // len(left))
+                moved = [s for s in sources if shrunk[s] != fresh[s]]
+                assert sorted(moved) == sorted(s for s in sources if fresh[s] == gone)
+
+
+def test_placement_gives_six_sources_on_three_instances_two_each() -> None:
+    sources = [f"box{i}" for i in range(6)]
+    placed = balanced_placement({s: ["node-a", "node-b", "node-c"] for s in sources}, {})
+    assert sorted(Counter(placed.values()).values()) == [2, 2, 2]
+
+
+def test_placement_only_uses_instances_configured_with_a_source() -> None:
+    placed = balanced_placement({"a": ["one"], "b": ["one"], "c": ["one", "two"]}, {})
+    assert placed["a"] == placed["b"] == "one" and placed["c"] == "two"
+
+
 # --- SourceLeases: several instances in one process ------------------------------------------
 
 
@@ -209,11 +256,9 @@ async def test_each_source_runs_on_exactly_one_instance_and_they_spread(
             runs = [fake.running for _, fake in members]
             union = set().union(*runs)
             exclusive = sum(len(r) for r in runs) == len(union)
-            return union == set(names) and exclusive and all(runs)
+            return union == set(names) and exclusive and all(len(r) == 3 for r in runs)
 
-        await eventually(balanced)
-        for _, fake in members:  # spread as rendezvous hashing says, up to handovers
-            assert fake.running
+        await eventually(balanced)  # 9 sources on 3 instances: never more than 3 on one
     finally:
         for keeper, _ in members:
             await keeper.freeze()

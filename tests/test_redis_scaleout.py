@@ -386,6 +386,19 @@ def test_three_instances_share_the_sources_and_survive_a_kill_9_exactly_once(
         return {str(json.loads(line)["record_id"]).rsplit("/", 1)[0] for line in github_union()}
 
     wait_for(lambda: len(github_resumes()) == GITHUB_RESUMES, timeout=60)
+
+    # Nine sources on three instances: `stats` shows each running at most three of them.
+    def placement() -> dict[str, int]:
+        shown = subprocess.run(
+            collector_command("stats", "--config", str(instances[0].config)),
+            capture_output=True,
+            env=subprocess_env(),
+            check=True,
+        ).stdout.decode()
+        runs = re.findall(r"^instance (\S+) runs (\d+):", shown, re.MULTILINE)
+        return {name: int(n) for name, n in runs}
+
+    wait_for(lambda: sum((p := placement()).values()) == 9 and max(p.values()) <= 3, timeout=30)
     for instance in instances:
         assert instance.stop() == 0
     # GitHub: every resume's bullets written once, and the token's limits were never exceeded

@@ -61,8 +61,15 @@ def _stats(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return print_config_error(error)
     store = open_state_store(config.state)
+    placement: dict[str, list[str]] = {}
     try:
         rows = store.counts()
+        if config.state.backend == "redis":  # which instance runs which source now
+            from collector.leases import current_placement
+            from collector.state.redis import RedisStateStore
+
+            assert isinstance(store, RedisStateStore)
+            placement = current_placement(store)
     finally:
         store.close()
     table: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
@@ -87,6 +94,8 @@ def _stats(args: argparse.Namespace) -> int:
         for kind, n in sorted(counts.items()):
             if kind.startswith("residual:"):
                 print(f"{'':<20}   anonymizer's last check replaced {kind[9:]}: {n}")
+    for instance, names in placement.items():
+        print(f"instance {instance} runs {len(names)}: {', '.join(names)}")
     return 0
 
 
