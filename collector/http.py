@@ -8,6 +8,8 @@ What it does for a source, so that sources only speak their API:
   `max_response_bytes` with `ResponseTooLarge` (a 100 MB body is an error, not an OOM);
 - rate limiting through a `RateLimiter` (token bucket + concurrency cap + daily quota), paused by
   what the server says: `Retry-After`, `x-ratelimit-remaining: 0` until `x-ratelimit-reset`,
+  the IETF `RateLimit` header (`"api";r=0;t=55`, the Hugging Face Hub's, maybe without
+  `Retry-After`),
   secondary limits (403/429 with no hint: wait `retry.secondary_wait`, then double), and any
   source-specific throttle signal (a `throttle_hint`, e.g. Stack Exchange `throttle_violation`);
 - retries with tenacity: exponential backoff with jitter on 429, 5xx, timeouts, connection
@@ -25,7 +27,6 @@ that outlasted the retries (status 0 when no response came), `ResponseTooLarge`,
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import re
 import time
@@ -47,7 +48,14 @@ from tenacity import (
 
 from collector import __version__, shared_limits
 from collector.logging import Logger
-from collector.ratelimit import QuotaExhausted, RateLimiter, TokenBucket
+from collector.ratelimit import (
+    QuotaExhausted,
+    RateLimiter,
+    TokenBucket,
+    ratelimit_reset,
+    retry_after_seconds,
+    server_wait,
+)
 
 if TYPE_CHECKING:  # not at run time: collector.sources imports the sources, which import this
     from collector.sources.config import SourceConfig
@@ -64,6 +72,7 @@ ERROR_BODY_LIMIT = 64 * 1024
 
 Params = Mapping[str, str | int | float] | None
 ThrottleHint = Callable[["HttpResponse"], float | None]
+_retry_after = retry_after_seconds  # its home is collector.ratelimit; the rewrite client reads it
 
 
 class HttpResponse(msgspec.Struct):
@@ -444,15 +453,19 @@ class HttpClient:
     # --- what the server says ----------------------------------------------------------------
 
     def _observe(self, headers: Mapping[str, str], limit_key: str | None) -> None:
-        """Primary rate limits: `x-ratelimit-remaining: 0` holds requests until the reset."""
+        """Primary rate limits: `x-ratelimit-remaining: 0` or an IETF `RateLimit` policy with
+        `r=0` holds requests until the reset."""
         remaining = headers.get("x-ratelimit-remaining", "").strip()
         if remaining.isdigit():
             self.rate_remaining = int(remaining)
+        wait = None
         if headers.get("x-ratelimit-remaining", "").strip() == "0":
             wait = _reset_wait(headers)
-            if wait is not None:
-                self.limiter.pause(wait, limit_key)
-                self.log.info("rate_limit_exhausted", key=limit_key, wait=round(wait, 3))
+        elif (reset := ratelimit_reset(headers.get("ratelimit"))) is not None:
+            wait = min(MAX_SERVER_WAIT, reset + RESET_MARGIN)  # IETF `"api";r=0;t=55`
+        if wait is not None:
+            self.limiter.pause(wait, limit_key)
+            self.log.info("rate_limit_exhausted", key=limit_key, wait=round(wait, 3))
 
     def _refuse(self, response: HttpResponse, limit_key: str | None) -> None:
         """Raise the right error for a 4xx/5xx: `_Retryable` if it is worth another try."""
@@ -460,7 +473,7 @@ class HttpClient:
         hint = self.throttle_hint(response) if self.throttle_hint is not None else None
         if hint is not None:
             raise _Retryable(status, "throttled", response.body, retry_after=hint)
-        retry_after = _retry_after(headers.get("retry-after"))
+        retry_after = server_wait(headers)
         exhausted = headers.get("x-ratelimit-remaining", "").strip() == "0"
         if status in (403, 429):
             if retry_after is not None:
@@ -481,22 +494,6 @@ def _headers(raw: aiohttp.ClientResponse) -> dict[str, str]:
         key = name.lower()
         found[key] = f"{found[key]}, {value}" if key in found else value
     return found
-
-
-def _retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _reset_wait(headers: Mapping[str, str]) -> float | None:

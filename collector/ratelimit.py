@@ -5,6 +5,8 @@ waited; `pause_until(deadline)` holds every token back until a monotonic deadlin
 said "back off"). `RateLimiter` is what an `HttpClient` uses: one bucket per source (from
 `RateConfig`), a semaphore for the concurrency cap, a rolling daily quota (`per_day`), pauses per
 key (a Stack Exchange method, a GitHub rate-limit resource) and the quota the server reports.
+`server_wait(headers)` is the one reading of how long a server asks us to wait, for the shared
+HTTP client and for the Hub uploader alike.
 
 Every clock and sleep is injectable so tests can drive time without waiting for it.
 """
@@ -12,9 +14,11 @@ Every clock and sleep is injectable so tests can drive time without waiting for 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,53 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 DAY = 86_400.0
+
+
+# One item of the IETF RateLimit header (draft-ietf-httpapi-ratelimit-headers):
+# `"api";r=0;t=55`, the policy "api" has 0 requests left and resets in 55 seconds.
+_RATELIMIT_ITEM = re.compile(r'"?(?P<name>[^";,]*)"?\s*;(?P<params>[^,]*)')
+_RATELIMIT_PARAM = re.compile(r"\b(?P<key>[rt])\s*=\s*(?P<value>\d+)")
+
+
+def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, or None when it says nothing.
+
+    `Retry-After` (seconds or an HTTP date) first; else the IETF `RateLimit` header, when a
+    policy is spent: `"api";r=0;t=55` (the Hugging Face Hub sends it on every answer, and a
+    429 may carry no `Retry-After`; the wait of the longest spent policy). Header names in any
+    case. Not capped here: the caller decides what a long wait means.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    retry_after = retry_after_seconds(lowered.get("retry-after"), now)
+    if retry_after is not None:
+        return retry_after
+    return ratelimit_reset(lowered.get("ratelimit"))
+
+
+def ratelimit_reset(value: str | None) -> float | None:
+    """Seconds until the longest spent policy of an IETF `RateLimit` header resets."""
+    waits = []
+    for item in _RATELIMIT_ITEM.finditer(value or ""):
+        params = {m["key"]: int(m["value"]) for m in _RATELIMIT_PARAM.finditer(item["params"])}
+        if params.get("r") == 0 and "t" in params:
+            waits.append(float(params["t"]))
+    return max(waits) if waits else None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class QuotaExhausted(Exception):

@@ -256,6 +256,20 @@ async def test_every_injected_fault_is_retried_and_nothing_is_lost(tmp_path: Pat
     }
 
 
+async def test_a_429_with_only_the_hubs_ratelimit_header_is_waited_out(tmp_path: Path) -> None:
+    """The Hub may answer 429 with `RateLimit: "api";r=0;t=1` and no `Retry-After`."""
+    faults = FaultConfig(sequence=[FaultRule("rate_limit", path="/api/datasets", count=1)])
+    running = await serve_hub(faults)
+    try:
+        result = await run_pass(make_source(running.url, tmp_path, CHAT))
+        first, second = running.app[FAULTS].seen("/api/datasets")[:2]
+    finally:
+        await running.stop()
+    assert first.status == 429
+    assert second.at - first.at >= 1.0  # t=1, not the 0.01 s backoff of RETRY
+    assert len(result.records) == 5
+
+
 async def test_an_unknown_or_private_repo_is_reported_once(
     hub: RunningApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

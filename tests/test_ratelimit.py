@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from collector.ratelimit import QuotaExhausted, RateLimiter, TokenBucket
+from collector.ratelimit import QuotaExhausted, RateLimiter, TokenBucket, server_wait
 from collector.sources.config import RateConfig
 
 
@@ -132,3 +132,25 @@ async def test_a_late_wake_up_is_not_lost_time() -> None:
         await bucket.acquire()
     # 50 intervals of 0.2 s; lateness does not add up (it would be 10.5 s if it did)
     assert clock.now - start == pytest.approx(10.0, abs=0.02)
+
+
+# --- what the server asks: one reading for the HTTP client and the Hub uploader ----------------
+
+
+def test_the_hubs_ietf_ratelimit_header_without_retry_after_is_a_wait() -> None:
+    # As `huggingface_hub`'s `parse_ratelimit_headers` docstring shows the Hub's headers.
+    headers = {
+        "RateLimit": '"api";r=0;t=55',
+        "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
+    }
+    assert server_wait(headers) == 55.0
+    assert server_wait({"ratelimit": '"api";r=12;t=55'}) is None  # requests left: no wait
+    assert server_wait({"ratelimit": '"api";r=0;t=5, "resolvers";r=0;t=40'}) == 40.0
+    assert server_wait({"ratelimit": "garbage"}) is None
+    assert server_wait({}) is None
+
+
+def test_retry_after_wins_over_ratelimit_and_may_be_a_date() -> None:
+    assert server_wait({"Retry-After": "7", "RateLimit": '"api";r=0;t=55'}) == 7.0
+    date = {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    assert server_wait(date, now=1445412480.0 - 30) == pytest.approx(30.0)

@@ -169,6 +169,7 @@ def _fault_id(fault: HubFault) -> str:
 
 INLINE_FAULTS = [
     HubFault(status=429, retry_after=0),
+    HubFault(status=429, rate_limit_reset=0),  # the Hub's IETF header, no Retry-After
     HubFault(status=500, times=2),
     HubFault(status=503, endpoint="preupload"),
     HubFault(kind="hang_after", hang=10),
@@ -303,6 +304,23 @@ async def test_a_hub_quota_refusal_pauses_the_uploader_instead_of_hammering(
     assert len(commits_asked) == 2  # the refused one was not retried
     assert (await up.run()).pending == 1  # still paused: nothing asked
     assert len([r for r in emulator.requests if r[0] == "commit"]) == 2
+
+
+async def test_a_429_with_only_the_hubs_ratelimit_header_pauses_the_uploader(
+    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str]
+) -> None:
+    """`RateLimit: "api";r=0;t=250` and no `Retry-After`: longer than a retry wait, a pause."""
+    emulator, url = hub
+    await make_chunks(tmp_path, state, 1)
+    emulator.create_repo(REPO)
+    emulator.inject(HubFault(status=429, rate_limit_reset=250))
+    up = uploader(make_config(url), state, tmp_path)
+    report = await up.run()
+    assert (report.committed, report.pending) == (0, 1)
+    assert report.paused_until == pytest.approx(time.time() + 250, abs=5)
+    assert [r[0] for r in emulator.requests].count("commit") == 1  # not retried
+    assert (await up.run()).pending == 1  # still paused: nothing asked
+    assert [r[0] for r in emulator.requests].count("commit") == 1
 
 
 async def test_a_different_file_under_a_chunk_name_is_never_overwritten(

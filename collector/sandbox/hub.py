@@ -44,6 +44,7 @@ import contextlib
 import fnmatch
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ import yaml
 from aiohttp import web
 
 from collector.sandbox import aim_sources
-from collector.sandbox.faults import FaultConfig, install
+from collector.sandbox.faults import RATE_LIMIT_RESPONSE, FaultConfig, install
 
 if TYPE_CHECKING:
     from collector.config import Config
@@ -89,6 +90,22 @@ LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 LFS_JSON = "application/vnd.git-lfs+json"
 
 
+def hub_rate_limit_headers(reset: float) -> dict[str, str]:
+    """The Hub's IETF rate-limit headers of a spent window (`huggingface_hub`'s
+    `parse_ratelimit_headers` docstring shows them: 500 requests per 5-minute window)."""
+    return {
+        "RateLimit": f'"api";r=0;t={math.ceil(reset)}',
+        "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
+    }
+
+
+def hub_rate_limit_response(request: web.Request, retry_after: float | None) -> web.Response:
+    """A 429 as the Hub sends it: the wait in `RateLimit`, no `Retry-After`."""
+    headers = hub_rate_limit_headers(retry_after or 0.0)
+    message = "You have exceeded our hourly quotas for action: api. We invite you to retry later."
+    return HubError(429, message, **headers).response()
+
+
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The pointer file git keeps for an LFS object (134 bytes for a 9-digit size)."""
     return f"version {LFS_SPEC}\noid sha256:{sha256}\nsize {size}\n".encode()
@@ -106,7 +123,8 @@ class HubFault(msgspec.Struct, frozen=True):
     """One scripted fault, used by the next `times` requests to `endpoint`.
 
     kind:
-      - "status": answer `status` (with `Retry-After: retry_after` when set) and do nothing;
+      - "status": answer `status` (with `Retry-After: retry_after` when set, and the Hub's IETF
+        `RateLimit: "api";r=0;t={rate_limit_reset}` when that is) and do nothing;
       - "hang_before": hold the request `hang` seconds, then fail it with 504, not applied;
       - "hang_after": apply the commit, then hold the response `hang` seconds (the client times
         out not knowing its commit landed);
@@ -117,6 +135,7 @@ class HubFault(msgspec.Struct, frozen=True):
     endpoint: Endpoint = "commit"
     status: int = 500
     retry_after: float | None = None
+    rate_limit_reset: int | None = None
     hang: float = 30.0
     times: int = 1
 
@@ -442,6 +461,8 @@ class HubEmulator:
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)
+            if fault.rate_limit_reset is not None:
+                headers.update(hub_rate_limit_headers(fault.rate_limit_reset))
             raise HubError(fault.status, f"injected fault: HTTP {fault.status}", **headers)
         if fault.kind == "hang_before":
             await self._hold(fault.hang)
@@ -861,6 +882,7 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
         options.setdefault("seed", SEED)
         hub = HubEmulator(**options)
     app = hub.app()
+    app[RATE_LIMIT_RESPONSE] = hub_rate_limit_response
     install(app, faults)
     return app
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import msgspec
 
 from collector.logging import Logger
+from collector.ratelimit import server_wait
 from collector.sinks.files import _fsync_dir as fsync_dir
 from collector.upload.chunks import file_digests, git_blob_oid
 from collector.upload.config import UploadConfig
@@ -252,14 +253,11 @@ class HubTarget:
         return _is_transport_error(error)
 
     def retry_after(self, error: BaseException) -> float | None:
+        """The wait a 429 asks for: `Retry-After`, else the Hub's `RateLimit: "api";r=0;t=55`."""
         response: Any = getattr(error, "response", None)
         if response is None or response.status_code != 429:
             return None
-        value = response.headers.get("Retry-After")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+        return server_wait(response.headers)
 
 
 def _is_transport_error(error: BaseException) -> bool:
