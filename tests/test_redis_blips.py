@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,13 @@ from collector.config import StateConfig
 from collector.state.redis import Fence, LeaseLost, RedisStateStore
 from tests import redis_server
 from tests.conftest import collector_command, subprocess_env, wait_for
-from tests.test_redis_scaleout import Instance, append_pairs, inbox_source, write_config
+from tests.test_redis_scaleout import (
+    Instance,
+    append_pairs,
+    committed_lengths,
+    inbox_source,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -152,3 +159,102 @@ def test_a_writer_that_cannot_commit_lets_its_sources_go_at_once(
         client.config_set("maxmemory", 0)
         client.close()
         one.stop()
+
+
+LEASE_TTL = 3.0
+FLUSH_INTERVAL = 0.2
+
+
+def test_three_instances_ride_out_a_redis_restart_and_a_redis_crash_exactly_once(
+    tmp_path: Path, server: redis_server.RedisServer
+) -> None:
+    boxes = [f"box{i}" for i in range(6)]
+    body = ""
+    for box in boxes:
+        (tmp_path / "inbox" / box).mkdir(parents=True)
+        body += inbox_source(box, tmp_path / "inbox" / box)
+    body = body.replace("interval = 0.2", "interval = 0.1")
+    fleet = []
+    for name in ("node-a", "node-b", "node-c"):
+        config = write_config(
+            tmp_path / f"{name}.toml", tmp_path / name, server.url, "fleet", name, body
+        )
+        text = config.read_text().replace("lease_ttl = 2.0", f"lease_ttl = {LEASE_TTL}")
+        config.write_text(
+            text.replace("flush_interval = 0.2", f"flush_interval = {FLUSH_INTERVAL}")
+        )
+        fleet.append(Instance(name, config, tmp_path / name, tmp_path / f"{name}.log"))
+    expected: list[tuple[str, int]] = []
+    written_at: dict[str, float] = {}
+    gaps: dict[str, float] = dict.fromkeys(boxes, 0.0)
+    seen: dict[str, int] = dict.fromkeys(boxes, 0)
+    stop = threading.Event()
+    measuring = threading.Event()
+
+    def feed() -> None:  # 2 records per source every 0.1 s
+        n = 0
+        while not stop.is_set():
+            for box in boxes:
+                expected.extend(append_pairs(tmp_path / "inbox" / box / f"{box}.jsonl", box, n, 2))
+            n += 2
+            time.sleep(0.1)
+
+    def watch() -> None:  # the longest time each source went without a new line written
+        while not stop.is_set():
+            counts = {box: 0 for box in boxes}
+            for instance in fleet:
+                for box, _ in instance.records():
+                    counts[box] += 1
+            now = time.monotonic()
+            for box in boxes:
+                if counts[box] > seen[box]:
+                    if measuring.is_set() and box in written_at:
+                        gaps[box] = max(gaps[box], now - written_at[box])
+                    written_at[box] = now
+                    seen[box] = counts[box]
+            time.sleep(0.05)
+
+    try:
+        wait_for(lambda: all("service_started" in i.names() for i in fleet), timeout=60)
+        feeder = threading.Thread(target=feed, daemon=True)
+        watcher = threading.Thread(target=watch, daemon=True)
+        feeder.start()
+        watcher.start()
+        wait_for(lambda: all(seen[b] > 0 for b in boxes), timeout=60)
+        measuring.set()
+        time.sleep(2)
+        down = [server.restart(down_for=0.5)]  # SIGTERM: Redis writes its AOF and exits
+        time.sleep(LEASE_TTL * 2)
+        down.append(server.restart(kill=True, down_for=0.5))  # a crash: kill -9
+        time.sleep(LEASE_TTL * 2)
+        measuring.clear()
+        stop.set()
+        feeder.join()
+        watcher.join()
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+
+        def committed() -> Counter[tuple[str, int]]:
+            union: Counter[tuple[str, int]] = Counter()
+            for i in fleet:
+                union.update(i.records(committed_lengths(client, "fleet", i.name)))
+            return union
+
+        wait_for(lambda: set(committed()) == set(expected), timeout=60)
+        assert max(committed().values()) == 1
+        for instance in fleet:
+            assert instance.restarts == [], instance.name  # no instance exited by itself
+            assert instance.process.poll() is None
+        print(f"redis down {[round(d, 2) for d in down]} s; longest gap per source {gaps}")
+        assert max(gaps.values()) <= LEASE_TTL + FLUSH_INTERVAL, gaps
+        for instance in fleet:
+            assert instance.stop() == 0
+        union: Counter[tuple[str, int]] = Counter()
+        for instance in fleet:
+            union.update(instance.records())
+        assert set(union) == set(expected) and max(union.values()) == 1
+        client.close()
+    finally:
+        stop.set()
+        for instance in fleet:
+            if instance.process.poll() is None:
+                instance.kill()
