@@ -468,7 +468,23 @@ class HttpClient:
             self.log.info("rate_limit_exhausted", key=limit_key, wait=round(wait, 3))
 
     def _refuse(self, response: HttpResponse, limit_key: str | None) -> None:
-        """Raise the right error for a 4xx/5xx: `_Retryable` if it is worth another try."""
+        """Raise the right error for a 4xx/5xx: `_Retryable` if it is worth another try.
+
+        A wait longer than `MAX_SERVER_WAIT` (a Stack Exchange IP ban: "more requests available
+        in 67194 seconds") is not retried: the whole API pauses for all of it, and
+        `QuotaExhausted` ends the pass (the limiter raises it again until the wait is over).
+        """
+        try:
+            self._classify(response)
+        except _Retryable as error:
+            if error.retry_after is None or error.retry_after <= MAX_SERVER_WAIT:
+                raise
+            until = time.time() + error.retry_after
+            reason = f"HTTP {error.status} {error.reason}: wait {round(error.retry_after)} s"
+            self.limiter.server_pause(until, reason)
+            raise QuotaExhausted(reason, until) from None
+
+    def _classify(self, response: HttpResponse) -> None:
         status, headers = response.status, response.headers
         hint = self.throttle_hint(response) if self.throttle_hint is not None else None
         if hint is not None:

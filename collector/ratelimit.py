@@ -172,7 +172,8 @@ class RateLimiter:
         self._slots = asyncio.Semaphore(concurrency)
         self._sent: deque[float] = deque()  # wall times of requests in the last day
         self._pauses: dict[str, float] = {}  # key -> monotonic deadline
-        self._server_quota_until = 0.0  # wall time before which the server's quota is spent
+        self._server_quota_until = 0.0  # wall time before which the server refuses us
+        self._server_reason = ""
 
     # --- what the server says --------------------------------------------------------------
 
@@ -194,7 +195,12 @@ class RateLimiter:
     def server_quota(self, remaining: int, reset_at: float) -> None:
         """The server reported its daily quota: at 0, nothing more until `reset_at` (wall)."""
         if remaining <= 0:
-            self._server_quota_until = max(self._server_quota_until, reset_at)
+            self.server_pause(reset_at, "the server's daily quota is used up")
+
+    def server_pause(self, until: float, reason: str) -> None:
+        """Nothing more to this API until `until` (wall time): `acquire` raises QuotaExhausted."""
+        if until > self._server_quota_until:
+            self._server_quota_until, self._server_reason = until, reason
 
     # --- before each request ---------------------------------------------------------------
 
@@ -224,7 +230,7 @@ class RateLimiter:
     def _check_quota(self) -> None:
         now = self.wall()
         if now < self._server_quota_until:
-            raise QuotaExhausted("the server's daily quota is used up", self._server_quota_until)
+            raise QuotaExhausted(self._server_reason, self._server_quota_until)
         if self.per_day is None:
             return
         while self._sent and self._sent[0] <= now - DAY:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import itertools
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from collector.http import HttpClient
 from collector.logging import get_logger
@@ -184,6 +186,27 @@ async def test_a_throttle_violation_is_retried_after_the_seconds_it_names(
     assert store.violations == 1
     assert time.monotonic() - started >= 1.0  # "more requests available in 1 seconds"
     assert ids(result.records) == tagged(store, "resume")
+
+
+async def test_an_ip_ban_pauses_the_api_for_its_whole_length_and_is_logged_once(
+    emulator: RunningApp, data_dir: Path
+) -> None:
+    """ "more requests available in 67194 seconds": beyond the client's one-hour cap, nothing
+    more goes out, tag after tag and pass after pass, until the ban is over."""
+    store = store_of(emulator)
+    for method in ("questions", "answers"):
+        store.blocked_until[method] = time.monotonic() + 67194
+    source = make_source(emulator.url, data_dir, tags=["resume", "interviewing"])
+    with structlog.testing.capture_logs() as logs:
+        first = await run_pass(source, {})
+        second = await run_pass(source, first.cursors)
+    assert store.violations == 1  # one request refused, none after it
+    assert first.records == second.records == []
+    bans = [e for e in logs if e["event"] == "stackexchange_quota_exhausted"]
+    assert len(bans) == 1 and "67194" in bans[0]["reason"]
+    until = dt.datetime.fromisoformat(bans[0]["until"]).timestamp()
+    assert until == pytest.approx(time.time() + 67194, abs=60)
+    assert not [e for e in logs if e["event"] == "http_retry"]
 
 
 async def test_an_exhausted_quota_ends_the_pass_and_keeps_the_cursor(data_dir: Path) -> None:

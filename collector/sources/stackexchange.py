@@ -22,7 +22,9 @@ after every page, so a restarted service resumes where it stopped.
 Throttles: every response's `backoff` holds that method back for that many seconds (the
 limiter refuses to send before it passes); `quota_remaining` at 0 ends the pass until the
 quota's reset (midnight UTC); error bodies (`throttle_violation`: "more requests available in
-N seconds") are retried after N seconds; other errors (`bad_parameter`, `key_required`...) are
+N seconds") are retried after N seconds, unless N is beyond the client's cap (an hour: an IP
+ban says 67194 seconds), when no request goes to the API for all of N and the pass ends, logged
+once (`stackexchange_quota_exhausted`); other errors (`bad_parameter`, `key_required`...) are
 counted and the next tag proceeds.
 """
 
@@ -73,6 +75,7 @@ class StackExchangeSource:
         if config.key_env and not self.key:
             self.log.warning("stackexchange_key_missing", env=config.key_env)
         self.client = HttpClient(config, context.log, throttle_hint=self._throttle_hint)
+        self._paused_until = 0.0  # the end of the last quota or ban logged
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.quota_remaining: int | None = None
         self.quota_max: int | None = None
@@ -90,8 +93,12 @@ class StackExchangeSource:
                 ):
                     yield batch
             except QuotaExhausted as error:
-                retry_at = dt.datetime.fromtimestamp(error.retry_at, dt.UTC).isoformat()
-                self.log.warning("stackexchange_quota_exhausted", reason=str(error), until=retry_at)
+                if error.retry_at != self._paused_until:  # once per pause, not once per pass
+                    self._paused_until = error.retry_at
+                    until = dt.datetime.fromtimestamp(error.retry_at, dt.UTC).isoformat()
+                    self.log.warning(
+                        "stackexchange_quota_exhausted", reason=str(error), until=until
+                    )
                 return
 
     async def _fetch_tag(self, tag: str, stream: str, cursor: Cursor) -> AsyncIterator[SourceBatch]:
