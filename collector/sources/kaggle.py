@@ -132,9 +132,9 @@ class KaggleSource:
         else:
             # HTTP basic, as a header: aiohttp drops it on a redirect to another host (the
             # signed storage URL), which is what a download needs.
-            headers["Authorization"] = aiohttp.encode_basic_auth(
+            headers["Authorization"] = aiohttp.BasicAuth(
                 credentials.username, credentials.key
-            )
+            ).encode()
             self.log.info(
                 "kaggle_credentials", origin=credentials.origin, user=credentials.username
             )
