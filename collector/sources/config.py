@@ -51,13 +51,18 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_
 
 
 class InboxSourceConfig(SourceConfig, tag="inbox", frozen=True):
-    """A local folder of `.jsonl`, `.json` and `.csv` files."""
+    """A local folder of `.jsonl`, `.json` and `.csv` files and of resume documents (`.pdf`,
+    `.docx`, `.txt`, `.md`, `.html`)."""
 
     path: str = "inbox"
-    # The output is `{owner}__{file stem}.jsonl` unless `dataset` names one file for everything.
+    # The output is `{owner}__{file stem}.jsonl` unless `dataset` names one file for everything
+    # (documents: `{owner}__resume_documents.jsonl`).
     owner: str = "local"
     dataset: str = ""
-    patterns: list[str] = msgspec.field(default_factory=lambda: ["*.jsonl", "*.json", "*.csv"])
+    # The files looked at; one of another type than those above is `unsupported_file_type`.
+    patterns: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    # A resume document larger than this is not read (`document_too_large`).
+    max_document_bytes: Annotated[int, msgspec.Meta(ge=1)] = 20 * 1024 * 1024
 
 
 class StackExchangeSourceConfig(SourceConfig, tag="stackexchange", frozen=True):
@@ -88,7 +93,10 @@ class KaggleSourceConfig(SourceConfig, tag="kaggle", frozen=True):
     datasets: list[str] = []  # "owner/dataset"
     files: list[str] = []  # member names to read; empty: every csv/json/jsonl member
     base_url: str = "https://www.kaggle.com/api/v1"
-    username_env: str = "KAGGLE_USERNAME"
+    # an access token (Authorization: Bearer), preferred as the official clients do; its value
+    # may also be the path of a file holding it; else ~/.kaggle/access_token
+    token_env: str = "KAGGLE_API_TOKEN"
+    username_env: str = "KAGGLE_USERNAME"  # the legacy API key (HTTP basic), or kaggle.json
     key_env: str = "KAGGLE_KEY"
     max_archive_bytes: int = 2 * 1024**3
     max_uncompressed_bytes: int = 8 * 1024**3

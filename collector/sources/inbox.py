@@ -1,5 +1,9 @@
 """A local folder of `.jsonl`, `.json` and `.csv` files: the source that needs no network.
 
+It also reads resume documents (`.pdf`, `.docx`, `.txt`, `.md`, `.html`) whole, one record a
+file, once per version of the file (`collector/sources/documents.py`); a file of any other type
+is counted once as `unsupported_file_type`, never skipped without a word.
+
 Each file is a stream with its own cursor: the byte offset after the last record read (for
 `.json`, the number of items read). Files may grow: the next pass continues from the offset.
 A line that is not finished yet (no newline and written in the last second) waits for the next
@@ -29,6 +33,7 @@ import msgspec
 
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
+from collector.sources.documents import DocumentRefused, document_format, read_document
 from collector.sources.unzip import json_error_reason, raise_csv_field_limit
 from processors.records import Drop, RawRecord
 
@@ -37,6 +42,13 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 SETTLE_SECONDS = 1.0
 # Whole resumes in one CSV cell are far above csv's default 128 KiB field limit.
 MAX_CSV_FIELD = 64 * 1024 * 1024
+DATA_SUFFIXES = (".jsonl", ".json", ".csv")
+# Why a path is never opened, as its drop's detail.
+REFUSALS = {
+    "not_regular_file": "not a regular file",
+    "outside_inbox": "a link out of the inbox",
+    "unsupported_file_type": "not .jsonl, .json, .csv, .pdf, .docx, .txt, .md or .html",
+}
 
 
 class _Chunk(msgspec.Struct):
@@ -73,7 +85,7 @@ class InboxSource:
                         found.append((path, self._refusal(path)))
                     elif self._wanted(path):
                         regular = entry.is_file(follow_symlinks=False)
-                        found.append((path, "" if regular else "not_regular_file"))
+                        found.append((path, _file_refusal(path) if regular else "not_regular_file"))
         return sorted(found)
 
     def _wanted(self, path: Path) -> bool:
@@ -90,6 +102,8 @@ class InboxSource:
         return "not_regular_file" if inside else "outside_inbox"
 
     def _dataset(self, path: Path) -> str:
+        if document_format(path.name):  # documents of a folder make one dataset, not one each
+            return f"{self.config.owner}/{self.config.dataset or 'resume_documents'}"
         return f"{self.config.owner}/{self.config.dataset or path.stem}"
 
     async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
@@ -121,7 +135,7 @@ class InboxSource:
         if cursor == mark:
             return _Chunk([], [], mark, True)
         self.context.log.warning("inbox_file_refused", file=stream, reason=reason)
-        drop = Drop(self.name, self._dataset(path), stream, reason, "not a regular file")
+        drop = Drop(self.name, self._dataset(path), stream, reason, REFUSALS.get(reason, ""))
         return _Chunk([], [drop], mark, True)
 
     # --- reading, in a worker thread -------------------------------------------------------
@@ -142,6 +156,8 @@ class InboxSource:
         try:
             with _open_inside(self.root, stream) as handle:
                 status = os.fstat(handle.fileno())
+                if document_format(path.name):
+                    return self._read_document(handle, stream, dataset, position, status)
                 if path.suffix == ".json":
                     return self._read_json(handle, stream, dataset, position, status)
                 return self._read_lines(handle, path, stream, dataset, position, status)
@@ -251,6 +267,28 @@ class InboxSource:
             self._document = None
         return _Chunk(records, drops, done_mark if finished else str(end), finished)
 
+    def _read_document(
+        self, handle: BinaryIO, stream: str, dataset: str, cursor: str, status: os.stat_result
+    ) -> _Chunk:
+        """One document, whole: a record, or a drop with the reason it gives no text."""
+        done_mark = f"done:{status.st_size}:{status.st_mtime_ns}"
+        if cursor == done_mark or time.time() - status.st_mtime < SETTLE_SECONDS:
+            return _Chunk([], [], cursor, True)
+        limit = self.config.max_document_bytes
+        data = b"" if status.st_size > limit else handle.read(limit + 1)
+        try:
+            if len(data) > limit or status.st_size > limit:
+                raise DocumentRefused("document_too_large", f"over {limit} bytes")
+            payload = read_document(data, stream)
+        except DocumentRefused as refused:
+            self.context.log.warning(
+                "inbox_document_refused", file=stream, reason=refused.reason, detail=refused.detail
+            )
+            drop = Drop(self.name, dataset, stream, refused.reason, refused.detail)
+            return _Chunk([], [drop], done_mark, True)
+        record = RawRecord(self.name, dataset, stream, payload, done_mark, time.time())
+        return _Chunk([record], [], done_mark, True)
+
     def _record(self, dataset: str, record_id: str, payload: dict[str, Any], end: int) -> RawRecord:
         return RawRecord(
             source=self.name,
@@ -260,6 +298,12 @@ class InboxSource:
             cursor=str(end),
             fetched_at=time.time(),
         )
+
+
+def _file_refusal(path: Path) -> str:
+    """Why a regular file is refused: "" when the inbox reads it."""
+    supported = path.suffix in DATA_SUFFIXES or document_format(path.name) is not None
+    return "" if supported else "unsupported_file_type"
 
 
 def _version(path: Path) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from processors.config import RecipeConfig
 from processors.formatters.base import Formatter
 from processors.formatters.chat import ChatFormatter, PairsFormatter
+from processors.formatters.document import WithResumeDocuments
 from processors.formatters.job_posting import JobPostingFormatter
 from processors.formatters.qa import QaFormatter
 from processors.formatters.resume import ResumeJsonFormatter, ResumeTextFormatter
@@ -22,8 +23,10 @@ FORMATTERS: dict[str, Callable[[RecipeConfig], Formatter]] = {
 
 
 def build_formatter(recipe: RecipeConfig) -> Formatter:
+    """The recipe's formatter; resume documents of the inbox (PDF, DOCX...) are formatted as
+    documents whatever the recipe (`processors/formatters/document.py`)."""
     try:
         factory = FORMATTERS[recipe.name]
     except KeyError:
         raise ValueError(f"recipe {recipe.name!r} has no formatter yet") from None
-    return factory(recipe)
+    return WithResumeDocuments(factory(recipe))
