@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from collector.sandbox.kaggle import KAGGLE, KaggleStore, create_app
 from collector.sources.archive import RawArchive
 from collector.sources.base import SourceContext
 from collector.sources.config import KaggleSourceConfig, RateConfig, RetryConfig
-from collector.sources.kaggle import KaggleCursor, KaggleSource
+from collector.sources.kaggle import KaggleCursor, KaggleSource, credentials_summary
 from processors.records import RawRecord
-from tests.conftest import collector_command, subprocess_env, write_config
+from tests.conftest import collector_command, run_collector, subprocess_env, write_config
 from tests.passes import run_pass
 
 RETRY = RetryConfig(attempts=4, initial_wait=0.01, max_wait=0.05, secondary_wait=0.05)
@@ -32,7 +33,7 @@ UPWORK = "asaniczka/upwork-job-postings-dataset-2024-50k-records"
 def no_real_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test may read the developer's ~/.kaggle or environment."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+    for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
         monkeypatch.delenv(name, raising=False)
     yield
 
@@ -307,6 +308,97 @@ async def test_credentials_come_from_kaggle_json_when_the_env_has_none(
     assert len(result.records) == 6 and result.drops == []
 
 
+async def test_an_access_token_is_sent_as_bearer_before_the_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_sandbox-token")
+    monkeypatch.setenv("KAGGLE_USERNAME", "sandbox")
+    monkeypatch.setenv("KAGGLE_KEY", "a-stale-key")  # would be a 401: the token goes first
+    running = await serve(
+        require_auth=True,
+        users={"sandbox": "sandbox-key"},
+        access_tokens={"KGAT_sandbox-token": "sandbox"},
+    )
+    try:
+        result = await run_pass(make_source(running.url, tmp_path, [GAURAV]))
+    finally:
+        await running.stop()
+    assert len(result.records) == 6 and result.drops == []
+
+
+async def test_an_access_token_comes_from_a_file_named_by_the_env_or_from_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await serve(require_auth=True, access_tokens={"KGAT_from-a-file": "sandbox"})
+    try:
+        token_file = tmp_path / "kaggle-token"
+        token_file.write_text("KGAT_from-a-file\n")
+        monkeypatch.setenv("KAGGLE_API_TOKEN", str(token_file))
+        named = await run_pass(make_source(running.url, tmp_path / "a", [GAURAV]))
+        monkeypatch.delenv("KAGGLE_API_TOKEN")
+        home = Path(os.environ["HOME"]) / ".kaggle"
+        home.mkdir(parents=True)
+        (home / "access_token").write_text("KGAT_from-a-file\n")
+        found = await run_pass(make_source(running.url, tmp_path / "b", [GAURAV]))
+    finally:
+        await running.stop()
+    assert len(named.records) == 6 and named.drops == []
+    assert len(found.records) == 6 and found.drops == []
+
+
+async def test_an_expired_access_token_is_a_401_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_expired")
+    running = await serve(access_tokens={"KGAT_current": "sandbox"})
+    try:
+        first = await run_pass(make_source(running.url, tmp_path, [GAURAV]))
+        again = await run_pass(make_source(running.url, tmp_path, [GAURAV]), first.cursors)
+    finally:
+        await running.stop()
+    assert first.reasons() == ["unauthorized"]
+    assert "access token" in first.drops[0].detail
+    assert again.drops == []
+
+
+def test_credentials_summary_names_the_kind_and_origin_never_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = KaggleSourceConfig(name="kaggle", datasets=[GAURAV])
+    assert credentials_summary(config).startswith("none found")
+    monkeypatch.setenv("KAGGLE_USERNAME", "sandbox")
+    monkeypatch.setenv("KAGGLE_KEY", "sandbox-key-123")
+    assert credentials_summary(config) == (
+        "API key of sandbox (HTTP basic) from $KAGGLE_USERNAME/$KAGGLE_KEY"
+    )
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_secret-456")
+    summary = credentials_summary(config)
+    assert summary == "access token (Bearer) from $KAGGLE_API_TOKEN"
+    assert "456" not in summary and "123" not in summary
+
+
+def test_check_config_says_which_kaggle_credentials_it_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(
+        tmp_path / "kaggle.toml",
+        f'[[sources]]\ntype = "kaggle"\nname = "kaggle"\ndatasets = ["{GAURAV}"]\n',
+        tmp_path / "data",
+    )
+    monkeypatch.setenv("KAGGLE_USERNAME", "sandbox")
+    monkeypatch.setenv("KAGGLE_KEY", "sandbox-key")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_do-not-print")
+    result = run_collector("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "kaggle: kaggle credentials: access token (Bearer) from $KAGGLE_API_TOKEN" in (
+        result.stdout
+    )
+    assert "do-not-print" not in result.stdout + result.stderr
+    monkeypatch.delenv("KAGGLE_API_TOKEN")
+    result = run_collector("check-config", str(config))
+    assert "API key of sandbox (HTTP basic) from $KAGGLE_USERNAME/$KAGGLE_KEY" in result.stdout
+
+
 async def test_missing_credentials_where_they_are_required_is_a_clear_401(tmp_path: Path) -> None:
     running = await serve(require_auth=True)
     try:
@@ -384,7 +476,7 @@ recipe = {{ name = "job_posting" }}
         data_dir,
     )
     env = {**subprocess_env(), "HOME": str(tmp_path / "home")}
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+    for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
         env.pop(name, None)
 
     async def once() -> tuple[int, str]:

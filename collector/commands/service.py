@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
-from collector.config import ConfigError, load_config
+from collector.config import Config, ConfigError, load_config
 from collector.filemodes import data_dir_warning
 from processors.optout import OptOutList
 
@@ -28,6 +28,7 @@ def _check_config(args: argparse.Namespace) -> int:
             return 2
     enabled = [s.name for s in config.sources if s.enabled]
     print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
+    _print_credentials(args.config, config)
     data_dir = Path(config.service.data_dir)
     too_open = data_dir_warning(data_dir, config.service.file_mode)
     if too_open is not None:
@@ -38,6 +39,16 @@ def _check_config(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _print_credentials(path: str, config: Config) -> None:
+    """Which credentials each enabled Kaggle source would use (never the secret)."""
+    from collector.sources.config import KaggleSourceConfig
+    from collector.sources.kaggle import credentials_summary
+
+    for source in config.sources:
+        if isinstance(source, KaggleSourceConfig) and source.enabled:
+            print(f"{path}: {source.name}: kaggle credentials: {credentials_summary(source)}")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,9 +11,11 @@ client's `kagglesdk/datasets/types/dataset_api_service.py`):
   to `/storage/...?X-Goog-Expires=&X-Goog-Signature=` that serves the bytes: the whole
   dataset as a zip, or one file (zipped when it is over `zip_files_over` bytes, as Kaggle
   zips large files);
-- auth: HTTP basic. Public datasets are readable anonymously (Kaggle allows it since 2024);
-  credentials are checked against `users` when given (any are accepted otherwise), wrong
-  ones are a `401`, as is any request without them when `require_auth`;
+- auth: an access token as `Authorization: Bearer` (what the official clients send first
+  today), or the legacy API key as HTTP basic. Public datasets are readable anonymously
+  (Kaggle allows it since 2024); tokens are checked against `access_tokens` and keys against
+  `users` when given (any are accepted otherwise), wrong ones are a `401`, as is any request
+  without them when `require_auth`;
   private datasets need the owner's credentials (`403` for others, `404` when anonymous);
   a dataset with rules to accept answers its downloads with `403`;
 - errors: `{"code": N, "message": "..."}`; `429` through the shared fault middleware.
@@ -91,6 +93,8 @@ class KaggleStore:
     # username -> key; None accepts any username and key (`--sandbox` fills missing secrets
     # with a placeholder), so only tests that check credentials name the accounts.
     users: dict[str, str] | None = None
+    # access token -> username; None accepts any token (as the user `ANY_TOKEN_USER`)
+    access_tokens: dict[str, str] | None = None
     require_auth: bool = False
     zip_files_over: int = 64 * 1024
     downloads: list[str] = field(default_factory=list)  # "owner/dataset[/file]@version"
@@ -210,6 +214,9 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"code": status, "message": message}, status=status)
 
 
+ANY_TOKEN_USER = "kaggle-user"
+
+
 def _user(request: web.Request, store: KaggleStore) -> tuple[str | None, web.Response | None]:
     """The authenticated user ("" when anonymous), or a 401."""
     header = request.headers.get("Authorization", "")
@@ -217,9 +224,17 @@ def _user(request: web.Request, store: KaggleStore) -> tuple[str | None, web.Res
         if store.require_auth:
             return None, _error(401, "Unauthenticated: supply your Kaggle username and API key")
         return "", None
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() == "bearer" and credential:
+        if store.access_tokens is None:
+            return ANY_TOKEN_USER, None
+        user = store.access_tokens.get(credential)
+        if user is None:
+            return None, _error(401, "Unauthenticated: invalid or expired access token")
+        return user, None
     try:
-        scheme, _, encoded = header.partition(" ")
-        username, _, key = base64.b64decode(encoded).decode().partition(":")
+        username, _, key = base64.b64decode(credential, validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None, _error(401, "Unauthenticated: malformed Authorization header")
     if scheme.lower() != "basic" or not username or not key:
@@ -263,7 +278,7 @@ def _file_json(dataset: EmulatedDataset, name: str, data: bytes) -> dict[str, An
 
 
 def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Application:
-    """Options: `store` (a KaggleStore), or `data_dir`, `users`, `require_auth`,
+    """Options: `store` (a KaggleStore), or `data_dir`, `users`, `access_tokens`, `require_auth`,
     `zip_files_over`, `hostile` (default True), `bomb_bytes`."""
     store = options.pop("store", None)
     if store is None:

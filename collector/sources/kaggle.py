@@ -19,9 +19,20 @@ costs one request (the view) and downloads nothing; a new version is read from t
 holds the member being read and the byte offset and row number after the last record handed
 out, so a restart mid-file resumes at the next row without downloading again.
 
-Auth: HTTP basic with `KAGGLE_USERNAME`/`KAGGLE_KEY` (the env names are configurable), else
-`~/.kaggle/kaggle.json` (or `$KAGGLE_CONFIG_DIR/kaggle.json`, `~/.config/kaggle/kaggle.json`).
-Without credentials requests go out anonymously, which Kaggle allows for public datasets.
+Auth, in the order the official clients try them (kagglesdk `kaggle_env.get_access_token_from_env`
+and `KaggleHttpClient._try_fill_auth`, kaggle 2.x `KaggleApi.authenticate`):
+
+1. an access token, sent as `Authorization: Bearer`: `$KAGGLE_API_TOKEN` (the env name is
+   `token_env`; its value may also be the path of a file holding the token), else
+   `~/.kaggle/access_token` (or `access_token.txt`);
+2. the legacy API key, sent as HTTP basic: `KAGGLE_USERNAME`/`KAGGLE_KEY` (the env names are
+   configurable), else `~/.kaggle/kaggle.json` (or `$KAGGLE_CONFIG_DIR/kaggle.json`,
+   `~/.config/kaggle/kaggle.json`).
+
+Without credentials requests go out anonymously, which Kaggle allows for public datasets. Which
+one was found is logged (`kaggle_credentials`, never the secret) and said by `check-config`.
+Either header stays on the API's origin: a download's redirect to signed storage on another
+host goes without it (aiohttp drops `Authorization` across origins).
 
 Checked against the official client (Kaggle/kaggle-api, `kagglesdk/datasets/types/
 dataset_api_service.py`): `ApiDataset.currentVersionNumber`, `ApiListDatasetFilesResponse`
@@ -32,15 +43,16 @@ download request's optional `datasetVersionNumber`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
 
 from collector.http import HttpClient, HttpError
@@ -81,16 +93,62 @@ KaggleCursor = DatasetCursor
 
 
 class KaggleCredentials(msgspec.Struct, frozen=True):
-    username: str
-    key: str
-    origin: str  # where they came from (never the key itself), for the logs
+    kind: Literal["access_token", "api_key"]
+    secret: str  # the token, or the API key
+    origin: str  # where they came from (never the secret itself), for the logs
+    username: str = ""  # with an API key
+
+    @property
+    def authorization(self) -> str:
+        """The `Authorization` header: Bearer for a token, HTTP basic for an API key."""
+        if self.kind == "access_token":
+            return f"Bearer {self.secret}"
+        pair = f"{self.username}:{self.secret}".encode()
+        return f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+    def describe(self) -> str:
+        """Which credentials, from where, without the secret."""
+        if self.kind == "access_token":
+            return f"access token (Bearer) from {self.origin}"
+        return f"API key of {self.username} (HTTP basic) from {self.origin}"
 
 
-def find_credentials(username_env: str, key_env: str) -> KaggleCredentials | None:
-    """The env pair first, then kaggle.json where the official client looks for it."""
+def _token_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def find_access_token(token_env: str) -> KaggleCredentials | None:
+    """`$token_env` (a token, or the path of a file holding one), else ~/.kaggle/access_token."""
+    value = os.environ.get(token_env, "").strip() if token_env else ""
+    if value:
+        if Path(value).expanduser().is_file():
+            token = _token_file(Path(value).expanduser())
+            if token:
+                return KaggleCredentials("access_token", token, f"${token_env} ({value})")
+        else:
+            return KaggleCredentials("access_token", value, f"${token_env}")
+    for name in ("access_token", "access_token.txt"):
+        path = Path("~/.kaggle").expanduser() / name
+        token = _token_file(path) if path.is_file() else ""
+        if token:
+            return KaggleCredentials("access_token", token, str(path))
+    return None
+
+
+def find_credentials(
+    username_env: str, key_env: str, token_env: str = "KAGGLE_API_TOKEN"
+) -> KaggleCredentials | None:
+    """An access token first, then the API key: the env pair, then kaggle.json where the
+    official client looks for it."""
+    token = find_access_token(token_env)
+    if token is not None:
+        return token
     username, key = os.environ.get(username_env, ""), os.environ.get(key_env, "")
     if username and key:
-        return KaggleCredentials(username, key, f"${username_env}/${key_env}")
+        return KaggleCredentials("api_key", key, f"${username_env}/${key_env}", username)
     folders = []
     if os.environ.get("KAGGLE_CONFIG_DIR"):
         folders.append(Path(os.environ["KAGGLE_CONFIG_DIR"]))
@@ -102,8 +160,19 @@ def find_credentials(username_env: str, key_env: str) -> KaggleCredentials | Non
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("username") and data.get("key"):
-            return KaggleCredentials(str(data["username"]), str(data["key"]), str(path))
+            username = str(data["username"])
+            return KaggleCredentials("api_key", str(data["key"]), str(path), username)
     return None
+
+
+def credentials_summary(config: KaggleSourceConfig) -> str:
+    """What `check-config` says about a Kaggle source's credentials (never the secret)."""
+    found = find_credentials(config.username_env, config.key_env, config.token_env)
+    if found is not None:
+        return found.describe()
+    token = f"${config.token_env}, ~/.kaggle/access_token" if config.token_env else ""
+    pair = f"${config.username_env}/${config.key_env}, ~/.kaggle/kaggle.json"
+    return f"none found ({', '.join(p for p in (token, pair) if p)}): public datasets only"
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -121,22 +190,24 @@ class KaggleSource:
         self.log = context.log
         self.refs = [split_ref(ref) for ref in config.datasets]  # a bad ref fails at build time
         self.base = config.base_url.rstrip("/")
-        credentials = find_credentials(config.username_env, config.key_env)
+        credentials = find_credentials(config.username_env, config.key_env, config.token_env)
         headers: dict[str, str] = {}
         if credentials is None:
             self.log.warning(
                 "kaggle_no_credentials",
-                hint=f"set ${config.username_env} and ${config.key_env}, or ~/.kaggle/kaggle.json;"
-                " public datasets are read anonymously",
+                hint=f"set ${config.token_env} (an access token), or ${config.username_env} and"
+                f" ${config.key_env}, or ~/.kaggle/kaggle.json; public datasets are read"
+                " anonymously",
             )
         else:
-            # HTTP basic, as a header: aiohttp drops it on a redirect to another host (the
-            # signed storage URL), which is what a download needs.
-            headers["Authorization"] = aiohttp.BasicAuth(
-                credentials.username, credentials.key
-            ).encode()
+            # As a header: aiohttp drops it on a redirect to another host (the signed storage
+            # URL), which is what a download needs.
+            headers["Authorization"] = credentials.authorization
             self.log.info(
-                "kaggle_credentials", origin=credentials.origin, user=credentials.username
+                "kaggle_credentials",
+                kind=credentials.kind,
+                origin=credentials.origin,
+                user=credentials.username or None,
             )
         self.client = HttpClient(config, context.log, headers=headers)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
@@ -434,7 +505,8 @@ class KaggleSource:
         if isinstance(error, DownloadIncomplete):
             reason = "download_incomplete"
         hint = {
-            "unauthorized": f"check ${self.config.username_env}/${self.config.key_env}",
+            "unauthorized": f"check ${self.config.token_env} or"
+            f" ${self.config.username_env}/${self.config.key_env}",
             "forbidden": "accept the dataset's rules on kaggle.com, or check access",
         }.get(reason, "")
         self.log.error(
