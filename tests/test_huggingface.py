@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog
+from huggingface_hub import HfApi
 
 from collector.logging import get_logger
 from collector.sandbox import RunningApp, start_app
@@ -130,6 +134,30 @@ async def test_a_new_commit_is_read_again_with_the_same_record_ids(
     assert DatasetCursor.decode(second.cursors[CHAT]).version == emulator.repo(CHAT).head
     folder = tmp_path / "raw/hf/huggingface" / CHAT
     assert [p.name for p in folder.iterdir()] == [emulator.repo(CHAT).head]
+
+
+@pytest.mark.parametrize("ref", ["refs/convert/parquet", "refs/pr/3"])
+async def test_a_revision_with_slashes_is_asked_for_as_one_quoted_segment_like_the_client(
+    hub: RunningApp, tmp_path: Path, ref: str
+) -> None:
+    emulator = hub_of(hub)
+    pinned = emulator.repo(CHAT).head
+    emulator.name_ref(CHAT, ref, pinned)
+    emulator.commit_files(CHAT, {"later.jsonl": b'{"messages": []}\n'})  # main moves on
+    result = await run_pass(make_source(hub.url, tmp_path, CHAT, revision=ref))
+    assert result.drops == []
+    assert {r.meta["hf_sha"] for r in result.records} == {pinned}
+    assert DatasetCursor.decode(result.cursors[CHAT]).version == pinned
+    # The real client asks for the same URL and gets the same commit.
+    client = HfApi(endpoint=hub.url, token=False)
+    info = await asyncio.to_thread(client.dataset_info, CHAT, revision=ref)
+    assert info.sha == pinned
+    quoted = ref.replace("/", "%2F")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{hub.url}/api/datasets/{CHAT}/revision/{quoted}") as answer:
+            assert answer.status == 200
+        async with session.get(f"{hub.url}/api/datasets/{CHAT}/revision/{ref}") as answer:
+            assert answer.status == 404  # unquoted, the ref is no revision at all
 
 
 async def test_a_restart_mid_file_resumes_at_the_next_row(hub: RunningApp, tmp_path: Path) -> None:
@@ -307,6 +335,22 @@ async def test_the_rows_api_pages_by_100_to_the_last_row(
     queries = [r.query for r in rows_api.app[FAULTS].seen("/rows")]
     assert len(queries) == 3 and all("length=100" in q for q in queries)
     assert DatasetCursor.decode(result.cursors[RESUMES]).complete
+
+
+async def test_rows_of_a_partial_conversion_are_kept_counted_and_logged_once_a_pass(
+    hub: RunningApp, rows_api: RunningApp, tmp_path: Path
+) -> None:
+    store: RowsStore = rows_api.app[ROWS]
+    store.set_rows(RESUMES, [{"n": i, "text": f"row {i}"} for i in range(150)])
+    store.partial.add(RESUMES)
+    source = make_source(hub.url, tmp_path, RESUMES, rows_url=rows_api.url, use_rows_api=True)
+    with structlog.testing.capture_logs() as logs:
+        result = await run_pass(source)
+    assert [r.payload["n"] for r in result.records] == list(range(150))
+    assert source.telemetry() == {"rows_partial_pages": 2.0}
+    warned = [e for e in logs if e["event"] == "hf_rows_partial"]
+    assert len(warned) == 1 and warned[0]["num_rows_total"] == 150
+    assert [e["partial"] for e in logs if e["event"] == "hf_rows_read"] == [True]
 
 
 async def test_rows_api_pages_are_archived_and_rebuild_the_same_records(

@@ -7,6 +7,8 @@ What `collector.sources.huggingface` relies on with `use_rows_api`:
   "truncated_cells"}], "num_rows_total", "num_rows_per_page", "partial"}`;
 - cells longer than `max_cell_chars` are cut and named in `truncated_cells`, as the real
   viewer does when a page would be too large;
+- `partial: true` for the datasets in `partial` (the real viewer's mark of rows that come
+  from a partial conversion of a large dataset: `num_rows_total` is not the whole of it);
 - `GET /splits?dataset=` lists `{"splits": [{"dataset", "config", "split"}]}`;
 - errors are `{"error": "..."}`: `422` for a bad parameter (`length` over 100), `404` for an
   unknown dataset, config or split, `401` for a gated dataset asked without a Bearer token.
@@ -49,6 +51,7 @@ class RowsStore:
     gated: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=lambda: {"hf_sandbox_token"})
     max_cell_chars: int = 0  # 0: no truncation
+    partial: set[str] = field(default_factory=set)  # datasets converted in part only
 
     def set_rows(
         self,
@@ -107,7 +110,8 @@ def _feature_type(value: Any) -> dict[str, Any]:
 
 
 def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Application:
-    """Options: `store` (a RowsStore), or `data_dir`, `gated`, `tokens`, `max_cell_chars`."""
+    """Options: `store` (a RowsStore), or `data_dir`, `gated`, `tokens`, `max_cell_chars`,
+    `partial`."""
     store = options.pop("store", None)
     if store is None:
         data_dir = Path(options.pop("data_dir", DATA_DIR))
@@ -170,7 +174,7 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
                 "rows": page,
                 "num_rows_total": len(data),
                 "num_rows_per_page": MAX_LENGTH,
-                "partial": False,
+                "partial": dataset in store.partial,
             }
         )
 

@@ -159,10 +159,15 @@ class Repo:
     created: float
     commits: dict[str, Commit] = field(default_factory=dict)
     head: str = ""
+    # other refs (`refs/convert/parquet`, `refs/pr/3`) -> commit oid; in a URL a ref is one
+    # quoted segment (`refs%2Fpr%2F3`), as the client sends it: unquoted, no route matches
+    refs: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, revision: str) -> Commit | None:
         if revision in ("main", "refs/heads/main"):
             return self.commits[self.head]
+        if revision in self.refs:
+            return self.commits[self.refs[revision]]
         if len(revision) >= 7:
             found = [c for oid, c in self.commits.items() if oid.startswith(revision)]
             if len(found) == 1:
@@ -273,6 +278,13 @@ class HubEmulator:
                 }
                 repo = self.create_repo(f"{owner.name}/{dataset.name}", "dataset")
                 self._apply(repo, self._as_uploaded(repo, files), [], "Seed files", "")
+
+    def name_ref(self, repo_id: str, ref: str, oid: str, kind: RepoKind = "dataset") -> None:
+        """Point `ref` (`refs/convert/parquet`, `refs/pr/3`) at the commit `oid`."""
+        repo = self.repo(repo_id, kind)
+        if oid not in repo.commits:
+            raise KeyError(f"{repo_id} has no commit {oid}")
+        repo.refs[ref] = oid
 
     def repo(self, repo_id: str, kind: RepoKind = "dataset") -> Repo:
         return self.repos[(kind, repo_id)]

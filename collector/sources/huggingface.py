@@ -4,6 +4,7 @@ the dataset viewer.
 Files (the default), one stream per repo named `owner/dataset`:
 
     GET {base}/api/datasets/{repo}[/revision/{rev}]              -> sha (the version)
+        ({rev} quoted whole, as the client does: `refs%2Fconvert%2Fparquet`, `refs%2Fpr%2F3`)
     GET {base}/api/datasets/{repo}/tree/{sha}?recursive=true     -> files (paginated: Link)
     GET {base}/datasets/{repo}/resolve/{sha}/{path}              -> the file (may redirect)
 
@@ -18,8 +19,12 @@ Rows (`use_rows_api = true`):
     GET {rows_url}/rows?dataset={repo}&config={config}&split={split}&offset=N&length=100
 
 until `num_rows_total`; a row whose cells the viewer truncated (`truncated_cells`) is dropped
-(`truncated_cell`): half a resume is not a record. Each page is archived under `raw/` as it
-came (kind `viewer_rows`), so `reprocess` rebuilds its records without asking again.
+(`truncated_cell`): half a resume is not a record. A page marked `partial: true` comes from a
+partial conversion of a large dataset (the viewer converts only its first part), so
+`num_rows_total` is not the whole dataset: such pages are counted (`telemetry()`:
+`rows_partial_pages`) and logged once per pass (`hf_rows_partial`); their rows are kept. Each
+page is archived under `raw/` as it came (kind `viewer_rows`), so `reprocess` rebuilds its
+records without asking again.
 
 Incremental: the sha is the cursor. An unchanged sha read to the end costs one request; a new
 one is read from the start (record ids, `{file}#{row}` or `rows:{config}/{split}#{row}`, stay
@@ -92,6 +97,10 @@ class HuggingFaceSource:
             headers["Authorization"] = f"Bearer {token}"
         self.client = HttpClient(config, context.log, headers=headers)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.rows_partial_pages = 0  # pages of viewer rows marked `partial`, since the start
+
+    def telemetry(self) -> dict[str, float]:
+        return {"rows_partial_pages": float(self.rows_partial_pages)}
 
     async def close(self) -> None:
         await self.client.close()
@@ -138,7 +147,11 @@ class HuggingFaceSource:
 
     async def _sha(self) -> str:
         revision = self.config.revision
-        url = self._api() if revision == "main" else self._api("revision", revision)
+        url = self._api()
+        if revision != "main":
+            # One path segment, slashes too (`refs/convert/parquet` -> `refs%2Fconvert%2Fparquet`),
+            # as huggingface_hub quotes it (`quote(revision, safe="")` in `hf_api.py`).
+            url = f"{url}/revision/{quote(revision, safe='')}"
         _, data = await self.client.get_json(url)
         sha = data.get("sha") if isinstance(data, dict) else None
         if not isinstance(sha, str) or not sha:
@@ -279,6 +292,7 @@ class HuggingFaceSource:
         offset = cursor.offset if cursor.member == member else 0
         url = f"{self.config.rows_url.rstrip('/')}/rows"
         meta: dict[str, Any] = {"license": self.config.license, "hf_sha": cursor.version}
+        partial = False
         while not self.context.stop.is_set():
             params: dict[str, str | int] = {
                 "dataset": repo,
@@ -295,6 +309,19 @@ class HuggingFaceSource:
             total = data.get("num_rows_total") if isinstance(data, dict) else None
             if not isinstance(rows, list):
                 rows = []
+            if isinstance(data, dict) and data.get("partial") is True:
+                self.rows_partial_pages += 1
+                if not partial:  # once per pass
+                    self.log.warning(
+                        "hf_rows_partial",
+                        dataset=repo,
+                        config=config,
+                        split=split,
+                        num_rows_total=total,
+                        hint="the viewer converted only the first part of this dataset; read"
+                        " its files (use_rows_api = false) for all of it",
+                    )
+                partial = True
             records, drops, offset = self._row_records(rows, member, offset, meta)
             if rows:
                 note = {"member": member, "version": cursor.version, "offset": params["offset"]}
@@ -303,7 +330,14 @@ class HuggingFaceSource:
             cursor = cursor.finish_member(member) if finished else cursor.at(member, offset, offset)
             yield SourceBatch(records, drops, {repo: cursor.encode()}), cursor
             if finished:
-                self.log.info("hf_rows_read", dataset=repo, config=config, split=split, rows=offset)
+                self.log.info(
+                    "hf_rows_read",
+                    dataset=repo,
+                    config=config,
+                    split=split,
+                    rows=offset,
+                    partial=partial,
+                )
                 return
 
     def _row_records(
