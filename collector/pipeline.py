@@ -26,6 +26,7 @@ from collector.sources.base import SourceBatch
 from collector.state import StateStore
 from processors.config import SplitConfig
 from processors.dedupe import Deduplicator
+from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
 from processors.records import Drop, ProcessedBatch
 from processors.split import assign_split
 
@@ -248,6 +249,9 @@ class Writer:
             counts[what] += 1
             for kind, n in example.residual.items():
                 self._counts[(example.source, example.dataset, f"residual:{kind}")] += n
+            if example.grounding:  # "masked" or "kept" (a drop is counted with the drops)
+                what = f"{GROUNDING_PREFIX}{example.grounding}"
+                self._counts[(example.source, example.dataset, what)] += 1
         for sink in self.sinks:
             sink.write(kept)
         for stream, cursor in batch.cursors.items():

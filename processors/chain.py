@@ -1,9 +1,11 @@
 """The per-record stages run by the service's workers:
-format -> fix encoding -> anonymize -> validate.
+format -> fix encoding -> anonymize -> ground -> validate.
 
 Deduplication and splitting depend on what came before, so the writer runs them in order.
 Encoding is repaired before anonymizing (a name or an email broken by mojibake would slip
-through) and validation runs last, on the text that will be written.
+through); grounding compares an answer with its input once both are anonymized (a name is then
+`[NAME]` on both sides) and may put placeholders in; validation runs last, on the text that
+will be written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from processors.anonymize import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.formatters import build_formatter
+from processors.grounding import GroundingCheck
 from processors.records import Drop, Example, ProcessedBatch, RawRecord
 from processors.validate import EncodingRepair, Validator
 
@@ -18,22 +21,28 @@ from processors.validate import EncodingRepair, Validator
 class ExampleStages:
     """Everything after formatting, for one example: usable on examples read from a file."""
 
-    def __init__(self, config: ProcessingConfig) -> None:
+    def __init__(self, config: ProcessingConfig, grounding: GroundingCheck | None = None) -> None:
+        """`grounding`: the check of the recipe's answers (None: its answers are not checked)."""
         self.repair = EncodingRepair(config.validate)
         self.anonymizer = Anonymizer(config.anonymize)
+        self.grounding = grounding
         self.validator = Validator(config.validate)
 
     def run(self, example: Example) -> str | None:
-        """Repairs and anonymizes the example in place; the drop reason, or None to keep it."""
+        """Repairs, anonymizes and grounds the example in place; the drop reason, or None."""
         self.repair.fix(example)
         self.anonymizer.anonymize_example(example)
+        if self.grounding is not None:
+            reason = self.grounding.run(example)
+            if reason is not None:
+                return reason
         return self.validator.check(example)
 
 
 class ProcessorChain:
     def __init__(self, recipe: RecipeConfig, config: ProcessingConfig) -> None:
         self.formatter = build_formatter(recipe)
-        self.stages = ExampleStages(config)
+        self.stages = ExampleStages(config, GroundingCheck.for_recipe(recipe))
 
     def run(self, records: list[RawRecord]) -> ProcessedBatch:
         out = ProcessedBatch(examples=[], drops=[])

@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 import msgspec
 
 RecipeName = Literal["chat", "pairs", "resume_json", "resume_text", "job_posting", "qa"]
+# What becomes of an answer that states a figure or a name its input does not give
+# (`processors/grounding.py`): its figures masked as [X] / [N], the line dropped, or kept.
+GroundingAction = Literal["mask", "drop", "keep"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a world-class tech resume writer. Context: {context}"
 DEFAULT_USER_TEMPLATE = 'Improve this resume bullet:\n"{bullet}"'
@@ -28,6 +31,18 @@ class RecipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     default_context: str = "general"
     # qa: the lowest score an answer needs to become the assistant turn
     min_answer_score: int = 1
+    # Answers that transform the user's text (every recipe but qa; chat lines that ask for a
+    # rewrite) state no figure or name the input lacks: "mask" (the default) turns invented
+    # figures into placeholders, "drop" drops the line (`invented_fact`), "keep" only counts it.
+    grounding: GroundingAction | None = None
+
+    def __post_init__(self) -> None:
+        if self.name == "qa" and self.grounding is not None:
+            raise ValueError(
+                f"grounding = {self.grounding!r} does not apply to the qa recipe: its answers"
+                " answer questions, transform no text of the user's and are never checked;"
+                " remove grounding"
+            )
 
 
 class ValidateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -53,6 +53,9 @@ class Example(msgspec.Struct, gc=False):
     # What the anonymizer's last check still found and replaced, by kind ({"name": 2}): each
     # is a miss of the detectors, counted in the clean report.
     residual: dict[str, int] = {}
+    # What the grounding check did to an answer that states facts its input lacks: "masked"
+    # (placeholders put in) or "kept" (only counted); "" when it was grounded or not checked.
+    grounding: str = ""
 
     def training_line(self) -> TrainingLine:
         return TrainingLine(messages=self.messages)

@@ -12,9 +12,12 @@ it to `{name}__rewritten.jsonl`), or a `Drop` whose reason says what was wrong:
     rewrite_unchanged           the same text as the original once normalised
     rewrite_too_short / rewrite_too_long
     rewrite_pii_introduced      an email or phone number the original did not have
-    rewrite_number_invented     a number the original does not contain (placeholders such as
-                                [X]% are not numbers)
     rewrite_placeholder_not_allowed  a placeholder while `allow_placeholders` is false
+
+Figures and names the original does not give are not checked here: the rewritten line goes
+through the same grounding check as every other answer that transforms a text
+(`processors/grounding.py`, run by the chain after anonymization), which masks, drops
+(`invented_fact`) or keeps it as the source's `recipe.grounding` says.
 
 PII is checked with the project's anonymizer (`processors/anonymize.py`, through
 `AnonymizerScanner`) when `processing.anonymize.enabled`; otherwise with `BasicPiiScanner`
@@ -33,6 +36,7 @@ from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
 from processors.dedupe import normalise
 from processors.formatters.base import Formatted, bullet_example, drop
 from processors.formatters.fields import get_text
+from processors.grounding import PLACEHOLDER
 from processors.records import RawRecord
 
 # --- PII -------------------------------------------------------------------------------------
@@ -113,59 +117,6 @@ def pii_scanner(config: AnonymizeConfig) -> PiiScanner:
     return BasicPiiScanner()
 
 
-# --- numbers ---------------------------------------------------------------------------------
-
-# A number standing on its own: "40%", "$1,200", "3.5x", "2019"; not the 3 of "S3" or "EC2".
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_])\d+(?:,\d{3})*(?:\.\d+)?")
-# What a prompt may ask for instead of a number: [X], [N], [X]%, $[N]K...
-_PLACEHOLDER = re.compile(r"\[(?:[A-Z]{1,2}|#|\.\.\.)\]")
-_NUMBER_WORDS = {
-    word: value
-    for value, words in {
-        2: "two twice doubled twofold",
-        3: "three tripled threefold",
-        4: "four quadrupled fourfold",
-        5: "five",
-        6: "six",
-        7: "seven",
-        8: "eight",
-        9: "nine",
-        10: "ten tenfold",
-        11: "eleven",
-        12: "twelve dozen",
-        13: "thirteen",
-        14: "fourteen",
-        15: "fifteen",
-        16: "sixteen",
-        17: "seventeen",
-        18: "eighteen",
-        19: "nineteen",
-        20: "twenty",
-        30: "thirty",
-        40: "forty",
-        50: "fifty",
-        60: "sixty",
-        70: "seventy",
-        80: "eighty",
-        90: "ninety",
-    }.items()
-    for word in words.split()
-}
-_WORD = re.compile(r"[a-z]+")
-
-
-def numbers_in(text: str) -> set[str]:
-    """The numeric values `text` states, in digits or words, as canonical strings."""
-    values: set[str] = set()
-    for match in _NUMBER.finditer(text):
-        value = float(match.group(0).replace(",", ""))
-        values.add(f"{value:g}")
-    for word in _WORD.findall(text.lower()):
-        if word in _NUMBER_WORDS:
-            values.add(f"{_NUMBER_WORDS[word]:g}")
-    return values
-
-
 # --- cleaning and checks ---------------------------------------------------------------------
 
 _LABEL = re.compile(
@@ -238,10 +189,8 @@ class RewriteChecker:
             return "rewrite_too_long"
         if Counter(self.pii.find(text)) - Counter(self.pii.find(original)):
             return "rewrite_pii_introduced"
-        if not config.allow_placeholders and _PLACEHOLDER.search(text):
+        if not config.allow_placeholders and PLACEHOLDER.search(text):
             return "rewrite_placeholder_not_allowed"
-        if numbers_in(_PLACEHOLDER.sub(" ", text)) - numbers_in(original):
-            return "rewrite_number_invented"
         return None
 
 

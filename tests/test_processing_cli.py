@@ -17,6 +17,11 @@ ANSWER = (
     "Built a real-time fraud detection pipeline on Kafka and Flink that screened 40 million "
     "card transactions a day and cut chargebacks by a third within two quarters"
 )
+# The facts of ANSWER, as the user gives them: a rewrite states no figure or name it lacks.
+FRAUD = (
+    "did fraud work on Kafka and Flink: 40 million card transactions a day, chargebacks down "
+    "by a third in two quarters"
+)
 
 
 def chat(user: str, answer: str, *, system: bool = True) -> dict[str, Any]:
@@ -64,15 +69,21 @@ def resumes(tmp_path: Path) -> Path:
     return write_jsonl(
         tmp_path / "acme__resumes.jsonl",
         [
-            chat("Improve: did fraud work. Jane Doe, jane.doe@gmail.com", ANSWER),
-            chat("Improve: DID FRAUD WORK!  jane.doe@gmail.com", ANSWER.upper()),  # exact dup
-            chat("Improve: did fraud work", ANSWER.replace("a third", "one third")),  # near dup
-            chat("Improve: led migration", "Didnâ€™t stop: moved 40 services to Go in Q3 2021"),
+            chat(f"Improve: {FRAUD}. Jane Doe, jane.doe@gmail.com", ANSWER),
+            chat(f"Improve: {FRAUD.upper()}!  jane.doe@gmail.com", ANSWER.upper()),  # exact dup
+            chat(f"Improve: {FRAUD}", ANSWER.replace("a third", "one third")),  # near dup
+            chat(
+                "Improve: moved 40 services to Go in Q3 2021",
+                "Didnâ€™t stop: moved 40 services to Go in Q3 2021",
+            ),
             chat("Improve: did things", "   "),
             "{not json",
             {"messages": [{"role": "robot", "content": "hi"}]},
             {"text": "no messages here"},
-            chat("Improve: hiring bullet", "Hired 12 engineers in 2019-2023, grew ARR $1.2M (25%)"),
+            chat(
+                "Improve: hired 12 engineers 2019-2023, ARR $1.2M, 25%",
+                "Hired 12 engineers in 2019-2023, grew ARR $1.2M (25%)",
+            ),
         ],
     )
 
@@ -109,7 +120,7 @@ def test_a_second_run_adds_only_what_is_new_and_dedupes_across_files(
     first = all_lines(out, "acme__resumes")
     other = write_jsonl(
         tmp_path / "other.jsonl",
-        [chat("Improve: did fraud work", ANSWER), chat("Improve: a new one", "Cut build time 40%")],
+        [chat(f"Improve: {FRAUD}", ANSWER), chat("Improve: a new one", "Cut build time 40%")],
     )
     assert run("process", str(resumes), str(other), "--out", str(out)).returncode == 0
     assert all_lines(out, "acme__resumes") == first  # nothing written twice
@@ -191,7 +202,7 @@ def test_anonymize_reads_a_file_and_takes_known_names(tmp_path: Path) -> None:
 
 
 def test_validate_passes_a_clean_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write_jsonl(tmp_path / "good.jsonl", [chat("Improve: did fraud work", ANSWER)] * 3)
+    good = write_jsonl(tmp_path / "good.jsonl", [chat(f"Improve: {FRAUD}", ANSWER)] * 3)
     assert main(["validate", str(good)]) == 0
     assert "3 lines, 3 valid, 0 invalid" in capsys.readouterr().out
 

@@ -41,13 +41,13 @@ from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import RetryConfig
 from collector.state.sqlite import SqliteStateStore
 from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
+from processors.grounding import figures, judge
 from processors.records import RawRecord
 from processors.rewrite import (
     BasicPiiScanner,
     RewriteChecker,
     RewrittenFormatter,
     clean_answer,
-    numbers_in,
     pii_scanner,
 )
 
@@ -288,9 +288,6 @@ CHECKER = RewriteChecker(RewriteCheckConfig(allow_placeholders=True))
         ("Owned the billing service " * 20, "rewrite_too_long"),
         ("Owned billing for 3 teams since 2019; jane@ex.com", "rewrite_pii_introduced"),
         ("Owned billing for 3 teams since 2019, +1 415 555 0132", "rewrite_pii_introduced"),
-        ("Owned billing for 3 teams since 2019, cutting costs 40%", "rewrite_number_invented"),
-        ("Owned billing for three teams since 2019, doubled uptime", "rewrite_number_invented"),
-        ("Owned the billing service for 3 teams from 2019 to 2023", "rewrite_number_invented"),
     ],
 )  # fmt: skip
 def test_invalid_rewrites_are_rejected_with_their_reason(answer: str, reason: str) -> None:
@@ -327,9 +324,23 @@ def test_placeholders_are_rejected_when_not_allowed() -> None:
 
 def test_rejects_are_counted_by_reason() -> None:
     checker = RewriteChecker(RewriteCheckConfig())
-    for answer in ("", "", "Owned the billing service for 3 teams since 2019 at 99.9%"):
+    for answer in ("", "", "Owned billing.", "Owned the billing service for 3 teams at 99.9%"):
         checker.check(BULLET, answer)
-    assert checker.rejected == {"rewrite_empty": 2, "rewrite_number_invented": 1}
+    # An invented figure is the grounding check's to mask or drop (processors/grounding.py).
+    assert checker.rejected == {"rewrite_empty": 2, "rewrite_too_short": 1}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Owned billing for 3 teams since 2019, cutting costs 40%",
+        "Owned billing for three teams since 2019, doubled uptime",
+        "Owned the billing service for 3 teams from 2019 to 2023",
+    ],
+)
+def test_invented_figures_are_left_to_the_grounding_check(answer: str) -> None:
+    assert CHECKER.check(BULLET, answer)[1] is None
+    assert judge(BULLET, answer).figures
 
 
 def test_pii_already_in_the_original_is_not_counted_as_introduced() -> None:
@@ -353,9 +364,13 @@ def test_year_ranges_versions_and_counts_are_not_phones() -> None:
 
 
 def test_numbers_are_compared_by_value() -> None:
-    assert numbers_in("$1,200 and 3.50x in 2019") == {"1200", "3.5", "2019"}
-    assert numbers_in("S3, EC2 and OAuth2") == set()
-    assert numbers_in("five teams, doubled") == {"5", "2"}
+    assert {v for f in figures("$1,200 and 3.50x in 2019") for v in f.values} >= {
+        "1200",
+        "3.5",
+        "2019",
+    }
+    assert figures("S3, EC2 and OAuth2") == []
+    assert judge("five teams, doubled uptime", "5 teams, 2x uptime").grounded
 
 
 @given(
@@ -365,7 +380,7 @@ def test_numbers_are_compared_by_value() -> None:
 def test_a_number_missing_from_the_original_is_always_caught(words: list[str], number: int) -> None:
     original = " ".join(words)
     answer = f"Successfully {original}, saving {number} hours"
-    assert CHECKER.check(original, answer)[1] in ("rewrite_number_invented", "rewrite_too_long")
+    assert [f.text for f in judge(original, answer).figures] == [str(number)]
 
 
 def test_clean_answer_strips_wrappers_but_keeps_the_bullet() -> None:
@@ -576,7 +591,8 @@ async def test_the_source_reads_only_the_committed_part_of_a_pairs_file(
     assert [r.id for r in records] == ["r0", "r1", "r2"]
     assert batches[-1].cursors == {"formatted/own__data__pairs.jsonl": str(committed)}
     assert records[0].source == "src" and records[0].dataset == "own/data"
-    assert records[0].payload["improved"] == improve("Responsible for maintaining service number 0")
+    answer = improve("Responsible for maintaining service number 0", placeholders=True)
+    assert records[0].payload["improved"] == answer
     assert chat_of(app).completions == 3
     telemetry = source.telemetry()
     assert telemetry["requests"] == 3 and telemetry["cache_hits"] == 0

@@ -196,7 +196,7 @@ async def test_every_pair_is_rewritten_exactly_once_across_kill_9_and_restart(
     out = lines(rewritten)
     assert sorted(originals(out)) == sorted(texts)  # every pair, once
     assert [line["messages"][2]["content"] for line in out] == [
-        improve(text) for text in originals(out)
+        improve(text, placeholders=True) for text in originals(out)
     ]
     answered = chat(emulator).answered
     assert sum(answered.values()) == 30  # paid once each: the held two were never answered
@@ -209,7 +209,7 @@ async def test_every_pair_is_rewritten_exactly_once_across_kill_9_and_restart(
     assert_valid(out)
 
 
-async def test_once_rewrites_the_pairs_of_the_same_run_and_drops_invalid_answers(
+async def test_once_rewrites_the_pairs_of_the_same_run_drops_invalid_answers_and_masks_figures(
     tmp_path: Path, data_dir: Path, emulator: RunningApp
 ) -> None:
     texts = bullets(8)
@@ -224,18 +224,21 @@ async def test_once_rewrites_the_pairs_of_the_same_run_and_drops_invalid_answers
     assert await asyncio.wait_for(process.process.wait(), 60) == 0
 
     out = lines(data_dir / "formatted" / f"{NAME}__rewritten.jsonl")
-    assert sorted(originals(out)) == sorted(texts[4:])
+    assert sorted(originals(out)) == sorted([texts[0], *texts[4:]])
     assert_valid(out)
+    # The invented 40% became a placeholder (processors/grounding.py), counted as masked.
+    answers = [line["messages"][-1]["content"] for line in out]
+    assert "Maintained billing service number 0, cutting costs by [X]%" in answers
     report = json.loads((data_dir / "formatted" / f"{NAME}__clean_report.json").read_text())
     assert report["drop_reasons"] == {
-        "rewrite_number_invented": 1,
         "rewrite_unchanged": 1,
         "rewrite_pii_introduced": 1,
         "rewrite_truncated": 1,
     }
+    assert report["invented_facts"] == {"masked": 1, "dropped": 0, "kept": 0}
     assert report["pairs"] == 8
     provenance = lines(data_dir / "formatted" / f"{NAME}__rewritten__provenance.jsonl")
-    assert [p["source"] for p in provenance] == ["inbox"] * 4
+    assert [p["source"] for p in provenance] == ["inbox"] * 5
     assert fake.completions == 8
     # The training line uses the source recipe's prompts, not the rewrite prompt.
     assert out[0]["messages"][0]["content"].endswith("Context: Site reliability")

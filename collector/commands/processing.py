@@ -29,8 +29,9 @@ from collector.config import ConfigError, load_config
 from collector.sinks.formatted import CleanReport
 from processors.anonymize import Anonymizer
 from processors.chain import ExampleStages
-from processors.config import AnonymizeConfig, DedupeConfig, ProcessingConfig
+from processors.config import AnonymizeConfig, DedupeConfig, ProcessingConfig, RecipeConfig
 from processors.dedupe import Deduplicator
+from processors.grounding import COUNTER_PREFIX, GroundingCheck, outcome_counts
 from processors.records import Example
 from processors.split import assign_split
 from processors.validate import EncodingRepair, Validator
@@ -104,7 +105,8 @@ def _process(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = SqliteStateStore(out / "state.sqlite3")
-    stages = ExampleStages(config)
+    # Chat lines: those whose user asks for a rewrite are grounded, questions are not.
+    stages = ExampleStages(config, GroundingCheck.for_recipe(RecipeConfig(name="chat")))
     try:
         deduplicator = Deduplicator(deduplicator_config, state)
     except ValueError as error:
@@ -187,6 +189,8 @@ class _FileRun:
             example.split = assign_split(example.group_key, self.config.split)
             outputs.write(example.split, self.encoder.encode(example.training_line()) + b"\n")
             counts["written"] += 1
+            if example.grounding:
+                counts[f"{COUNTER_PREFIX}{example.grounding}"] += 1
         outputs.sync()
         totals = {(SOURCE, name, what): n for what, n in counts.items()}
         self.state.commit(self.deduplicator.take_pending(), totals)
@@ -210,6 +214,7 @@ def _write_report(state: Any, out: Path, name: str) -> CleanReport:
         pairs=0,
         dropped=sum(reasons.values()),
         drop_reasons=reasons,
+        invented_facts=outcome_counts(counts),
     )
     path = out / f"{name}__clean_report.json"
     tmp = path.with_suffix(".json.tmp")

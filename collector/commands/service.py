@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from collector.state import open_state_store
+    from processors.grounding import outcome_counts
 
     try:
         config = load_config(args.config)
@@ -105,6 +106,12 @@ def _stats(args: argparse.Namespace) -> int:
         for kind, n in sorted(counts.items()):
             if kind.startswith("residual:"):
                 print(f"{'':<20}   anonymizer's last check replaced {kind[9:]}: {n}")
+        invented = outcome_counts(counts)
+        if any(invented.values()):
+            print(
+                f"{'':<20}   answers with invented facts: masked {invented['masked']},"
+                f" dropped {invented['dropped']}, kept {invented['kept']}"
+            )
     for instance, names in placement.items():
         print(f"instance {instance} runs {len(names)}: {', '.join(names)}")
     return 0

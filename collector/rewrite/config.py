@@ -29,9 +29,10 @@ NUMBER_RULE_STRICT = (
     "percentage, amount or count."
 )
 NUMBER_RULE_PLACEHOLDERS = (
-    "Use only the numbers that appear in the original bullet. Where a metric would make the "
-    "bullet stronger but the original gives none, write a placeholder such as [X]% or [N] "
-    "instead of a number; never invent a figure."
+    "Use only the numbers that appear in the original bullet. Where a figure would make the "
+    "bullet stronger but the original gives none, write a placeholder for the user to fill in, "
+    "such as [N] for a count or [X]% for a percentage, instead of a number; never invent a "
+    "figure, percentage, amount, duration or count."
 )
 
 
@@ -76,8 +77,10 @@ class RewriteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     # Prompts per recipe name ("pairs", "resume_json", ...); "default" for every other recipe.
     prompts: dict[str, RewritePrompt] = {}
-    # Ask for placeholders such as [X]% where a metric is missing, instead of no metric at all.
-    placeholders: bool = False
+    # Ask for placeholders such as [X]% where a metric is missing (the default), or for no
+    # metric at all. Either way a figure the original lacks is masked or dropped afterwards by
+    # the grounding check (`processors/grounding.py`), as the source's recipe.grounding says.
+    placeholders: bool = True
     checks: RewriteCheckConfig = RewriteCheckConfig()
 
     def __post_init__(self) -> None:

@@ -23,7 +23,8 @@ from collector.sources.config import InboxSourceConfig
 from collector.state import StateStore
 from collector.state.base import instance_name
 from processors.chain import ProcessorChain
-from processors.config import RecipeConfig
+from processors.config import GroundingAction, RecipeConfig
+from processors.grounding import GroundingCheck, recipe_grounding
 from processors.rewrite import (
     REWRITE_RECIPE,
     PiiScanner,
@@ -46,11 +47,19 @@ def recipes_of(config: Config) -> dict[str, RecipeConfig]:
 
 
 def rewrite_chain(config: Config, pii: PiiScanner | None = None) -> ProcessorChain:
-    """The service's chain (format -> validate ...) with the rewritten-line formatter."""
+    """The service's chain (format -> validate ...) with the rewritten-line formatter.
+
+    A rewrite is grounded like any answer that transforms a text, with its source's
+    `recipe.grounding` (mask by default): an invented figure becomes a placeholder.
+    """
     chain = ProcessorChain(REWRITE_RECIPE, config.processing)
     pii = pii or pii_scanner(config.processing.anonymize)
     checker = RewriteChecker(config.rewrite.checks, pii)
     chain.formatter = RewrittenFormatter(checker, recipes_of(config))
+    actions: dict[str, GroundingAction] = {
+        s.name: recipe_grounding(s.recipe) or "mask" for s in config.sources
+    }
+    chain.stages.grounding = GroundingCheck("mask", per_source=actions)
     return chain
 
 

@@ -21,6 +21,7 @@ import structlog
 from collector.sinks.files import DurableFiles
 from collector.sinks.naming import output_name
 from collector.state import StateStore
+from processors.grounding import outcome_counts
 from processors.records import Example
 
 
@@ -54,6 +55,9 @@ class CleanReport(msgspec.Struct):
     # What the anonymizer's last check still caught and replaced, by kind: misses of its
     # detectors that never reached a file.
     residual: dict[str, int] = {}
+    # Answers that stated a figure or a name their input does not give (`processors/grounding.py`):
+    # how many were masked (placeholders put in), dropped (also in drop_reasons) and kept.
+    invented_facts: dict[str, int] = {}
 
 
 def file_stem(example: Example) -> str:
@@ -159,6 +163,7 @@ class FormattedSink:
                     for k, v in sorted(counts.items())
                     if k.startswith("residual:")
                 },
+                invented_facts=outcome_counts(counts),
             )
             path = self.dir / f"{name}__clean_report.json"
             tmp = path.with_suffix(".json.tmp")

@@ -1,0 +1,561 @@
+"""Grounding: an answer that transforms a user's text states no fact the text did not give.
+
+A model trained on our lines will write people's resumes. An example that answers "Answered
+support tickets." with "Resolved 1,200+ tickets a quarter with a 96% satisfaction score" teaches
+it to make achievements up. So every answer of a task that transforms a user's text (improve,
+rewrite, tailor, summarize, fix) is compared with its input (the system and user messages):
+
+- a **figure** (a number, amount, percentage, duration or count, in digits or words: `1,200+`,
+  `96%`, `3 TB/day`, `$2.4M`, `two thirds`, `twice`) is grounded when the input states the same
+  value (`3,000` is `3k`, `five` is `5`, `half` is `50%`) or one that follows from two of its
+  figures (a date range gives a number of years, `from 900 ms to 250 ms` gives `72%` or `3.6x`);
+- a **named entity** (a tool, employer, product or certification: `Airflow`, `Snowflake`, `AWS`,
+  `PMP`, `at Acme`) is grounded when the input names it;
+- placeholders (`[X]%`, `[N]+`, `$[X]M`) and the anonymizer's tokens (`[NAME]`) are neither.
+
+What happens to an ungrounded answer is the source's `recipe.grounding`:
+
+    mask    each invented figure becomes a placeholder the user fills in (`[N]+ tickets`,
+            `[X]%`); an invented entity, or a figure no placeholder can stand for (`halved`,
+            `doubled`), drops the line as `invented_fact`: a name cannot be masked
+    drop    the line is dropped as `invented_fact`
+    keep    the line is written as it is; only counted
+
+Question-answer tasks (recipe `qa`, and chat lines whose user asks a question) give facts of
+their own by nature and are not checked. `GroundingCheck.outcomes` counts `masked`, `dropped`
+and `kept`; an example it masked or kept carries `grounding = "masked" | "kept"`, which the
+writer counts per dataset (`invented_fact:masked`, `invented_fact:kept`) beside the
+`drop:invented_fact` drops.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+from pathlib import Path
+
+from processors.config import GroundingAction, RecipeConfig
+from processors.records import Example, Message
+
+DROP_REASON = "invented_fact"
+# The counters of one dataset: `drop:invented_fact`, `invented_fact:masked`, `invented_fact:kept`.
+COUNTER_PREFIX = f"{DROP_REASON}:"
+DATA = Path(__file__).parent / "data"
+
+# --- placeholders ----------------------------------------------------------------------------
+
+# What stands for a figure the input does not give: [X], [N], [X]%, $[N]K, [#], [...]. The
+# anonymizer's tokens ([NAME], [EMAIL_2]) are longer and never figures either.
+PLACEHOLDER = re.compile(r"\[(?:[A-Z]{1,2}|#|\.\.\.)\]")
+_TOKEN = re.compile(r"\[[A-Z][A-Z_]*(?:_\d+)?\]")
+
+# --- figures ---------------------------------------------------------------------------------
+
+_SCALES = {
+    "k": 1e3,
+    "K": 1e3,
+    "thousand": 1e3,
+    "M": 1e6,
+    "mn": 1e6,
+    "MM": 1e6,
+    "million": 1e6,
+    "B": 1e9,
+    "bn": 1e9,
+    "billion": 1e9,
+    "trillion": 1e12,
+}
+# A figure in digits: `1,200+`, `96%`, `$2.4M`, `40k`, `3 TB`, `2-week`, `0.91`, `1st`. Not the
+# digits of a name (`S3`, `EC2`, `p95`, `OAuth2`, `[NAME_1]`) nor of a version after a dot.
+_DIGITS = re.compile(
+    r"(?<![A-Za-z0-9_.,])"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?"
+    r"(?:(?P<glued>k|K|M|MM|B|bn|mn)\b|\s?(?P<word>thousand|million|billion|trillion)\b)?"
+    r"(?P<pct>\s?%|\s?percent\b|\s?per\s?cent\b)?"
+)
+# A quarter (`Q3`) is a date, hence a figure; other letter-digit words are names (`S3`).
+_QUARTER = re.compile(r"\bQ(?P<num>[1-4])\b")
+# Figures that are idioms, not facts: 24/7 support, a 1:1, 360-degree feedback, 2FA, 3D, 5G.
+_IDIOMS = re.compile(r"(?<![\w/])(?:24/7|24x7|1:1|1-on-1|360(?:-degree|°)|2FA|[2-5]G|3D|2D)(?!\w)")
+
+_UNITS = {
+    "zero": 0,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "dozen": 12,
+}
+_WORD_SCALES = {"hundred": 100, "thousand": 1e3, "million": 1e6, "billion": 1e9}
+_UNIT_WORDS = "|".join(sorted(_UNITS, key=len, reverse=True))
+_SCALE_WORDS = "hundred|thousand|million|billion"
+# `twenty-five`, `two hundred`, `three thousand`, `a dozen`; `one` alone is too common a word
+# to be a figure (`one of the`, `one page`), but `one hundred` is one.
+_NUMBER_WORDS = re.compile(
+    rf"\b(?P<words>(?:(?:{_UNIT_WORDS})(?:[-\s](?:{_UNIT_WORDS}))?|one|a)"
+    rf"(?:[-\s](?:{_SCALE_WORDS}))+"
+    rf"|(?:{_UNIT_WORDS})(?:-(?:{_UNIT_WORDS}))?)\b",
+    re.IGNORECASE,
+)
+# Fractions: `half`, `a third`, `two thirds`, `three quarters of`, `a quarter of` (a quarter
+# alone is a period of time).
+_FRACTIONS = re.compile(
+    r"\b(?P<frac>half"
+    r"|(?:a|one)\s+third(?!\s*-?\s*part)"
+    r"|(?:two|2)\s+thirds"
+    r"|(?:three|3)\s+quarters(?=\s+of\b)"
+    r"|(?:a|one)\s+quarter(?=\s+of\b))\b",
+    re.IGNORECASE,
+)
+_FRACTION_VALUES = {"half": 0.5, "third": 1 / 3, "thirds": 2 / 3, "quarter": 0.25, "quarters": 0.75}
+# Multiples: `twice` can become `[N] times`; a verb (`doubled`, `halved`) or `threefold` can
+# stand for no placeholder, so an invented one drops the line even when masking.
+_MULTIPLES = re.compile(
+    r"\b(?P<mult>twice|double[ds]?|doubling|triple[ds]?|tripling|quadruple[ds]?|halve[ds]?|"
+    r"halving|(?:two|three|four|five|ten)fold)\b",
+    re.IGNORECASE,
+)
+_MULTIPLE_VALUES = {"twi": 2, "dou": 2, "tri": 3, "qua": 4, "hal": 0.5, "two": 2, "thr": 3}
+_FOLD_VALUES = {"four": 4, "five": 5, "ten": 10}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure stated in a text: where it is, the values it may mean, how to mask it."""
+
+    start: int
+    end: int
+    text: str
+    values: frozenset[str]
+    # What replaces the figure when it is masked (None: no placeholder can stand for it); the
+    # span [mask_start, mask_end) is what the placeholder replaces, unit and sign stay.
+    placeholder: str | None
+    mask_start: int
+    mask_end: int
+
+
+def _canon(value: float) -> str:
+    if value == 0:
+        return "0"
+    return f"{round(value, 6):g}"
+
+
+def _values(value: float, percent: bool = False) -> frozenset[str]:
+    """The canonical strings a value may be compared as (a fraction is also a percentage)."""
+    out = {_canon(value)}
+    if percent:
+        out.add(_canon(value / 100))
+    elif 0 < value < 1:
+        out.update({_canon(value * 100), _canon(round(value * 100)), _canon(round(value * 100, 1))})
+    return frozenset(out)
+
+
+def _word_value(words: str) -> float:
+    total, current = 0.0, 0.0
+    for word in re.split(r"[-\s]+", words.lower()):
+        if word in ("a", "one"):
+            current = 1
+        elif word in _UNITS:
+            current += _UNITS[word]
+        elif word == "hundred":
+            current = max(current, 1) * 100
+        elif word in _WORD_SCALES:
+            total += max(current, 1) * _WORD_SCALES[word]
+            current = 0
+    return total + current
+
+
+def figures(text: str) -> list[Figure]:
+    """Every figure `text` states, in order; placeholders, tokens and idioms are none."""
+    blank = _blank(text)
+    found: list[Figure] = []
+    for match in _DIGITS.finditer(blank):
+        number = match.group("num").replace(",", "") + (match.group("frac") or "")
+        value = float(number)
+        scale = match.group("glued") or match.group("word")
+        if scale:
+            value *= _SCALES[scale]
+        percent = bool(match.group("pct"))
+        # An integer count is an [N]; a percentage, an amount, a decimal or a scale is an [X].
+        money = match.start() > 0 and blank[match.start() - 1] in "$€£¥"
+        exact = not (percent or scale or match.group("frac") or money)
+        values = _values(value, percent)
+        if scale:  # `2M` is also the 2 of `2 million` written the other way
+            values |= {_canon(float(number))}
+        found.append(
+            Figure(
+                match.start(),
+                match.end(),
+                match.group(0),
+                values,
+                "[N]" if exact else "[X]",
+                match.start("num"),
+                match.end("frac") if match.group("frac") else match.end("num"),
+            )
+        )
+    for match in _QUARTER.finditer(blank):
+        found.append(
+            Figure(
+                match.start(),
+                match.end(),
+                match.group(0),
+                frozenset({f"q{match.group('num')}"}),
+                "[N]",
+                match.start("num"),
+                match.end("num"),
+            )
+        )
+    for match in _NUMBER_WORDS.finditer(blank):
+        words = match.group("words")
+        if words.lower() in ("a", "one"):
+            continue
+        value = _word_value(words)
+        found.append(
+            Figure(
+                match.start(),
+                match.end(),
+                words,
+                _values(value),
+                "[N]",
+                match.start(),
+                match.end(),
+            )
+        )
+    for match in _FRACTIONS.finditer(blank):
+        words = match.group("frac").lower().split()
+        value = _FRACTION_VALUES[words[-1]]
+        found.append(
+            Figure(
+                match.start(), match.end(), match.group(0), _values(value), "[X]%", *match.span()
+            )
+        )
+    for match in _MULTIPLES.finditer(blank):
+        word = match.group("mult").lower()
+        if word.endswith("fold"):
+            value = float(_FOLD_VALUES.get(word[:-4], _MULTIPLE_VALUES.get(word[:3], 2)))
+        else:
+            value = float(_MULTIPLE_VALUES[word[:3]])
+        placeholder = "[N] times" if word == "twice" else None
+        found.append(
+            Figure(
+                match.start(),
+                match.end(),
+                match.group(0),
+                _values(value),
+                placeholder,
+                *match.span(),
+            )
+        )
+    # A number word inside a fraction (`two thirds`) is the fraction's, not a figure of its own:
+    # of overlapping figures the one that starts first, then the longest, is kept.
+    found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+    out: list[Figure] = []
+    for figure in found:
+        if not out or figure.start >= out[-1].end:
+            out.append(figure)
+    return out
+
+
+def _blank(text: str) -> str:
+    """`text` with placeholders, tokens and idioms blanked out (same length, so spans hold)."""
+
+    def spaces(match: re.Match[str]) -> str:
+        return " " * len(match.group(0))
+
+    return _IDIOMS.sub(spaces, _TOKEN.sub(spaces, PLACEHOLDER.sub(spaces, text)))
+
+
+def grounded_values(text: str, limit: int = 40) -> set[str]:
+    """The values `text` states, and those that follow from two of them.
+
+    A difference gives a duration (`2019 - 2023` is 4 years) or a saving; a ratio gives a
+    multiple (`900 ms to 250 ms` is 3.6x); a relative change gives a percentage (72%). Only the
+    first `limit` distinct values are paired, so a long text stays cheap.
+    """
+    stated = figures(text)
+    values: set[str] = set()
+    numbers: list[float] = []
+    for figure in stated:
+        values |= figure.values
+        for value in figure.values:
+            if not value.startswith("q"):
+                number = float(value)
+                if number not in numbers:
+                    numbers.append(number)
+    for a, b in combinations(numbers[:limit], 2):
+        high, low = max(a, b), min(a, b)
+        derived = [high - low]
+        if low > 0:
+            derived += [high / low, (high - low) / high * 100, (high - low) / low * 100]
+        for change in derived:
+            if math.isfinite(change):
+                values |= {_canon(change), _canon(round(change)), _canon(round(change, 1))}
+    return values
+
+
+# --- named entities --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def known_entities() -> frozenset[str]:
+    """`data/known_entities.txt`: names of tools, products, employers and certifications."""
+    words: set[str] = set()
+    for line in (DATA / "known_entities.txt").read_text(encoding="utf-8").splitlines():
+        words.update(line.split("#", 1)[0].split())
+    return frozenset(words)
+
+
+# Acronyms that name a kind of thing, not a product or an employer: an answer may use them.
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+GENERIC_ACRONYMS = _word_set(
+    """
+    API APIs REST SDK CLI UI UX QA CI CD ETL ELT KPI KPIs OKR OKRs ROI SLA SLAs SLO SLOs SLI
+    MVP PoC POC B2B B2C SaaS PaaS IaaS HR IT PR CRM ERP SEO SEM PPC CTR CPC CAC LTV ARR MRR
+    GMV NPS CSAT P&L YoY QoQ MoM FAQ PDF CSV JSON XML YAML HTML CSS SQL NoSQL HTTP HTTPS TCP
+    DNS VPN SSO MFA RBAC PII GDPR HIPAA SOC AI ML NLP LLM OCR BI DB DBA VM VMs OS iOS
+    CEO CTO CFO COO CIO CMO VP SVP EVP PM TPM EM IC US UK EU USD EUR GBP ASAP TBD N/A OK
+    A/B R&D E2E ID IDs URL URLs MBA BSc MSc BA MA PhD FTE FTEs SME SMEs RFP RFPs SOP SOPs
+    ATS AR AP GL KYC AML QC QA/QC CI/CD DevOps SRE MLOps DataOps FinOps SecOps
+    KB MB GB TB PB Mbps Gbps ms RPS QPS TPS MAU DAU WAU AUC F1 RMSE MAE LCP FCP TTFB CPU GPU
+    RAM SSD IOPS
+    """
+)
+_ENTITY_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[.&+#][A-Za-z0-9]+)*(?:\+\+|#)?")
+# Words after which a capitalised word names an employer, a tool or a product.
+_NAMING = _word_set(
+    "at for with using in into on via from to by joined built migrated adopted deployed"
+)
+_OPENING_MARKS = " \t\"'“‘([*•-"
+_LOWER_ABBREVIATION = re.compile(r"(?:[a-z]\.)+[a-z]")  # e.g, i.e
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` opens the text, a line or a sentence (`. `, `: `, `; `)."""
+    index = start
+    while index > 0 and text[index - 1] in _OPENING_MARKS:
+        index -= 1
+    return index == 0 or text[index - 1] in ".!?:;\n"
+
+
+def _word_forms(word: str) -> set[str]:
+    folded = word.casefold().removesuffix("'s").removesuffix("’s")
+    forms = {folded}
+    if folded.endswith("es"):
+        forms.add(folded[:-2])
+    if folded.endswith("s"):
+        forms.add(folded[:-1])
+    return forms
+
+
+def input_words(text: str) -> set[str]:
+    """Every word of `text` (and its singular), case-folded: what an answer's names must be."""
+    words: set[str] = set()
+    for match in _ENTITY_WORD.finditer(text):
+        for part in [*re.split(r"[.&+#/]", match.group(0)), match.group(0)]:
+            if part:
+                words |= _word_forms(part)
+    return words
+
+
+def entities(text: str) -> list[str]:
+    """Names of tools, employers, products and certifications `text` mentions, in order.
+
+    A word is a name when it is a known one (`data/known_entities.txt`, exact spelling), when
+    its shape says so (`GitHub`, `AWS`, `iOS`, `Node.js`, `C++`; not a generic acronym such as
+    `API` or `KPI`), or when it is capitalised after a word that introduces a name (`at Acme`,
+    `using Zapier`). A word that opens a sentence is only a name when it is a known one.
+    """
+    known = known_entities()
+    blank = _blank(text)
+    found: list[str] = []
+    previous = ""
+    # In a text written in capitals every word is all-caps: only mixed case then tells a name.
+    letters = [ch for ch in blank if ch.isalpha()]
+    shouting = sum(ch.isupper() for ch in letters) > 0.6 * len(letters)
+    for match in _ENTITY_WORD.finditer(blank):
+        word = match.group(0)
+        start = match.start()
+        after_naming = previous in _NAMING
+        previous = word.casefold()
+        if start > 0 and blank[start - 1] in "-'’":  # `field-service`, `don't`
+            continue
+        if word in GENERIC_ACRONYMS or word.removesuffix("s") in GENERIC_ACRONYMS:
+            continue
+        opening = _opens_sentence(blank, start)
+        inner_capital = any(ch.isupper() for ch in word[1:])
+        if shouting and word.isupper():
+            inner_capital = False
+        dotted = "." in word and not _LOWER_ABBREVIATION.fullmatch(word)
+        shaped = len(word) > 1 and (inner_capital or dotted or word[-1] in "+#")
+        # A capitalised word after `at`, `using`, `into`... names something (`at Acme`).
+        introduced = after_naming and not opening and word.istitle() and word.isalpha()
+        if shaped or (introduced and len(word) > 1):
+            found.append(word)
+        elif word in known and not (opening and word[0].isupper()):
+            found.append(word)  # `Next, ...` or `Spring ...` opening a sentence are words
+    return found
+
+
+def outcome_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """How many answers of a dataset were masked, dropped and kept for stating invented facts,
+    from its counters (what the clean report and `stats` show)."""
+    return {
+        "masked": counts.get(f"{COUNTER_PREFIX}masked", 0),
+        "dropped": counts.get(f"drop:{DROP_REASON}", 0),
+        "kept": counts.get(f"{COUNTER_PREFIX}kept", 0),
+    }
+
+
+# --- the check -------------------------------------------------------------------------------
+
+# An instruction to transform a text: what a chat line's user message opens with when its answer
+# is a rewrite of the user's own text (`Improve this bullet:`, `Can you rewrite my summary`).
+_TRANSFORM = re.compile(
+    r"^\s*(?:please[,\s]+)?(?:(?:can|could|would|will) you\s+(?:please\s+)?|help me\s+)?"
+    r"(?:improve|rewrite|re-write|rephrase|reword|tailor|summari[sz]e|fix|polish|proofread|"
+    r"edit|revise|tighten|shorten|strengthen|enhance|optimi[sz]e|condense|convert|turn|"
+    r"make\s+(?:this|these|it|my)|adapt|adjust|correct|clean\s+up)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_transformation(example: Example) -> bool:
+    """Whether the first user message asks to transform a text (not a question to answer)."""
+    for message in example.messages:
+        if message.role == "user":
+            return bool(_TRANSFORM.match(message.content))
+    return False
+
+
+@dataclass
+class Verdict:
+    """What the check found in one answer: invented figures and names."""
+
+    figures: list[Figure]
+    entities: list[str]
+
+    @property
+    def grounded(self) -> bool:
+        return not self.figures and not self.entities
+
+    @property
+    def maskable(self) -> bool:
+        return not self.entities and all(f.placeholder is not None for f in self.figures)
+
+
+def judge(source: str, answer: str) -> Verdict:
+    """The figures and names of `answer` that `source` (its input) does not give."""
+    have = grounded_values(source)
+    invented = [f for f in figures(answer) if not (f.values & have)]
+    words = input_words(source)
+    names = [e for e in entities(answer) if not (_word_forms(e) & words)]
+    return Verdict(invented, names)
+
+
+def mask(answer: str, invented: Iterable[Figure]) -> str:
+    """`answer` with each invented figure replaced by its placeholder (`[N]+`, `[X]%`)."""
+    out = answer
+    for figure in sorted(invented, key=lambda f: f.mask_start, reverse=True):
+        assert figure.placeholder is not None
+        out = out[: figure.mask_start] + figure.placeholder + out[figure.mask_end :]
+    return out
+
+
+def recipe_grounding(recipe: RecipeConfig) -> GroundingAction | None:
+    """What a recipe does with ungrounded answers; None for question answering (unchecked)."""
+    if recipe.name == "qa":
+        return None
+    return recipe.grounding or "mask"
+
+
+class GroundingCheck:
+    """Masks, drops or counts the answers that state facts their input does not give.
+
+    `action` applies to every example, or `per_source` names one for each source (the rewrite
+    stage's lines come from many). With `detect_task`, only the lines whose user asks for a
+    transformation are checked (the `chat` recipe holds questions and rewrites alike); without
+    it every line is (a bullet recipe's lines all ask for one).
+    """
+
+    name = "grounding"
+
+    def __init__(
+        self,
+        action: GroundingAction,
+        *,
+        detect_task: bool = False,
+        per_source: Mapping[str, GroundingAction] | None = None,
+    ) -> None:
+        self.action = action
+        self.detect_task = detect_task
+        self.per_source = dict(per_source or {})
+        self.outcomes: Counter[str] = Counter()  # checked, masked, dropped, kept
+
+    @classmethod
+    def for_recipe(cls, recipe: RecipeConfig) -> GroundingCheck | None:
+        action = recipe_grounding(recipe)
+        if action is None:
+            return None
+        return cls(action, detect_task=recipe.name == "chat")
+
+    def run(self, example: Example) -> str | None:
+        """Checks (and masks) the example in place; the drop reason, or None to keep it."""
+        if example.kind != "train" or not any(m.role == "assistant" for m in example.messages):
+            return None
+        if self.detect_task and not asks_for_transformation(example):
+            return None
+        self.outcomes["checked"] += 1
+        action = self.per_source.get(example.source, self.action)
+        given: list[str] = []
+        messages = list(example.messages)
+        ungrounded = False
+        for index, message in enumerate(messages):
+            if message.role != "assistant":
+                given.append(message.content)
+                continue
+            verdict = judge("\n".join(given), message.content)
+            if verdict.grounded:
+                continue
+            ungrounded = True
+            if action == "drop" or (action == "mask" and not verdict.maskable):
+                self.outcomes["dropped"] += 1
+                return DROP_REASON
+            if action == "mask":
+                messages[index] = Message("assistant", mask(message.content, verdict.figures))
+        if not ungrounded:
+            return None
+        outcome = "masked" if action == "mask" else "kept"
+        self.outcomes[outcome] += 1
+        example.grounding = outcome
+        if action == "mask":
+            example.messages = messages
+        return None

@@ -1,0 +1,363 @@
+"""Grounding: an answer that transforms a user's text states no figure or name it lacks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.config import ConfigError, parse_config
+from processors.chain import ExampleStages, ProcessorChain
+from processors.config import ProcessingConfig, RecipeConfig
+from processors.grounding import (
+    PLACEHOLDER,
+    GroundingCheck,
+    figures,
+    grounded_values,
+    judge,
+    mask,
+)
+from processors.records import Example, Message, RawRecord
+from tests.conftest import ROOT, collector_command, run_collector, subprocess_env, write_config
+
+# --- generators of real-world figures --------------------------------------------------------
+
+counts = st.integers(min_value=2, max_value=9_999_999)
+
+
+def thousands(n: int) -> str:
+    return f"{n:,}"
+
+
+@st.composite
+def figure_forms(draw: st.DrawFn) -> tuple[str, str]:
+    """(a figure as resumes write it, the placeholder form masking must give it)."""
+    n = draw(counts)
+    small = draw(st.integers(min_value=2, max_value=999))
+    decimal = draw(st.integers(min_value=1, max_value=99)) / 10 + draw(st.integers(0, 9))
+    decimal_text = f"{decimal:.1f}".rstrip("0").rstrip(".")
+    return draw(
+        st.sampled_from(
+            [
+                (f"{thousands(n)}+", "[N]+"),
+                (f"{small}%", "[X]%"),
+                (f"{decimal_text}%", "[X]%"),
+                (f"{small} TB/day", "[N] TB/day"),
+                (f"${decimal_text}M", "$[X]M"),
+                (f"€{small}k", "€[X]k"),
+                (f"{small}k", "[X]k"),
+                (f"p95 {small} ms", "p95 [N] ms"),
+                (f"{small} percent", "[X] percent"),
+                (f"{small}-person", "[N]-person"),
+                (f"{small} million", "[X] million"),
+                ("two thirds of", "[X]% of"),
+                ("a third", "[X]%"),
+                ("twenty-five", "[N]"),
+                ("three hundred", "[N]"),
+                ("twice", "[N] times"),
+            ]
+        )
+    )
+
+
+VERBS = ["Resolved", "Shipped", "Cut", "Moved", "Raised", "Handled", "Reduced"]
+NOUNS = ["support tickets", "services", "build time", "latency", "costs", "regressions"]
+
+
+def improve(bullet: str) -> list[Message]:
+    return [
+        Message("system", "You are a world-class tech resume writer. Context: Engineer"),
+        Message("user", f'Improve this resume bullet:\n"{bullet}"'),
+    ]
+
+
+def example(bullet: str, answer: str, source: str = "box") -> Example:
+    return Example([*improve(bullet), Message("assistant", answer)], source, "d", "r")
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+@given(figure_forms(), st.sampled_from(VERBS), st.sampled_from(NOUNS))
+def test_an_invented_figure_in_any_form_is_found_and_masked(
+    form: tuple[str, str], verb: str, noun: str
+) -> None:
+    written, placeholder = form
+    answer = f"{verb} {written} {noun} across the team."
+    verdict = judge(f'Improve this resume bullet:\n"{verb} {noun}."', answer)
+    assert [f.text for f in verdict.figures], answer
+    assert verdict.maskable
+    masked = mask(answer, verdict.figures)
+    assert masked == f"{verb} {placeholder} {noun} across the team."
+    assert judge(f"{verb} {noun}.", masked).grounded
+
+
+@given(figure_forms(), st.sampled_from(VERBS), st.sampled_from(NOUNS))
+def test_a_figure_the_input_states_passes(form: tuple[str, str], verb: str, noun: str) -> None:
+    written, _ = form
+    bullet = f"{verb.lower()} {written} {noun}"
+    assert judge(f"Improve: {bullet}", f"{verb} {written} {noun}, end to end.").grounded
+
+
+@given(counts, st.sampled_from(NOUNS))
+def test_the_same_value_written_another_way_passes(n: int, noun: str) -> None:
+    assert judge(f"handled {n} {noun}", f"Handled {thousands(n)} {noun}").grounded
+    if n % 1000 == 0:
+        assert judge(f"handled {n} {noun}", f"Handled {n // 1000}k {noun}").grounded
+    assert judge("cut costs by half", "Cut costs by 50%").grounded
+    assert judge("mentored five juniors", "Mentored 5 juniors").grounded
+    assert judge("a $2M budget", "a $2,000,000 budget, 2 million in all").grounded
+
+
+@given(
+    st.integers(min_value=1990, max_value=2020),
+    st.integers(min_value=1, max_value=15),
+)
+def test_a_figure_derived_from_the_input_passes(start: int, years: int) -> None:
+    end = start + years
+    source = f"Ran the payments team ({start}-{end})."
+    assert judge(source, f"Ran the payments team for {years} years.").grounded
+    before, after = 900, 250
+    source = f"Cut p95 latency from {before} ms to {after} ms."
+    for answer in (
+        f"Cut p95 latency by 72% (from {before} ms to {after} ms).",
+        "Made checkout 3.6x faster.",
+        "Cut p95 latency by 650 ms.",
+    ):
+        assert judge(source, answer).grounded, answer
+
+
+@given(
+    st.lists(st.sampled_from(["[N]", "[X]", "[X]%", "[N]+", "$[X]M", "[X]k", "[#]"]), min_size=1),
+    st.sampled_from(VERBS),
+)
+def test_placeholders_pass(placeholders: list[str], verb: str) -> None:
+    answer = f"{verb} " + ", ".join(
+        f"{p} {noun}" for p, noun in zip(placeholders, NOUNS * 3, strict=False)
+    )
+    assert judge("Did some work.", answer).grounded
+    assert figures(answer) == []
+
+
+def test_names_with_digits_idioms_and_tokens_are_not_figures() -> None:
+    text = "Ran S3, EC2 and OAuth2 on-call 24/7 with 2FA, paged [NAME_1] at [PHONE]; p99 too."
+    assert figures(text) == []
+
+
+def test_invented_names_are_found_and_never_masked() -> None:
+    verdict = judge(
+        'Improve this resume bullet:\n"Built ETL jobs."',
+        "Designed Airflow ETL jobs moving 3 TB/day into Snowflake with 99.9% on-time delivery.",
+    )
+    assert verdict.entities == ["Airflow", "Snowflake"]
+    assert not verdict.maskable
+    for answer, name in [
+        ("Rebuilt the payments API in Go.", "Go"),
+        ("Joined the platform team at Acme.", "Acme"),
+        ("Moved CI from Jenkins to GitHub Actions.", "Jenkins"),
+        ("Earned the PMP certification.", "PMP"),
+        ("Cleaned data with pandas.", "pandas"),
+    ]:
+        assert name in judge("Worked on the platform.", answer).entities, answer
+
+
+def test_names_the_input_gives_and_generic_terms_pass() -> None:
+    source = "Built ETL jobs in airflow feeding snowflake; set up CI/CD on GitHub."
+    answer = "Designed Airflow ETL jobs feeding Snowflake, with CI and API tests on GitHub."
+    assert judge(source, answer).grounded
+    assert judge("Did stuff.", "Next, shipped the KPI dashboards.").grounded
+
+
+# --- the check in the chain ------------------------------------------------------------------
+
+ISSUE_ANSWER = (
+    "Resolved 1,200+ support tickets a quarter with a 96% satisfaction score, "
+    "contributing to a 15% drop in churn."
+)
+ISSUE_MASKED = (
+    "Resolved [N]+ support tickets a quarter with a [X]% satisfaction score, "
+    "contributing to a [X]% drop in churn."
+)
+
+
+def test_mask_turns_invented_figures_into_placeholders() -> None:
+    check = GroundingCheck("mask")
+    line = example("Answered support tickets.", ISSUE_ANSWER)
+    assert check.run(line) is None
+    assert line.messages[-1].content == ISSUE_MASKED
+    assert line.grounding == "masked"
+    assert check.outcomes == {"checked": 1, "masked": 1}
+
+
+def test_mask_drops_an_invented_name_and_drop_and_keep_do_as_they_say() -> None:
+    airflow = "Designed Airflow ETL jobs."
+    assert GroundingCheck("mask").run(example("Built ETL jobs.", airflow)) == "invented_fact"
+    assert GroundingCheck("drop").run(example("Answered tickets.", ISSUE_ANSWER)) == (
+        "invented_fact"
+    )
+    keep = GroundingCheck("keep")
+    line = example("Answered support tickets.", ISSUE_ANSWER)
+    assert keep.run(line) is None
+    assert line.messages[-1].content == ISSUE_ANSWER
+    assert line.grounding == "kept"
+    assert keep.outcomes == {"checked": 1, "kept": 1}
+
+
+def test_a_grounded_answer_is_left_alone() -> None:
+    check = GroundingCheck("mask")
+    line = example("Answered 1,200 tickets a quarter.", "Resolved 1,200+ tickets a quarter.")
+    assert check.run(line) is None
+    assert line.grounding == ""
+    assert line.messages[-1].content == "Resolved 1,200+ tickets a quarter."
+
+
+def test_chat_lines_are_checked_only_when_the_user_asks_for_a_transformation() -> None:
+    check = GroundingCheck.for_recipe(RecipeConfig(name="chat"))
+    assert check is not None
+    question = Example(
+        [
+            Message("user", "How long should a resume be for five years of experience?"),
+            Message("assistant", "One page; keep the two latest roles with 3 to 5 bullets."),
+        ],
+        "chat",
+        "d",
+        "r",
+    )
+    assert check.run(question) is None
+    assert question.grounding == ""
+    rewrite = Example(
+        [Message("user", "Can you rewrite my summary: backend engineer"), Message("assistant", "")],
+        "chat",
+        "d",
+        "r",
+    )
+    rewrite.messages[-1] = Message("assistant", "Backend engineer with 8 years of Go.")
+    assert check.run(rewrite) == "invented_fact"  # Go is a name: no placeholder for it
+    assert GroundingCheck.for_recipe(RecipeConfig(name="qa")) is None
+
+
+def test_the_chain_grounds_after_anonymizing_and_before_validating() -> None:
+    chain = ProcessorChain(RecipeConfig(name="pairs", grounding="mask"), ProcessingConfig())
+    record = RawRecord(
+        "box",
+        "local/b",
+        "1",
+        {"original": "Answered support tickets.", "improved": ISSUE_ANSWER, "context": "Support"},
+    )
+    out = chain.run([record])
+    assert [e.messages[-1].content for e in out.examples] == [ISSUE_MASKED]
+    assert chain.stages.grounding is not None
+    assert chain.stages.grounding.outcomes["masked"] == 1
+    dropping = ExampleStages(ProcessingConfig(), GroundingCheck("drop"))
+    assert dropping.run(example("Answered tickets.", ISSUE_ANSWER)) == "invented_fact"
+
+
+def test_grounding_is_validated_at_load_with_the_field_named() -> None:
+    def source(recipe: str) -> dict[str, object]:
+        return {
+            "sources": [{"type": "inbox", "name": "box", "recipe": msgspec.json.decode(recipe)}]
+        }
+
+    config = parse_config(source('{"name": "pairs", "grounding": "drop"}'))
+    assert config.sources[0].recipe.grounding == "drop"
+    with pytest.raises(ConfigError) as bad:
+        parse_config(source('{"name": "pairs", "grounding": "hide"}'))
+    assert "sources[0].recipe.grounding" in str(bad.value)
+    with pytest.raises(ConfigError) as qa:
+        parse_config(source('{"name": "qa", "grounding": "mask"}'))
+    assert "sources[0].recipe: grounding" in str(qa.value)
+
+
+# --- the demo --------------------------------------------------------------------------------
+
+_QUOTED = re.compile(r'"(.*)"', re.DOTALL)
+
+
+@pytest.mark.slow
+def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path) -> None:
+    out = tmp_path / "demo-output"
+    demo = (ROOT / "examples" / "demo.toml").read_text().replace('"demo-output/', f'"{out}/')
+    demo = demo.replace(
+        "[rewrite]\nenabled = true", "[rewrite]\nenabled = true\nrequests_per_minute = 60000"
+    )
+    config = tmp_path / "demo.toml"
+    config.write_text(demo)
+    done = subprocess.run(
+        collector_command("once", "--sandbox", "--config", str(config)),
+        env=subprocess_env(),
+        cwd=ROOT,  # the demo's inbox paths are relative to the repository
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    published = sorted((out / "training-data" / "published" / "data").glob("*/*.jsonl"))
+    checked = 0
+    for path in published:
+        for raw in path.read_text().splitlines():
+            messages = json.loads(raw)["messages"]
+            user = next(m["content"] for m in messages if m["role"] == "user")
+            if not user.startswith("Improve this resume bullet"):
+                continue  # questions (Stack Exchange, the inbox's advice) are not transformations
+            checked += 1
+            given_text = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
+            have = grounded_values(given_text)
+            for message in messages:
+                if message["role"] != "assistant":
+                    continue
+                answer = message["content"]
+                invented = [f.text for f in figures(answer) if not (f.values & have)]
+                assert not invented, (path.name, answer)
+                # and, plainly: every run of digits outside a placeholder is in the input
+                digits = re.findall(r"(?<![A-Za-z\d])\d+", PLACEHOLDER.sub(" ", answer))
+                for run in digits:
+                    assert run in given_text.replace(",", "") or run in have, (path.name, answer)
+    assert checked >= 60
+
+
+def test_clean_report_and_stats_count_masked_dropped_and_kept_per_source(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    rows = [
+        ("Answered support tickets.", ISSUE_ANSWER),
+        ("Built ETL jobs.", "Designed Airflow ETL jobs."),  # a name: dropped even when masking
+    ]
+    sources = ""
+    for name, action in (("masking", "mask"), ("dropping", "drop"), ("keeping", "keep")):
+        inbox = tmp_path / name
+        inbox.mkdir()
+        grounded = (f"Answered 40 {name} tickets a day.", f"Resolved 40 {name} tickets a day.")
+        lines = [{"original": o, "improved": i, "context": "Support"} for o, i in [*rows, grounded]]
+        (inbox / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        sources += f"""
+[[sources]]
+type = "inbox"
+name = "{name}"
+path = "{inbox}"
+recipe = {{ name = "pairs", grounding = "{action}" }}
+"""
+    config = write_config(tmp_path / "c.toml", sources, data_dir)
+    done = run_collector("once", "--config", str(config))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    formatted = data_dir / "formatted"
+
+    def report(name: str) -> dict[str, object]:
+        return dict(json.loads((formatted / f"local__{name}__clean_report.json").read_text()))
+
+    assert report("masking")["invented_facts"] == {"masked": 1, "dropped": 1, "kept": 0}
+    assert report("dropping")["invented_facts"] == {"masked": 0, "dropped": 2, "kept": 0}
+    assert report("dropping")["drop_reasons"] == {"invented_fact": 2}
+    assert report("keeping")["invented_facts"] == {"masked": 0, "dropped": 0, "kept": 2}
+    masked = (formatted / "local__masking.jsonl").read_text()
+    assert ISSUE_MASKED in masked and ISSUE_ANSWER not in masked
+    assert ISSUE_ANSWER in (formatted / "local__keeping.jsonl").read_text()
+    stats = run_collector("stats", "--config", str(config))
+    assert stats.returncode == 0, stats.stderr
+    assert "answers with invented facts: masked 1, dropped 1, kept 0" in stats.stdout
+    assert "answers with invented facts: masked 0, dropped 0, kept 2" in stats.stdout
