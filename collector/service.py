@@ -2,8 +2,9 @@
 
 It holds no business logic. `run` polls every source on its own interval until SIGTERM;
 `once` makes one pass over every source and exits. SIGHUP re-reads the config and applies the
-difference to the sources: added ones start, removed ones drain and stop, changed ones restart,
-the others are not touched.
+difference (collector/reload.py): added sources start, removed ones drain and stop, changed ones
+restart, the others are not touched; log settings, the opt-out list, the processing chain,
+metrics and raw retention follow the file; the rest is named as needing a restart.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +29,7 @@ from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
 from collector.logging import Logger, configure_logging, get_logger
 from collector.optout import OptOutFile
+from collector.reload import COMPONENT_SECTIONS, diff_configs
 from collector.pipeline import (
     CURSOR_NAMESPACE,
     Acknowledger,
@@ -151,10 +154,19 @@ class SourceRunner:
 
 
 class Service:
-    def __init__(self, config_path: str | Path, mode: Mode, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        config_path: str | Path,
+        mode: Mode,
+        config: Config | None = None,
+        resolve: Callable[[Config], Config] | None = None,
+    ) -> None:
         self.config_path = Path(config_path)
         self.mode = mode
-        self.config = config or load_config(self.config_path)
+        # How the file's config becomes the one the service runs (`--sandbox` aims it at the
+        # emulators): at start and at every reload, so a reload compares like with like.
+        self.resolve: Callable[[Config], Config] = resolve or (lambda config: config)
+        self.config = config or self.resolve(load_config(self.config_path))
         self.data_dir = Path(self.config.service.data_dir)
         self.log: Logger = get_logger()
         self.runners: dict[str, SourceRunner] = {}
@@ -399,63 +411,77 @@ class Service:
                 )
 
     async def reload(self) -> None:
+        """Re-read the config, resolved as at start; apply what differs (collector/reload.py)."""
         async with self._reloading:
             if self._stop.is_set():
                 return
             self.emit("reloading")
             try:
-                new = await asyncio.to_thread(load_config, self.config_path)
+                new = self.resolve(await asyncio.to_thread(load_config, self.config_path))
                 for source in new.sources:
                     if source.enabled:
                         build_source(source, SourceContext(self.data_dir, self.log))
                         ProcessorChain(source.recipe, new.processing)
-            except (ConfigError, ValueError) as error:
+                diff = diff_configs(self.config, new)
+                optout = self.optout
+                if diff.applies("privacy"):
+                    optout = await asyncio.to_thread(self._open_optout, new)
+            except (ConfigError, ValueError, OSError, UnicodeDecodeError) as error:
                 errors = error.errors if isinstance(error, ConfigError) else [str(error)]
                 self.log.error("config_reload_failed", path=str(self.config_path), errors=errors)
                 self.emit("reload_failed", errors=errors)
                 return
-            old = {s.name: s for s in self.config.sources if s.enabled}
-            fresh = {s.name: s for s in new.sources if s.enabled}
-            removed = [n for n in old if n not in fresh]
-            added = [n for n in fresh if n not in old]
-            changed = [n for n in fresh if n in old and fresh[n] != old[n]]
-            await asyncio.gather(*(self._stop_source(n) for n in removed + changed))
-            ignored = [
-                section
-                for section in (
-                    "service",
-                    "state",
-                    "processing",
-                    "upload",
-                    "rewrite",
-                    "metrics",
-                    "raw",
-                    "privacy",
-                )
-                if getattr(new, section) != getattr(self.config, section)
-            ]
-            self.config = Config(
-                service=self.config.service,
-                state=self.config.state,
-                processing=self.config.processing,
-                upload=self.config.upload,
-                rewrite=self.config.rewrite,
-                metrics=self.config.metrics,
-                raw=self.config.raw,
-                privacy=self.config.privacy,
-                sources=new.sources,
-            )
-            for name in added + changed:
+            await asyncio.gather(*(self._stop_source(n) for n in diff.removed + diff.changed))
+            self.config = diff.config
+            if diff.applies("privacy"):
+                self.optout = optout
+                for name, runner in self.runners.items():
+                    if name in {s.name for s in self.config.sources}:
+                        runner.optout = optout
+            for section in COMPONENT_SECTIONS:
+                if diff.applies(section):
+                    await self._rebuild_component(section)
+            fresh = {s.name: s for s in self.config.sources if s.enabled}
+            for name in diff.added + diff.changed:
                 self._start_source(fresh[name])
-            self.log.info(
-                "config_reloaded",
-                added=added,
-                removed=removed,
-                changed=changed,
-                unchanged=[n for n in fresh if n in old and n not in changed],
-                needs_restart=ignored,
-            )
-            self.emit("reloaded", added=added, removed=removed, changed=changed)
+            self.log.info("config_reloaded", **diff.fields())
+            if diff.applies("service"):  # after the report, which the old settings show
+                service = self.config.service
+                configure_logging(service.log_format, service.log_level)
+            self.emit("reloaded", added=diff.added, removed=diff.removed, changed=diff.changed)
+
+    def _open_optout(self, config: Config) -> OptOutFile | None:
+        if not config.privacy.optout:
+            return None
+        return OptOutFile(Path(config.privacy.optout), self.log)
+
+    async def _rebuild_component(self, name: str) -> None:
+        """Stop the component serving `name` ("metrics", "raw") and start the one the config
+        now asks for, in its place; one that cannot start is logged, the service goes on."""
+        from collector.metrics import MetricsServer
+        from collector.retention import RawRetention
+
+        new: Component | None
+        if name == "metrics":
+            key, new = MetricsServer.name, MetricsServer.from_config(self.config.metrics)
+        else:
+            key, new = RawRetention.name, RawRetention.from_config(self.config)
+        index = next((i for i, c in enumerate(self.components) if c.name == key), None)
+        if index is not None:
+            await self.components.pop(index).stop()
+        if new is None:
+            self.log.info("component_stopped", component=key)
+            return
+        try:
+            await new.prepare(self)
+            await new.start(self)
+        except (ConfigError, OSError) as error:
+            errors = error.errors if isinstance(error, ConfigError) else [str(error)]
+            self.log.error("component_reload_failed", component=key, errors=errors)
+            return
+        self.components.insert(len(self.components) if index is None else index, new)
+        new.on_event("ready", {})
+        self.log.info("component_restarted", component=key)
 
     # --- signals ---------------------------------------------------------------------------
 

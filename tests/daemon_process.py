@@ -79,11 +79,17 @@ def log_events(path: Path) -> list[dict[str, Any]]:
 class Daemon:
     """A `resume-collector run` subprocess; stdout (JSON lines) goes to a file read back."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.log_path = log
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
-            collector_command("run", "--config", str(config)),
+            collector_command("run", "--config", str(config), *args),
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             env={**subprocess_env(), **(env or {})},

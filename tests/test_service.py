@@ -8,13 +8,14 @@ import os
 import random
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import collector_command, subprocess_env, wait_for, write_config
-from tests.daemon_process import Daemon, inbox_source, write_pairs
+from tests.daemon_process import SANDBOX_SOURCES, Daemon, inbox_source, write_pairs
 
 
 @pytest.fixture
@@ -38,6 +39,20 @@ def bullets_written(data_dir: Path, name: str) -> list[str]:
         user = line["messages"][1]["content"]  # type: ignore[index]
         out.append(str(user).split('"')[1])
     return out
+
+
+def inbox_daemon(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> tuple[Path, Path, Daemon]:
+    """A daemon over one inbox source "box" that has written its first 10 records (a.jsonl)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_pairs(inbox / "a.jsonl", 0, 10)
+    config = write_config(tmp_path / "c.toml", inbox_source("box", inbox), data_dir)
+    daemon = Daemon(config, tmp_path / "log.jsonl")
+    daemons.append(daemon)
+    wait_for(lambda: len(training_lines(data_dir, "local__a")) == 10)
+    return inbox, config, daemon
 
 
 def test_inbox_records_appear_exactly_once_and_sigterm_flushes(
@@ -115,13 +130,7 @@ def test_sighup_removing_and_changing_sources_drains_and_restarts_them(
 def test_sighup_with_invalid_config_keeps_running_sources(
     tmp_path: Path, data_dir: Path, daemons: list[Daemon]
 ) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    write_pairs(inbox / "a.jsonl", 0, 10)
-    config = write_config(tmp_path / "c.toml", inbox_source("box", inbox), data_dir)
-    daemon = Daemon(config, tmp_path / "log.jsonl")
-    daemons.append(daemon)
-    wait_for(lambda: len(training_lines(data_dir, "local__a")) == 10)
+    inbox, config, daemon = inbox_daemon(tmp_path, data_dir, daemons)
     good = config.read_text()
     config.write_text(good.replace("\ninterval = 0.2", '\ninterval = "soon"'))
     daemon.signal(signal.SIGHUP)
@@ -133,6 +142,77 @@ def test_sighup_with_invalid_config_keeps_running_sources(
     wait_for(lambda: len(training_lines(data_dir, "local__a")) == 20)
     assert daemon.process.poll() is None
     assert daemon.stop() == 0
+
+
+def sandbox_sources(interval: float) -> str:
+    return SANDBOX_SOURCES.replace(
+        "rate = { per_second = 50", f"interval = {interval}\nrate = {{ per_second = 50"
+    )
+
+
+def test_sighup_under_sandbox_keeps_the_sources_on_the_emulators_and_changes_nothing_unasked(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> None:
+    upload = '\n[upload]\nenabled = true\nrepo_id = "someone/resumes"\n'
+    config = write_config(tmp_path / "c.toml", upload + sandbox_sources(0.5), data_dir)
+    daemon = Daemon(config, tmp_path / "log.jsonl", args=("--sandbox",))
+    daemons.append(daemon)
+    daemon.wait_event("service_started")
+    daemon.wait_event("source_pass_done")
+    # The file as it was: nothing changed, nothing needs a restart.
+    daemon.signal(signal.SIGHUP)
+    same = daemon.wait_event("config_reloaded")
+    assert same["changed"] == [] and same["added"] == [] and same["removed"] == []
+    assert sorted(same["unchanged"]) == ["github-json-resume", "se-workplace"]
+    assert same["needs_restart"] == [] and same["applied"] == []
+    # A changed source restarts, still aimed at its emulator: its passes keep succeeding.
+    write_config(config, upload + sandbox_sources(0.3), data_dir)
+    daemon.signal(signal.SIGHUP)
+    changed = daemon.wait_event("config_reloaded", count=2)
+    assert sorted(changed["changed"]) == ["github-json-resume", "se-workplace"]
+    assert changed["needs_restart"] == []
+    reloaded_at = len(daemon.events())
+    wait_for(
+        lambda: (
+            {
+                e.get("source")
+                for e in daemon.events()[reloaded_at:]
+                if e["event"] == "source_pass_done"
+            }
+            >= {"se-workplace", "github-json-resume"}
+        )
+    )
+    assert daemon.find("source_pass_failed") == []
+    assert daemon.stop() == 0
+
+
+def test_sighup_applies_log_level_metrics_and_processing_and_names_what_needs_a_restart(
+    tmp_path: Path, data_dir: Path, daemons: list[Daemon]
+) -> None:
+    inbox, config, daemon = inbox_daemon(tmp_path, data_dir, daemons)
+    body = (
+        "\n[metrics]\nenabled = true\nport = 0\n"
+        "\n[processing.validate]\nmin_chars = { system = 1, user = 10, assistant = 5 }\n"
+        "\n[processing.dedupe]\nthreshold = 0.9\n" + inbox_source("box", inbox)
+    )
+    write_config(config, body, data_dir, service='log_level = "warning"\nqueue_size = 4')
+    daemon.signal(signal.SIGHUP)
+    reloaded = daemon.wait_event("config_reloaded")
+    assert reloaded["applied"] == ["service.log_level", "processing.validate", "metrics"]
+    assert reloaded["needs_restart"] == ["service.queue_size", "processing.dedupe"]
+    assert reloaded["changed"] == ["box"]  # restarted with the new chain
+    port = daemon.wait_event("metrics_listening")["port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert b"resume_collector" in response.read()
+    # The restarted source continues from its cursor.
+    write_pairs(inbox / "a.jsonl", 10, 5)
+    wait_for(lambda: len(training_lines(data_dir, "local__a")) == 15)
+    assert daemon.stop() == 0
+    assert len(training_lines(data_dir, "local__a")) == 15
+    # The new level applied to loggers bound long before the reload: no info line after it.
+    names = daemon.names()
+    after = daemon.events()[names.index("config_reloaded") + 1 :]
+    assert all(e["level"] != "info" for e in after)  # though passes went on and wrote
 
 
 def test_kill_9_at_random_moments_then_restart_writes_every_record_exactly_once(

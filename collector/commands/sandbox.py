@@ -9,7 +9,8 @@ With a config, the emulators start in the same process on 127.0.0.1 (ports chose
 every source, uploader or rewriter they emulate is aimed at them (each emulator module's
 `point`), secrets the config names but the environment lacks get a sandbox value, and the
 service runs as usual (`once`: one pass, then exit; `run`: until SIGTERM). A SIGHUP reload
-re-reads the file as it is, without the sandbox addresses: restart instead.
+resolves the file the same way, so the sources keep talking to the emulators and only what
+the file changed counts as changed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_against_sandbox(config_path: str, mode: str, names: list[str] | None = N
     """Run the service (`once` or `run`) with every emulated API served in-process."""
     from collector.logging import configure_logging, get_logger
     from collector.sandbox import Sandbox
-    from collector.service import Service
+    from collector.service import Mode, Service
 
     try:
         config = load_config(config_path)
@@ -59,10 +60,17 @@ def run_against_sandbox(config_path: str, mode: str, names: list[str] | None = N
 
     async def main() -> int:
         async with Sandbox(names) as sandbox:
-            pointed = sandbox.point(config)
-            filled = sandbox_secrets(pointed)
+            filled: list[str] = []
+
+            def resolve(config: Config) -> Config:  # at start and at every SIGHUP reload
+                pointed = sandbox.point(config)
+                filled.extend(sandbox_secrets(pointed))
+                return pointed
+
+            pointed = resolve(config)
             log.info("sandbox_started", urls=sandbox.urls, secrets_filled=filled)
-            service = Service(config_path, "once" if mode == "once" else "run", pointed)
+            run_mode: Mode = "once" if mode == "once" else "run"
+            service = Service(config_path, run_mode, pointed, resolve=resolve)
             return await service.run()
 
     try:
