@@ -10,7 +10,8 @@ What it does for a source, so that sources only speak their API:
   what the server says: `Retry-After`, `x-ratelimit-remaining: 0` until `x-ratelimit-reset`,
   the IETF `RateLimit` header (`"api";r=0;t=55`, the Hugging Face Hub's, maybe without
   `Retry-After`),
-  secondary limits (403/429 with no hint: wait `retry.secondary_wait`, then double), and any
+  secondary limits (a 429 with no hint, or a 403 whose message says so, GitHub's "abuse
+  detection" wording too: wait `retry.secondary_wait`, then double), and any
   source-specific throttle signal (a `throttle_hint`, e.g. Stack Exchange `throttle_violation`);
 - retries with tenacity: exponential backoff with jitter on 429, 5xx, timeouts, connection
   resets and truncated bodies; never on other 4xx; every retry is logged with its attempt number
@@ -496,12 +497,32 @@ class HttpClient:
                 raise _Retryable(status, "rate_limited", response.body, retry_after=retry_after)
             if exhausted and (wait := _reset_wait(headers)) is not None:
                 raise _Retryable(status, "rate_limit_exhausted", response.body, retry_after=wait)
-            if status == 429 or b"rate limit" in response.body.lower():
+            if status == 429 or is_secondary_limit(response.body):
                 raise _Retryable(status, "secondary_rate_limit", response.body, secondary=True)
         if status in RETRY_STATUSES:
             raise _Retryable(status, f"http_{status}", response.body, retry_after=retry_after)
         message = _error_message(response.body) or f"HTTP {status}"
         raise HttpError(status, response.url, message, response.body)
+
+
+# How GitHub words a secondary limit when it sends no Retry-After, as PyGithub recognises it
+# (`Requester.isSecondaryRateLimitError`): "You have exceeded a secondary rate limit...", the
+# older "You have triggered an abuse detection mechanism...", and any message that asks to
+# "wait a few minutes" or to "retry your request again later".
+_SECONDARY_PHRASES = (
+    "rate limit",
+    "abuse detection",
+    "secondary quota",
+    "please wait a few minutes before you try again",
+    "please retry your request again later",
+)
+
+
+def is_secondary_limit(body: bytes) -> bool:
+    """Whether a 403 without a wait is a rate limit (retried after `retry.secondary_wait`,
+    doubling) rather than a refusal for good."""
+    text = (_error_message(body) or body[:2000].decode("utf-8", "replace")).lower()
+    return any(phrase in text for phrase in _SECONDARY_PHRASES)
 
 
 def _headers(raw: aiohttp.ClientResponse) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from collector.logging import get_logger
 from collector.sandbox import RunningApp, start_emulator
 from collector.sandbox.faults import FaultConfig, FaultRule
-from collector.sandbox.github import STORE, GitHubStore
+from collector.sandbox.github import ABUSE_DETECTION, SECONDARY_LIMIT, STORE, GitHubStore
 from collector.sources import build_source
 from collector.sources.base import SourceContext
 from collector.sources.config import GitHubSourceConfig, RateConfig, RetryConfig
@@ -228,6 +228,31 @@ async def test_secondary_limits_and_faults_are_retried(data_dir: Path, rule: Fau
         assert running.faults.injected[rule.fault] == rule.count
     finally:
         await running.stop()
+
+
+@pytest.mark.parametrize("message", [ABUSE_DETECTION, SECONDARY_LIMIT])
+async def test_an_abuse_detection_403_without_retry_after_is_a_secondary_limit_waited_out(
+    emulator: RunningApp, data_dir: Path, message: str
+) -> None:
+    store_of(emulator).secondary_refusals += [message, message]
+    retry = RetryConfig(attempts=4, initial_wait=0.001, max_wait=0.001, secondary_wait=0.1)
+    source = make_source(emulator.url, data_dir, queries=["topic:jsonresume"], retry=retry)
+    result = await run_pass(source)
+    assert len(result.records) == ALL_RESUMES
+    assert store_of(emulator).secondary_refused == 2
+    first, second, third = emulator.faults.seen("/search/repositories")[:3]
+    assert (first.status, second.status, third.status) == (403, 403, 200)
+    assert second.at - first.at >= 0.1  # the secondary wait, then doubled
+    assert third.at - second.at >= 0.2
+
+
+async def test_a_403_that_is_no_rate_limit_is_not_retried(
+    emulator: RunningApp, data_dir: Path
+) -> None:
+    store_of(emulator).secondary_refusals.append("Resource not accessible by integration")
+    result = await run_pass(make_source(emulator.url, data_dir, queries=["topic:jsonresume"]))
+    assert [r.status for r in emulator.faults.seen("/search/repositories")] == [403]
+    assert result.records == []
 
 
 async def test_a_truncated_file_is_counted_and_the_rest_proceeds(

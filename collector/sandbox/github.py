@@ -17,7 +17,10 @@ What it reproduces (shared/API-CONTRACTS.md, checked against GitHub's REST docs)
   (`core`, `search`, `code_search`); an exhausted resource answers `403` with
   `x-ratelimit-remaining: 0` until its window resets. Window lengths and limits are options
   (tests use short windows). Secondary limits (403/429 with or without `retry-after`) come
-  from the fault middleware's rules.
+  from the fault middleware's rules, and as GitHub words them from `secondary_refusals`: each
+  message queued there answers one request with a `403`, that message and no `Retry-After`,
+  while `x-ratelimit-remaining` is still above 0 (the abuse-detection answer, as PyGithub's
+  `Requester.isSecondaryRateLimitError` and its tests know it).
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ if TYPE_CHECKING:
     from collector.config import Config
 
 DATA_DIR = Path(__file__).parent / "data" / "github"
+# What GitHub says when a secondary limit (once "abuse detection") refuses a request.
+ABUSE_DETECTION = (
+    "You have triggered an abuse detection mechanism. Please wait a few minutes before you try"
+    " again."
+)
+SECONDARY_LIMIT = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
+SECONDARY_DOCS = (
+    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+)
 _RANGE = re.compile(r"^(?P<op>>=|<=|>|<)?(?P<a>[^.]+?)(?:\.\.(?P<b>.+))?$")
 
 
@@ -104,6 +118,9 @@ class GitHubStore:
             "code_search": RateWindow(code_search_limit, window_seconds),
         }
         self.refused: Counter[str] = Counter()  # resource -> requests refused as exhausted
+        # messages of secondary-limit refusals to answer next, one request each
+        self.secondary_refusals: list[str] = []
+        self.secondary_refused = 0
         self.not_modified = 0
         self.tokens_seen: list[str] = []
 
@@ -189,6 +206,13 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
 
     def limited(resource: str) -> tuple[dict[str, str], web.Response | None]:
         window = store.windows[resource]
+        if store.secondary_refusals:
+            store.secondary_refused += 1
+            return window.headers(resource), web.json_response(
+                {"message": store.secondary_refusals.pop(0), "documentation_url": SECONDARY_DOCS},
+                status=403,
+                headers=window.headers(resource),
+            )
         allowed = window.take()
         headers = window.headers(resource)
         if allowed:
