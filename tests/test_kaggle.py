@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog
 
 from collector.logging import get_logger
 from collector.sandbox import RunningApp, start_app
@@ -397,6 +399,43 @@ def test_check_config_says_which_kaggle_credentials_it_found(
     monkeypatch.delenv("KAGGLE_API_TOKEN")
     result = run_collector("check-config", str(config))
     assert "API key of sandbox (HTTP basic) from $KAGGLE_USERNAME/$KAGGLE_KEY" in result.stdout
+
+
+@pytest.mark.parametrize("credential", ["access_token", "api_key"])
+async def test_downloads_come_from_storage_on_another_origin_without_the_authorization_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, credential: str
+) -> None:
+    if credential == "access_token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_sandbox-token")
+    else:
+        monkeypatch.setenv("KAGGLE_USERNAME", "sandbox")
+        monkeypatch.setenv("KAGGLE_KEY", "sandbox-key")
+    running = await serve(
+        require_auth=True,
+        users={"sandbox": "sandbox-key"},
+        access_tokens={"KGAT_sandbox-token": "sandbox"},
+    )
+    store = store_of(running)
+    try:
+        storage = store.storage_url
+        assert storage and storage != running.url  # another port: another origin
+        with structlog.testing.capture_logs() as logs:
+            result = await run_pass(make_source(running.url, tmp_path, [GAURAV, SNEHA]))
+        # The tripwire works: the same storage answers 400 when the header does come along.
+        async with aiohttp.ClientSession() as session:
+            api = f"{running.url}/api/v1/datasets/download/{GAURAV}/UpdatedResumeDataSet.csv"
+            header = {"Authorization": "Bearer KGAT_sandbox-token"}
+            async with session.get(api, headers=header, allow_redirects=False) as answer:
+                signed = answer.headers["Location"]
+            async with session.get(signed, headers=header) as refused:
+                assert refused.status == 400
+    finally:
+        await running.stop()
+    assert len(result.records) == 10 and result.drops == []
+    assert store.storage_authorization == 1  # only the tripwire's own request
+    downloads = [e for e in logs if e["event"] == "kaggle_downloaded"]
+    assert downloads and all(e["via"].startswith(f"{storage}/storage/") for e in downloads)
+    assert signed.startswith(f"{storage}/storage/")
 
 
 async def test_missing_credentials_where_they_are_required_is_a_clear_401(tmp_path: Path) -> None:

@@ -8,9 +8,14 @@ client's `kagglesdk/datasets/types/dataset_api_service.py`):
 - `GET /api/v1/datasets/list/{owner}/{dataset}?datasetVersionNumber=&pageSize=&pageToken=`:
   `{"datasetFiles": [ApiDatasetFile], "errorMessage": null, "nextPageToken": "..."}`;
 - `GET /api/v1/datasets/download/{owner}/{dataset}[/{file}]?datasetVersionNumber=`: a `302`
-  to `/storage/...?X-Goog-Expires=&X-Goog-Signature=` that serves the bytes: the whole
-  dataset as a zip, or one file (zipped when it is over `zip_files_over` bytes, as Kaggle
-  zips large files);
+  to a signed storage URL on another origin, as Kaggle's answer points at Google Cloud
+  Storage: a second loopback server (started and stopped with the app, its URL in
+  `app[KAGGLE].storage_url`) serves `/storage/...?X-Goog-Expires=&X-Goog-Signature=`: the
+  whole dataset as a zip, or one file (zipped when it is over `zip_files_over` bytes, as
+  Kaggle zips large files). A storage request that arrives with an `Authorization` header is
+  counted (`storage_authorization`) and refused with a `400` (a signed URL is its own
+  credential: the client's API key or token must not follow the redirect); it shares the
+  API's fault state, so fault rules on `/storage` apply there;
 - auth: an access token as `Authorization: Bearer` (what the official clients send first
   today), or the legacy API key as HTTP basic. Public datasets are readable anonymously
   (Kaggle allows it since 2024); tokens are checked against `access_tokens` and keys against
@@ -40,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector.sandbox import aim_sources
-from collector.sandbox.faults import FaultConfig, install
+from collector.sandbox import RunningApp, aim_sources, start_app
+from collector.sandbox.faults import FAULTS, FaultConfig, install
 
 if TYPE_CHECKING:
     from collector.config import Config
@@ -99,6 +104,9 @@ class KaggleStore:
     zip_files_over: int = 64 * 1024
     downloads: list[str] = field(default_factory=list)  # "owner/dataset[/file]@version"
     tokens: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    storage_url: str = ""  # the storage server's origin while the app runs
+    storage_authorization: int = 0  # storage requests that came with an Authorization header
+    storage: RunningApp | None = None
 
     def add(self, dataset: EmulatedDataset) -> EmulatedDataset:
         self.datasets[dataset.ref.casefold()] = dataset
@@ -381,12 +389,20 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
         store.downloads.append(f"{dataset.ref}{'/' + name if name else ''}@{version.number}")
         filename = (name.rsplit("/", 1)[-1] if name else dataset.slug) or dataset.slug
         location = (
-            f"/storage/kaggle-datasets/{dataset.ref}/{version.number}/{filename}"
+            f"{store.storage_url}/storage/kaggle-datasets/{dataset.ref}/{version.number}/{filename}"
             f"?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Expires=600&X-Goog-Signature={signature}"
         )
         raise web.HTTPFound(location)
 
     async def storage(request: web.Request) -> web.Response:
+        if "Authorization" in request.headers:
+            store.storage_authorization += 1
+            return web.Response(
+                status=400,
+                content_type="application/xml",
+                text="<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism"
+                " allowed: a signed URL, or an Authorization header</Message></Error>",
+            )
         found = store.tokens.get(request.query.get("X-Goog-Signature", ""))
         if found is None:
             return web.Response(
@@ -416,7 +432,21 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
     app.router.add_get("/api/v1/datasets/list/{owner}/{slug}", list_files)
     app.router.add_get("/api/v1/datasets/download/{owner}/{slug}", download)
     app.router.add_get("/api/v1/datasets/download/{owner}/{slug}/{file:.+}", download)
-    app.router.add_get("/storage/{path:.+}", storage)
+
+    async def start_storage(app: web.Application) -> None:
+        storage_app = web.Application()
+        install(storage_app, app[FAULTS])
+        storage_app.router.add_get("/storage/{path:.+}", storage)
+        store.storage = await start_app(storage_app, "kaggle_storage")
+        store.storage_url = store.storage.url
+
+    async def stop_storage(app: web.Application) -> None:
+        if store.storage is not None:
+            await store.storage.stop()
+            store.storage, store.storage_url = None, ""
+
+    app.on_startup.append(start_storage)
+    app.on_cleanup.append(stop_storage)
     return app
 
 
