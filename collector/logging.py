@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -80,8 +81,24 @@ class _Settings:
         return self.renderer(logger, method, event)
 
 
+class ErrorTally:
+    """Counts the error events of each source (their `source` field), whatever logged them:
+    a pass that logged one did not go well (`once` exits with a code that says so)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def __call__(
+        self, logger: Any, method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        if _METHOD_LEVELS.get(method, logging.INFO) >= logging.ERROR and "source" in event:
+            self.counts[str(event["source"])] += 1
+        return event
+
+
 _SETTINGS = _Settings()
 OUTPUT = LogOutput(sys.stdout)
+ERRORS = ErrorTally()
 
 
 class _OutputHandler(logging.Handler):
@@ -105,6 +122,7 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            ERRORS,
             _SETTINGS.drop_below_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,

@@ -27,9 +27,8 @@ from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
-from collector.logging import Logger, configure_logging, get_logger
+from collector.logging import ERRORS, Logger, configure_logging, get_logger
 from collector.optout import OptOutFile
-from collector.reload import COMPONENT_SECTIONS, diff_configs
 from collector.pipeline import (
     CURSOR_NAMESPACE,
     Acknowledger,
@@ -37,6 +36,7 @@ from collector.pipeline import (
     PipelineFailed,
     WorkItem,
 )
+from collector.reload import COMPONENT_SECTIONS, diff_configs
 from collector.sinks.base import Sink
 from collector.sinks.formatted import FormattedSink
 from collector.sources import Source, SourceBatch, SourceContext, build_source
@@ -50,6 +50,10 @@ from processors.records import ProcessedBatch
 Mode = Literal["run", "once"]
 # Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
 EXIT_REDIS_UNAVAILABLE = 69
+# `once`: some sources failed (a pass raised or logged an error), the others went well.
+EXIT_SOME_SOURCES_FAILED = 4
+# `once`: every source failed and nothing at all was fetched (all unreachable, say).
+EXIT_NOTHING_FETCHED = 5
 
 
 class SourceRunner:
@@ -79,6 +83,7 @@ class SourceRunner:
         self.log = context.log
         self.task: asyncio.Task[None] | None = None
         self.passes = 0
+        self.failed_passes = 0  # passes that raised or logged an error of this source
         self.last_success: float | None = None
 
     def start(self) -> None:
@@ -95,6 +100,8 @@ class SourceRunner:
         self.log.info("source_started", streams=len(cursors))
         stop = self.context.stop
         while not stop.is_set():
+            errors = ERRORS.counts[self.config.name]
+            failed = False
             try:
                 async for batch in self.source.fetch(cursors):
                     cursors.update(batch.cursors)
@@ -108,7 +115,10 @@ class SourceRunner:
                 raise
             except Exception as error:  # one source failing must not stop the others
                 self.log.exception("source_pass_failed", error=str(error))
+                failed = True
             self.passes += 1
+            if failed or ERRORS.counts[self.config.name] > errors:
+                self.failed_passes += 1
             await self.ack.wait_idle()
             self.log.info("source_pass_done", passes=self.passes, **self.summary())
             if self.mode == "once":
@@ -300,7 +310,23 @@ class Service:
         finally:
             await asyncio.to_thread(self.state.close)
         self.log.info("service_stopped", seconds=round(time.monotonic() - started, 3))
-        return 0
+        return self._once_outcome() if self.mode == "once" else 0
+
+    def _once_outcome(self) -> int:
+        """The exit code of `once`, and the summary line that says why."""
+        names = [s.name for s in self.config.sources if s.enabled and s.name in self.runners]
+        failed = [n for n in names if self.runners[n].failed_passes]
+        fetched = sum(self.runners[n].ack.counts["fetched"] for n in names)
+        if failed and len(failed) == len(names) and fetched == 0:
+            outcome, code = "nothing_fetched", EXIT_NOTHING_FETCHED
+        elif failed:
+            outcome, code = "some_sources_failed", EXIT_SOME_SOURCES_FAILED
+        else:
+            outcome, code = "ok", 0
+        log = self.log.error if code else self.log.info
+        ok = [n for n in names if n not in failed]
+        log("once_finished", outcome=outcome, exit_code=code, failed=failed, ok=ok, fetched=fetched)
+        return code
 
     async def _drain_unless_failed(self, timeout: float) -> None:
         """The drain, unless the writer dies first: then nothing more can be committed, and
