@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from collector.commands import operations, processing, reprocess, rewrite, sandbox, service, upload
+from collector.commands import (
+    forget,
+    operations,
+    processing,
+    reprocess,
+    rewrite,
+    sandbox,
+    service,
+    upload,
+)
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
-COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing, sandbox]
+COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing, sandbox, forget]
 
 
 def build_parser() -> argparse.ArgumentParser:

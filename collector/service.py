@@ -25,6 +25,8 @@ import redis
 from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
+from collector.datalock import DataDirBusy, DataDirLock
+from collector.erasure import ForgottenList
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
@@ -45,7 +47,7 @@ from collector.state import StateStore, open_state_store
 from collector.state.base import instance_name
 from processors.chain import ProcessorChain
 from processors.dedupe import Deduplicator
-from processors.records import ProcessedBatch
+from processors.records import Drop, ProcessedBatch
 
 Mode = Literal["run", "once"]
 # Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
@@ -73,6 +75,7 @@ class SourceRunner:
         self.config = config
         self.source = source
         self.optout = optout
+        self.forgotten: ForgottenList | None = None  # set by Service.add_runner
         self.context = context
         self.chain = chain
         self.pipeline = pipeline
@@ -127,9 +130,12 @@ class SourceRunner:
                 await asyncio.wait_for(stop.wait(), self.config.interval)
 
     def _process(self, batch: SourceBatch) -> ProcessedBatch:
-        if self.optout is None:
-            return self.chain.run(batch.records)
-        records, opted_out = self.optout.current().split(batch.records)
+        records, opted_out = batch.records, list[Drop]()
+        if self.optout is not None:
+            records, opted_out = self.optout.current().split(records)
+        if self.forgotten is not None:  # what `forget` removed, fetched again
+            records, forgotten = self.forgotten.split(records)
+            opted_out += forgotten
         processed = self.chain.run(records)
         processed.drops.extend(opted_out)
         return processed
@@ -190,10 +196,25 @@ class Service:
         # With state.backend = "redis", sources run only while this instance holds their lease.
         self.leases: SourceLeases | None = None
         self.optout: OptOutFile | None = None
+        self.forgotten: ForgottenList | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> int:
+        # One owner of the data folder's files at a time (`forget` rewrites them in place).
+        apply_file_modes(self.config.service.file_mode)
+        lock = DataDirLock(self.data_dir)
+        try:
+            lock.acquire()
+        except DataDirBusy as error:
+            self.log.error("data_dir_busy", path=str(self.data_dir), pid=error.owner, exit_code=3)
+            return 3
+        try:
+            return await self._run()
+        finally:
+            lock.release()
+
+    async def _run(self) -> int:
         service = self.config.service
         # Before anything is written: owner-only files unless service.file_mode opens them.
         apply_file_modes(service.file_mode)
@@ -217,6 +238,10 @@ class Service:
             assert isinstance(self.state, RedisStateStore)
             for event, fields in await asyncio.to_thread(self.state.server_risks):
                 self.log.warning(event, **fields)
+        # What `forget` removed stays out: the same record, or text holding a forgotten string.
+        self.forgotten = await asyncio.to_thread(ForgottenList.load, self.state)
+        if len(self.forgotten):
+            self.log.info("forgotten_loaded", entries=len(self.forgotten))
         self.sinks.append(FormattedSink(self.data_dir, self.state, self.log))
         for component in self.components:
             await component.prepare(self)
@@ -423,6 +448,7 @@ class Service:
             config, source, context, chain, self.pipeline, self.state, self.mode, optout
         )
         runner.fetched_as = fetched_as
+        runner.forgotten = self.forgotten if len(self.forgotten or ()) else None
         self.runners[config.name] = runner
         runner.start()
         return runner

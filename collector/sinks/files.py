@@ -18,6 +18,11 @@ import structlog
 from collector.state import StateStore
 
 NAMESPACE = "files"
+# Whole-file replacements waiting to be made (`resume-collector forget`): file key -> the key of
+# its new version, written and fsynced beside it. The new committed length is saved in the same
+# transaction as the entry, so a start that finds the entry makes the rename before it cuts
+# anything back (see `apply_replacements`).
+REPLACE_NAMESPACE = "files_replace"
 
 
 class DurableFiles:
@@ -36,6 +41,7 @@ class DurableFiles:
     def recover(self, under: Path) -> None:
         """Cut every file under `under` back to its committed length (sync: run in a thread)."""
         prefix = f"{self.key(under)}/" if under != self.root else ""
+        apply_replacements(self.root, self.state, prefix, self.log)
         committed = dict(self.state.scan(NAMESPACE, prefix))
         for key, value in committed.items():
             path = self.root / key
@@ -109,6 +115,24 @@ class DurableFiles:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+
+
+def apply_replacements(
+    root: Path, state: StateStore, prefix: str, log: structlog.typing.FilteringBoundLogger
+) -> int:
+    """Finish the replacements the state records for files under `prefix` (sync).
+
+    Safe to repeat: a new version that is no longer there was moved into place already."""
+    done = 0
+    for key, new in list(state.scan(REPLACE_NAMESPACE, prefix)):
+        source, target = root / new, root / key
+        if source.exists():
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+            log.info("output_replaced", file=key)
+            done += 1
+        state.delete(REPLACE_NAMESPACE, [key])
+    return done
 
 
 def _cut_torn_tail(path: Path, log: structlog.typing.FilteringBoundLogger, key: str) -> None:

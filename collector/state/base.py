@@ -24,7 +24,7 @@ Counts = Mapping[tuple[str, str, str], int]
 
 # Namespaces about this instance's own disk (committed file lengths): with a store shared by
 # several instances (Redis) each instance keeps them apart; every other namespace is shared.
-LOCAL_NAMESPACES = frozenset({"files"})
+LOCAL_NAMESPACES = frozenset({"files", "files_replace"})
 # A namespace named "set:..." is a set: membership is all it holds (every value reads back as
 # ""), and it cannot be scanned or have keys deleted. The dedupe indexes are sets, which lets
 # SQLite keep them as sorted runs instead of B-tree rows (collector/state/runs.py).

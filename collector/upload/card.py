@@ -137,6 +137,17 @@ def build_card(
         if what.startswith("drop:") and n
     ]
     body += _table(["source", "dataset", "reason", "records"], drops, 3) if drops else ["None."]
+    removed = sum(entry.removed for entry in entries)
+    if removed:
+        revised = sum(1 for entry in entries if entry.removed)
+        body += [
+            "",
+            "## Removed on request",
+            "",
+            f"{removed} record{' was' if removed == 1 else 's were'} removed from"
+            f" {revised} file{'s' if revised != 1 else ''} at the request of the people they"
+            " were about (erasure); each of those files was replaced by a version without them.",
+        ]
     processing = config.processing
     split = processing.split
     body += [

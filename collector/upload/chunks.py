@@ -34,7 +34,7 @@ import msgspec
 
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
-from collector.sinks.files import DurableFiles
+from collector.sinks.files import DurableFiles, apply_replacements
 from collector.sinks.files import _fsync_dir as fsync_dir
 from collector.sinks.formatted import file_stem
 from collector.sinks.naming import safe_part
@@ -158,6 +158,7 @@ class ChunkRoller:
         if closing:
             self._finish(closing)
             self.log.info("chunks_close_finished", chunks=len(closing))
+        self.finish_revisions(entries)
         self.files.recover(self.open_dir)
         for entry in entries:
             self._raise_floor(f"{entry.split}/{entry.stem}", entry.seq)
@@ -328,6 +329,26 @@ class ChunkRoller:
             done.append(entry)
         if done:
             self.ledger.put(done)
+
+    def finish_revisions(self, entries: Iterable[ChunkEntry]) -> None:
+        """New versions of closed chunks made by `forget` (sync): moved into place if a crash
+        stopped it before, then pending, so the next round commits them."""
+        revising = [e for e in entries if e.status == "revising" and e.instance == self.instance]
+        if not revising:
+            return
+        data = self.files.key(self.root / "data")
+        apply_replacements(self.files.root, self.state, f"{data}/", self.log)
+        done = []
+        for entry in revising:
+            path = self.closed_path(entry.path)
+            if path.is_file() and file_digests(path) == (entry.oid, entry.sha256):
+                entry.status = "pending"
+                done.append(entry)
+            else:
+                self.log.error("chunk_revision_missing", file=entry.path)
+        if done:
+            self.ledger.put(done)
+            self.log.info("chunk_revisions_finished", chunks=len(done))
 
     def mark_due(self, *, everything: bool = False) -> int:
         """Chunks older than `max_age` (or every open chunk) close at the next checkpoint."""

@@ -10,6 +10,13 @@ One entry per chunk under namespace `upload`, keyed by its path in the repo
     conflict   the target holds a different file under the same name: never overwritten,
                the local file is kept and the chunk is reported
     lost       pending, but its local file is gone (removed by hand): reported, not retried
+    revising   a new version of a chunk without the lines `resume-collector forget` removed is
+               being moved into place under `chunks/data/`; pending once it is there
+
+A revised chunk (`revision` > 0) names the content it replaces (`replaces_oid`,
+`replaces_sha256`): the target may hold that under its path, and then the new version is
+committed over it; any other content there is still a conflict. `removed` counts the lines
+taken out of the chunk on request, over all its revisions (the card shows the total).
 
 The times of recent commits (for the commits-per-hour budget) live under `upload_commits`.
 
@@ -29,7 +36,7 @@ from collector.state import StateStore
 
 NAMESPACE = "upload"
 COMMITS_NAMESPACE = "upload_commits"
-Status = Literal["closing", "pending", "committed", "conflict", "lost"]
+Status = Literal["closing", "pending", "committed", "conflict", "lost", "revising"]
 
 
 class Origin(msgspec.Struct, frozen=True):
@@ -55,6 +62,10 @@ class ChunkEntry(msgspec.Struct):
     commit: str = ""
     committed_at: float = 0.0
     instance: str = ""  # whose disk holds the file ("" with a store of its own: SQLite)
+    revision: int = 0  # versions made by `forget` (0: the chunk as it was closed)
+    replaces_oid: str = ""  # the content a revision replaces in the target
+    replaces_sha256: str = ""
+    removed: int = 0  # lines removed on request, over all revisions
 
     @property
     def name(self) -> str:

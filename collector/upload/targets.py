@@ -54,6 +54,14 @@ class Remote(msgspec.Struct, frozen=True):
             entry.sha256 = file_digests(local)[1]
         return self.sha256 == entry.sha256
 
+    def replaced(self, entry: ChunkEntry) -> bool:
+        """Whether this is the content a revised chunk replaces (it may be overwritten)."""
+        if not entry.revision:
+            return False
+        if self.sha256:
+            return self.sha256 == entry.replaces_sha256
+        return self.oid == entry.replaces_oid
+
 
 class CommitResult(msgspec.Struct):
     commit: str  # the commit holding the chunks: new, or the head when nothing was new
@@ -76,6 +84,10 @@ class Target(Protocol):
 
     def retry_after(self, error: BaseException) -> float | None: ...
 
+    def read(self, path: str, revision: str) -> bytes | None:
+        """The content of a published file (at `revision` when the target knows commits)."""
+        ...
+
 
 def _sort_found(
     chunks: Sequence[tuple[ChunkEntry, Path]], remote: dict[str, Remote]
@@ -87,6 +99,8 @@ def _sort_found(
             todo.append((entry, path))
         elif there.holds(entry, path):
             found[entry.path] = there.commit
+        elif there.replaced(entry):  # a revision: its new version goes over the old one
+            todo.append((entry, path))
         else:
             conflicts.append(entry.path)
     return todo, found, conflicts
@@ -137,6 +151,10 @@ class FolderTarget:
             found={path: found_commit or commit for path, found_commit in found.items()},
             conflicts=conflicts,
         )
+
+    def read(self, path: str, revision: str) -> bytes | None:
+        file = self.root / path
+        return file.read_bytes() if file.is_file() else None
 
     def retryable(self, error: BaseException) -> bool:
         return False  # a full or read-only disk does not heal by waiting a few seconds
@@ -243,6 +261,27 @@ class HubTarget:
         return CommitResult(
             commit=info.oid, created=info.oid != head, found=found, conflicts=conflicts
         )
+
+    def read(self, path: str, revision: str) -> bytes | None:
+        """Downloaded into a private temporary folder (never the shared Hub cache: the chunk
+        may hold what is being erased) and removed with it."""
+        import tempfile
+
+        from huggingface_hub.errors import EntryNotFoundError
+
+        self._ensure_repo()
+        with tempfile.TemporaryDirectory(prefix="rc-read-") as folder:
+            try:
+                local = self.api.hf_hub_download(
+                    self.repo_id,
+                    path,
+                    repo_type="dataset",
+                    revision=revision or None,
+                    local_dir=folder,
+                )
+            except EntryNotFoundError:
+                return None
+            return Path(local).read_bytes()
 
     def retryable(self, error: BaseException) -> bool:
         from huggingface_hub.errors import HfHubHTTPError

@@ -129,6 +129,8 @@ class Uploader:
                 continue
             if there.holds(entry, self.local_path(entry)):
                 entry.status, entry.commit, entry.committed_at = "committed", there.commit, now
+            elif there.replaced(entry):
+                continue  # a revision not committed yet: the target still holds what it replaces
             else:
                 entry.status = "conflict"
                 self.log.error("chunk_conflict", file=entry.path, remote_oid=there.oid)
@@ -247,6 +249,13 @@ class Uploader:
 
         records = sum(e.records for e in batch)
         message = f"Add {len(batch)} chunk{'s' if len(batch) != 1 else ''} ({records} records)"
+        revised = [e for e in batch if e.revision]
+        if revised:
+            message = (
+                f"Remove records on request from {len(revised)} chunk"
+                f"{'s' if len(revised) != 1 else ''}"
+                + (f"; add {len(batch) - len(revised)}" if len(revised) < len(batch) else "")
+            )
         chunks = [(entry, self.local_path(entry)) for entry in batch]
         return await self._retrying(lambda: self.target.commit(chunks, card, message), "commit")
 

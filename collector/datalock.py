@@ -1,0 +1,50 @@
+"""One process at a time owns a data folder's files: the service, or `forget`.
+
+An advisory `flock` on `{data_dir}/.service.lock` holding the owner's pid, released by the
+kernel when the process ends (kill -9 included). `resume-collector forget` rewrites files
+whose committed lengths the service keeps in memory, so it refuses while the service runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import TextIO
+
+LOCK_FILE = ".service.lock"
+
+
+class DataDirBusy(RuntimeError):
+    def __init__(self, path: Path, owner: str) -> None:
+        super().__init__(f"{path} is in use by pid {owner}")
+        self.path = path
+        self.owner = owner
+
+
+class DataDirLock:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self._handle: TextIO | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise DataDirBusy(self.path.parent, owner) from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
