@@ -33,13 +33,12 @@ version they replace (`collector/upload/targets.py`), exactly once through the l
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import os
 import re
 import time
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,14 +485,3 @@ def clean_cache(state: StateStore, answers: set[str]) -> int:
     if stale:
         state.delete(_REWRITE_CACHE, stale)
     return len(stale)
-
-
-def per_dataset(found: Found) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for key in found.records:
-        out[f"{key[0]} {found.datasets.get(key, '')}".strip()] += 1
-    return dict(out)
-
-
-async def to_thread(call: Any, *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(call, *args, **kwargs)
