@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -137,8 +139,11 @@ _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
-def _describe(prefix: str, error: msgspec.ValidationError) -> str:
-    """`Expected float, got str - at $.x.y` -> `prefix.x.y: expected float, got str`."""
+def _describe(
+    prefix: str, error: msgspec.ValidationError, kind: Any = None, value: Any = None
+) -> str:
+    """`Expected float, got str - at $.x.y` -> `prefix.x.y: expected float, got str`; a bad
+    choice lists the allowed ones (`invalid enum value 'loud' (allowed: 'debug', 'info')`)."""
     match = _AT.match(str(error))
     assert match is not None  # the pattern accepts any string
     message, path = match.group("msg"), match.group("path") or ""
@@ -148,6 +153,14 @@ def _describe(prefix: str, error: msgspec.ValidationError) -> str:
             path, message = f"{path}.{field.group('field')}", text
     message = message.replace("`", "")
     message = message[:1].lower() + message[1:]
+    if kind is AnySourceConfig and path == ".type" and message.startswith("invalid value"):
+        tags = [repr(k.__struct_config__.tag) for k in typing.get_args(AnySourceConfig)]
+        message += f" (allowed: {', '.join(tags)})"
+    elif _ENUM.match(message):
+        parts = [p for p in path.split(".") if p and not p.startswith("[")]
+        allowed = _allowed(kind, value, [re.sub(r"\[\d+\]$", "", p) for p in parts])
+        if allowed:
+            message += f" (allowed: {', '.join(allowed)})"
     where = f"{prefix}{path}".lstrip(".") or "(top level)"
     return f"{where}: {message}"
 
@@ -172,6 +185,56 @@ def _sections(raw: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
             yield "sources", f"sources[{index}]", source, AnySourceConfig
 
 
+_ENUM = re.compile(r"^invalid enum value")
+
+
+def _allowed(kind: Any, value: Any, path: list[str]) -> list[str] | None:
+    """The values a Literal field at `path` (field names under `kind`) allows, if it is one."""
+    if kind is AnySourceConfig and isinstance(value, dict):
+        kind = next(
+            (
+                k
+                for k in typing.get_args(AnySourceConfig)
+                if k.__struct_config__.tag == value.get("type")
+            ),
+            None,
+        )
+    for name in path:
+        if kind is None or not isinstance(kind, type) or not issubclass(kind, msgspec.Struct):
+            return None
+        hints = typing.get_type_hints(kind, include_extras=True)
+        kind = hints.get(name)
+        while typing.get_origin(kind) is Annotated:
+            kind = typing.get_args(kind)[0]
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(options) == 1:
+            kind = options[0]
+    if typing.get_origin(kind) is Literal:
+        return [repr(a) for a in typing.get_args(kind)]
+    return None
+
+
+def _field_errors(label: str, value: Any, kind: Any) -> list[str]:
+    """Every field's error in one section, not only the first: each field on its own."""
+    try:
+        msgspec.convert(value, kind)
+        return []
+    except msgspec.ValidationError as error:
+        first = error
+    if not isinstance(value, dict):
+        return [_describe(label, first, kind, value)]
+    required = {k: value[k] for k in ("type", "name") if k in value}
+    errors: list[str] = []
+    for key in value:
+        try:
+            msgspec.convert({**required, key: value[key]}, kind)
+        except msgspec.ValidationError as error:
+            line = _describe(label, error, kind, value)
+            if line not in errors:
+                errors.append(line)
+    return errors or [_describe(label, first, kind, value)]
+
+
 def parse_config(raw: dict[str, Any], origin: str = "<config>") -> Config:
     errors: list[str] = []
     known = {f.name for f in msgspec.structs.fields(Config)}
@@ -182,8 +245,8 @@ def parse_config(raw: dict[str, Any], origin: str = "<config>") -> Config:
     for key, label, value, kind in _sections(raw):
         try:
             item = msgspec.convert(value, kind)
-        except msgspec.ValidationError as error:
-            errors.append(_describe(label, error))
+        except msgspec.ValidationError:
+            errors += _field_errors(label, value, kind)
             continue
         if key == "sources":
             parsed.setdefault("sources", []).append(item)

@@ -3,10 +3,14 @@ check-config, --version, --log-level and one source at a time."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import run_collector, write_config
 from tests.daemon_process import inbox_source, write_pairs
@@ -85,3 +89,75 @@ def test_once_exits_5_when_nothing_could_be_fetched_also_on_the_next_run(
         summary = finished(done.stdout)
         assert summary["outcome"] == "nothing_fetched"
         assert sorted(summary["failed"]) == ["se-also-down", "se-down"]
+
+
+def test_check_config_reports_every_error_with_its_field_and_the_allowed_values(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    body = '[[sources]]\ntype = "inbox"\nname = "box"\ninterval = "soon"\nbatch_size = 0\n'
+    body += 'recipe = { name = "poem" }\n'
+    config = write_config(tmp_path / "c.toml", body, data_dir, service='log_level = "loud"')
+    for args in (("--config", str(config)), (str(config),)):  # the positional form still works
+        done = run_collector("check-config", *args)
+        assert done.returncode == 2
+        lines = done.stderr.splitlines()
+        assert (
+            f"{config}: service.log_level: invalid enum value 'loud' (allowed: 'debug',"
+            in (lines[0])
+        )
+        assert sorted(line.split(": ")[1] for line in lines) == [
+            "service.log_level",
+            "sources[0].batch_size",
+            "sources[0].interval",
+            "sources[0].recipe.name",
+        ]
+        assert "'resume_json'" in next(line for line in lines if "recipe.name" in line)
+
+
+UPLOAD_TO_HUB = '\n[upload]\nenabled = true\nrepo_id = "someone/resumes"\n'
+
+
+def test_check_config_refuses_an_upload_to_the_hub_without_a_token_and_warns_of_unset_ones(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no token saved by `hf auth login`
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    github = '[[sources]]\ntype = "github"\nname = "gh"\ntoken_env = "RC_TEST_UNSET_TOKEN"\n'
+    config = write_config(tmp_path / "c.toml", UPLOAD_TO_HUB + github, data_dir)
+    done = run_collector("check-config", "--config", str(config))
+    assert done.returncode == 2
+    assert "sources[0].token_env: $RC_TEST_UNSET_TOKEN is not set" in done.stderr
+    assert "upload.token_env: the target is the Hub (someone/resumes) but there is no token" in (
+        done.stderr
+    )
+
+
+def test_check_config_online_says_where_tokens_come_from_which_endpoints_answer_and_writes(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text("hf_saved_by_login\n")  # what `hf auth login` saves
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        up = f"http://127.0.0.1:{server.server_address[1]}"
+        answering = unreachable_source("se-up").replace(
+            'base_url = "http://127.0.0.1:', f'base_url = "{up}"\n# was: "'
+        )
+        body = UPLOAD_TO_HUB + f'endpoint = "{up}"\n'
+        config = write_config(
+            tmp_path / "c.toml", body + answering + unreachable_source("se-down"), data_dir
+        )
+        done = run_collector("check-config", "--config", str(config), "--online", "--timeout", "2")
+    finally:
+        server.shutdown()
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"upload: token {tmp_path / 'hf' / 'token'} (hf auth login)" in done.stdout
+    assert f"sources[0] se-up: {up} answers" in done.stdout
+    assert "sources[1] se-down: http://127.0.0.1:" in done.stderr and "does not answer" in (
+        done.stderr
+    )
+    assert f"service.data_dir: {data_dir} is writable" in done.stdout
+    assert "hf_saved_by_login" not in done.stdout + done.stderr

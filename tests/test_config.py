@@ -53,7 +53,10 @@ name = "d"
     errors = caught.value.errors
     assert "service.queue_size: expected int, got str" in errors
     assert "sources[2].rate.per_second: expected float, got str" in errors
-    assert "sources[3].type: invalid value 'carrier-pigeon'" in errors
+    assert (
+        "sources[3].type: invalid value 'carrier-pigeon'"
+        " (allowed: 'inbox', 'stackexchange', 'github', 'kaggle', 'huggingface')"
+    ) in errors
 
 
 def test_unknown_fields_and_duplicate_names_are_errors(tmp_path: Path) -> None:

@@ -14,10 +14,24 @@ from processors.optout import OptOutList
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from collector.environment import online, problems
+
+    args.config = args.config_file or args.config  # `check-config FILE` as before, or --config
     try:
         config = load_config(args.config)
     except ConfigError as error:
         return print_config_error(error)
+    found = problems(config)
+    if args.online:
+        checked = online(config, args.timeout)
+        found.errors += checked.errors
+        found.notes += checked.notes
+    for note in found.notes:
+        print(f"{args.config}: {note}")
+    for warning in found.warnings:
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    if found.errors:
+        return print_config_error(ConfigError(args.config, found.errors))
     if config.privacy.optout:
         try:
             OptOutList.parse(Path(config.privacy.optout).read_text(encoding="utf-8"))
@@ -133,8 +147,16 @@ def register(commands: Subparsers) -> None:
             action="store_true",
             help="aim every source at the local API emulators, started in-process",
         )
-    check = commands.add_parser("check-config", help="validate a config file; exit 2 on errors")
-    check.add_argument("config")
+    check = with_config(
+        "check-config", "validate a config (every error) and its environment; exit 2 on errors"
+    )
+    check.add_argument("config_file", nargs="?", metavar="CONFIG", help="same as --config")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check the environment: tokens and where from, endpoints, writable paths",
+    )
+    check.add_argument("--timeout", type=float, default=5.0, help="seconds per endpoint")
     check.set_defaults(func=_check_config)
     stats = with_config("stats", "counts per dataset and drop reason from the state store")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
