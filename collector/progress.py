@@ -1,4 +1,9 @@
-"""A progress bar for `resume-collector once` on a terminal (plain log lines otherwise)."""
+"""A progress bar for `resume-collector once` on a terminal (plain log lines otherwise).
+
+While the bar shows, every log line goes through `tqdm.write` (`collector.logging.route_lines`):
+the bar is cleared, the line printed, the bar drawn again below it, so the two never overwrite
+each other on the terminal.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from collector.components import Component
+from collector.logging import OUTPUT, route_lines
 
 if TYPE_CHECKING:
     from collector.service import Service
@@ -27,6 +33,7 @@ class ProgressBar(Component):
     async def start(self, service: Service) -> None:
         self.service = service
         self.bar = tqdm(desc="records", unit=" rec", file=sys.stderr, dynamic_ncols=True)
+        route_lines(lambda line: tqdm.write(line, file=OUTPUT.stream))
 
     def on_event(self, event: str, fields: dict[str, Any]) -> None:
         if event != "checkpoint" or self.bar is None or self.service is None:
@@ -39,4 +46,5 @@ class ProgressBar(Component):
     async def stop(self) -> None:
         if self.bar is not None:
             self.on_event("checkpoint", {})
+            route_lines(None)
             self.bar.close()
