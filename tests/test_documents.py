@@ -13,7 +13,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from collector.config import ConfigError, parse_config
-from collector.sources.documents import read_document
+from collector.sources.documents import document_id, read_document
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.formatters.document import DOCUMENT_KEY
@@ -54,7 +54,7 @@ async def test_a_pdf_or_docx_resume_is_one_record_with_its_sections_and_bullets(
     put(inbox, f"cv.{fmt}", build(resume, fmt, layout))
     batches = await collect(make_source(inbox), {})
     [record] = [r for b in batches for r in b.records]
-    assert record.id == f"cv.{fmt}"
+    assert record.id == document_id(f"cv.{fmt}")
     assert record.dataset == "local/resume_documents"
     document = record.payload[DOCUMENT_KEY]
     assert {"summary", "experience", "education", "skills"} <= set(sections_of(record.payload))
@@ -146,17 +146,17 @@ async def test_unreadable_encrypted_and_text_less_documents_are_counted_with_the
     batches = await collect(make_source(inbox), {})
     reasons = {d.record_id: d.reason for b in batches for d in b.drops}
     assert reasons == {
-        "damaged.pdf": "document_unreadable",
-        "garbage.pdf": "document_unreadable",
-        "locked.pdf": "document_encrypted",
-        "scan.pdf": "document_no_text",
-        "empty.docx": "document_unreadable",
-        "not-a-zip.docx": "document_unreadable",
-        "no-body.docx": "document_unreadable",
-        "locked.docx": "document_encrypted",
-        "blank.txt": "document_no_text",
+        document_id("damaged.pdf"): "document_unreadable",
+        document_id("garbage.pdf"): "document_unreadable",
+        document_id("locked.pdf"): "document_encrypted",
+        document_id("scan.pdf"): "document_no_text",
+        document_id("empty.docx"): "document_unreadable",
+        document_id("not-a-zip.docx"): "document_unreadable",
+        document_id("no-body.docx"): "document_unreadable",
+        document_id("locked.docx"): "document_encrypted",
+        document_id("blank.txt"): "document_no_text",
     }
-    assert [r.id for b in batches for r in b.records] == ["readable.pdf"]
+    assert [r.id for b in batches for r in b.records] == [document_id("readable.pdf")]
     # Each is counted once: the next pass finds them done.
     cursors = {k: v for b in batches for k, v in b.cursors.items()}
     assert await collect(make_source(inbox), cursors) == []
@@ -182,9 +182,9 @@ async def test_a_document_over_the_size_limit_is_counted_and_not_read(
     monkeypatch.setattr("collector.sources.inbox.read_document", refuse)
     batches = await collect(make_source(inbox, max_document_bytes=1000), {})
     assert [(d.record_id, d.reason) for b in batches for d in b.drops] == [
-        ("big.pdf", "document_too_large")
+        (document_id("big.pdf"), "document_too_large")
     ]
-    assert [r.id for b in batches for r in b.records] == ["small.txt"]
+    assert [r.id for b in batches for r in b.records] == [document_id("small.txt")]
 
 
 def test_max_document_bytes_is_checked_at_load() -> None:
@@ -231,7 +231,7 @@ async def test_a_document_is_read_again_only_when_it_changes(inbox: Path) -> Non
     path.write_bytes(b"Ada Quill\nExperience\n- Built the quarterly finance reports in SQL")
     age(path)
     again = await collect(make_source(inbox), cursors)
-    assert [r.id for b in again for r in b.records] == ["cv.txt"]
+    assert [r.id for b in again for r in b.records] == [document_id("cv.txt")]
 
 
 async def test_a_link_to_a_document_is_refused_like_any_link(inbox: Path, tmp_path: Path) -> None:
@@ -242,6 +242,14 @@ async def test_a_link_to_a_document_is_refused_like_any_link(inbox: Path, tmp_pa
     assert [(d.record_id, d.reason) for b in batches for d in b.drops] == [
         ("cv.pdf", "outside_inbox")
     ]
+
+
+def test_a_document_id_never_holds_its_file_name() -> None:
+    """Resumes are often named after their person: the id that reaches provenance is a digest."""
+    assert document_id("cvs/Jane_Doe_CV.pdf") == document_id("cvs/Jane_Doe_CV.pdf")
+    assert "jane" not in document_id("cvs/Jane_Doe_CV.pdf").lower()
+    assert document_id("cvs/Jane_Doe_CV.pdf") != document_id("cvs/John_Roe_CV.pdf")
+    assert document_id("a/cv.DOCX").endswith(".docx") and document_id("README").startswith("doc-")
 
 
 def test_a_document_becomes_bullet_pairs_and_a_summary_line_with_no_personal_data() -> None:

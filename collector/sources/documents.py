@@ -26,6 +26,7 @@ How each format is read:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import zipfile
@@ -36,6 +37,16 @@ import msgspec
 from processors.formatters.bullets import html_to_text, normalize_text
 from processors.formatters.document import DOCUMENT_KEY, ResumeDocument
 from processors.formatters.sections import ACHIEVEMENT_KINDS, resume_sections
+
+
+def document_id(stream: str) -> str:
+    """A document's record id: a digest of its path in the inbox, never its file name, which
+    is often the person's own (`Jane_Doe_CV.pdf`) and would reach the provenance and pairs
+    files; the same file keeps the same id, and the suffix tells the format."""
+    digest = hashlib.blake2b(stream.encode(), digest_size=8).hexdigest()
+    suffix = stream.rsplit(".", 1)[-1].lower() if "." in stream.rsplit("/", 1)[-1] else ""
+    return f"doc-{digest}.{suffix}" if suffix else f"doc-{digest}"
+
 
 # The formats read, by file suffix (lower case).
 DOCUMENT_FORMATS = {

@@ -33,7 +33,12 @@ import msgspec
 
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
-from collector.sources.documents import DocumentRefused, document_format, read_document
+from collector.sources.documents import (
+    DocumentRefused,
+    document_format,
+    document_id,
+    read_document,
+)
 from collector.sources.unzip import json_error_reason, raise_csv_field_limit
 from processors.records import Drop, RawRecord
 
@@ -284,9 +289,9 @@ class InboxSource:
             self.context.log.warning(
                 "inbox_document_refused", file=stream, reason=refused.reason, detail=refused.detail
             )
-            drop = Drop(self.name, dataset, stream, refused.reason, refused.detail)
+            drop = Drop(self.name, dataset, document_id(stream), refused.reason, refused.detail)
             return _Chunk([], [drop], done_mark, True)
-        record = RawRecord(self.name, dataset, stream, payload, done_mark, time.time())
+        record = RawRecord(self.name, dataset, document_id(stream), payload, done_mark, time.time())
         return _Chunk([record], [], done_mark, True)
 
     def _record(self, dataset: str, record_id: str, payload: dict[str, Any], end: int) -> RawRecord:
