@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from collector import __version__
 from collector.commands import (
     forget,
     operations,
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resume-collector",
         description="Collect, clean and publish an instruction-tuning dataset for resume writing.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(commands)

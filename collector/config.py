@@ -10,7 +10,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -261,6 +261,27 @@ def parse_config(raw: dict[str, Any], origin: str = "<config>") -> Config:
     if errors:
         raise ConfigError(origin, errors)
     return Config(**parsed)
+
+
+def with_overrides(
+    config: Config, *, log_level: str | None = None, sources: Sequence[str] = ()
+) -> Config:
+    """The config with the command line's overrides: `--log-level`, and `--source NAME`
+    (only those sources run). Applied at start and at every reload, like `--sandbox`."""
+    if log_level is not None:
+        service = msgspec.structs.replace(config.service, log_level=log_level)
+        config = msgspec.structs.replace(config, service=service)
+    if sources:
+        names = [s.name for s in config.sources]
+        unknown = [n for n in sources if n not in names]
+        if unknown:
+            raise ConfigError(
+                "--source",
+                [f"no source named {n!r}; the config has: {', '.join(names)}" for n in unknown],
+            )
+        chosen = [s for s in config.sources if s.name in sources]
+        config = msgspec.structs.replace(config, sources=chosen)
+    return config
 
 
 def load_config(path: str | Path) -> Config:

@@ -52,6 +52,9 @@ from processors.records import Drop, ProcessedBatch
 Mode = Literal["run", "once"]
 # Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
 EXIT_REDIS_UNAVAILABLE = 69
+# A source with nothing new logs its first idle pass at info, the ones after it at debug, and
+# one `source_idle` summary at info this often: a quiet daemon's log is not all idle passes.
+IDLE_SUMMARY_SECONDS = 600.0
 # `once`: some sources failed (a pass raised or logged an error), the others went well.
 EXIT_SOME_SOURCES_FAILED = 4
 # `once`: every source failed and nothing at all was fetched (all unreachable, say).
@@ -87,6 +90,8 @@ class SourceRunner:
         self.task: asyncio.Task[None] | None = None
         self.passes = 0
         self.failed_passes = 0  # passes that raised or logged an error of this source
+        self._quiet_since: float | None = None  # when the current run of idle passes began
+        self._idle_passes = 0
         self.last_success: float | None = None
 
     def start(self) -> None:
@@ -104,6 +109,7 @@ class SourceRunner:
         stop = self.context.stop
         while not stop.is_set():
             errors = ERRORS.counts[self.config.name]
+            fetched_before = self.ack.counts["fetched"]
             failed = False
             try:
                 async for batch in self.source.fetch(cursors):
@@ -123,7 +129,7 @@ class SourceRunner:
             if failed or ERRORS.counts[self.config.name] > errors:
                 self.failed_passes += 1
             await self.ack.wait_idle()
-            self.log.info("source_pass_done", passes=self.passes, **self.summary())
+            self._pass_done(idle=not failed and self.ack.counts["fetched"] == fetched_before)
             if self.mode == "once":
                 break
             with contextlib.suppress(TimeoutError):
@@ -139,6 +145,22 @@ class SourceRunner:
         processed = self.chain.run(records)
         processed.drops.extend(opted_out)
         return processed
+
+    def _pass_done(self, *, idle: bool) -> None:
+        summary = self.summary()
+        if idle and self._quiet_since is not None and self.mode != "once":
+            self._idle_passes += 1
+            self.log.debug("source_pass_done", passes=self.passes, **summary)
+            quiet = time.monotonic() - self._quiet_since
+            if quiet >= IDLE_SUMMARY_SECONDS:
+                self.log.info(
+                    "source_idle", idle_passes=self._idle_passes, seconds=round(quiet), **summary
+                )
+                self._quiet_since, self._idle_passes = time.monotonic(), 0
+            return
+        self.log.info("source_pass_done", passes=self.passes, **summary)
+        self._quiet_since = time.monotonic() if idle else None
+        self._idle_passes = 0
 
     def summary(self) -> dict[str, int | dict[str, int]]:
         counts = self.ack.counts
@@ -575,14 +597,18 @@ class Service:
         return total
 
 
-def run_service(config_path: str | Path, mode: Mode) -> int:
-    """Load the config, set up logging and run the service to the end; the exit code."""
-    config = load_config(config_path)
+def run_service(
+    config_path: str | Path, mode: Mode, resolve: Callable[[Config], Config] | None = None
+) -> int:
+    """Load the config, set up logging and run the service to the end; the exit code.
+    `resolve` applies the command line's overrides (at start and at every reload)."""
+    resolve = resolve or (lambda config: config)
+    config = resolve(load_config(config_path))
     configure_logging(config.service.log_format, config.service.log_level)
 
     async def main() -> int:
         try:
-            return await Service(config_path, mode, config).run()
+            return await Service(config_path, mode, config, resolve=resolve).run()
         except redis.RedisError as error:  # at start (later ones are handled where they occur)
             return redis_unavailable(get_logger(), "start", error)
         except ConfigError as error:

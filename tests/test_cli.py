@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_collector, write_config
+from tests.conftest import run_collector, wait_for, write_config
 from tests.daemon_process import inbox_source, write_pairs
 
 
@@ -161,3 +161,64 @@ def test_check_config_online_says_where_tokens_come_from_which_endpoints_answer_
     )
     assert f"service.data_dir: {data_dir} is writable" in done.stdout
     assert "hf_saved_by_login" not in done.stdout + done.stderr
+
+
+def test_version_says_which_release_runs() -> None:
+    from collector import __version__
+
+    done = run_collector("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"resume-collector {__version__}"
+
+
+def test_once_source_runs_only_the_named_sources_and_names_the_ones_it_does_not_know(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    body = inbox_source("box", an_inbox(tmp_path)) + unreachable_source("se-down")
+    config = write_config(tmp_path / "c.toml", body, data_dir)
+    done = run_collector("once", "--config", str(config), "--source", "box")
+    assert done.returncode == 0, done.stdout[-3000:]  # the unreachable one did not run
+    assert finished(done.stdout)["ok"] == ["box"]
+    wrong = run_collector("once", "--config", str(config), "--source", "nope")
+    assert wrong.returncode == 2
+    assert "--source: no source named 'nope'; the config has: box, se-down" in wrong.stderr
+
+
+def test_log_level_on_the_command_line_overrides_the_config(tmp_path: Path, data_dir: Path) -> None:
+    config = write_config(tmp_path / "c.toml", inbox_source("box", an_inbox(tmp_path)), data_dir)
+    quiet = run_collector("once", "--config", str(config), "--log-level", "warning")
+    assert quiet.returncode == 0
+    assert [e for e in log_events_of(quiet.stdout) if e.get("level") == "info"] == []
+    assert (data_dir / "formatted" / "local__a.jsonl").read_text().count("\n") == 5
+    # --log-level debug: see the idle-pass test below, whose daemon logs at debug.
+
+
+def test_the_config_defaults_to_the_system_path_or_the_environment(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RESUME_COLLECTOR_CONFIG", raising=False)
+    done = run_collector("stats")
+    assert done.returncode == 2 and "/etc/resume-collector/collector.toml" in done.stderr
+    config = write_config(tmp_path / "c.toml", inbox_source("box", an_inbox(tmp_path)), data_dir)
+    monkeypatch.setenv("RESUME_COLLECTOR_CONFIG", str(config))
+    assert run_collector("once").returncode == 0
+    assert "box" in run_collector("stats").stdout
+
+
+def test_a_quiet_source_logs_one_idle_pass_at_info_and_the_rest_at_debug(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    from tests.daemon_process import Daemon
+
+    config = write_config(
+        tmp_path / "c.toml", inbox_source("box", an_inbox(tmp_path), interval=0.05), data_dir
+    )
+    daemon = Daemon(config, tmp_path / "log.jsonl", args=("--log-level", "debug"))
+    try:
+        wait_for(lambda: len(daemon.find("source_pass_done")) >= 8)
+    finally:
+        assert daemon.stop() == 0
+    passes = daemon.find("source_pass_done")
+    at_info = [e for e in passes if e["level"] == "info"]
+    # The pass that wrote the five records, then the first idle one; the rest are debug.
+    assert [e["fetched"] for e in at_info] == [5, 5]
+    assert len(passes) - len(at_info) >= 6

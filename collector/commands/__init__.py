@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,9 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Subparsers = Any
-CONFIG_DEFAULT = "examples/demo.toml"
+# Where the service's config lives on a host (the systemd unit and the Dockerfile say it too);
+# $RESUME_COLLECTOR_CONFIG points elsewhere, and every command takes --config.
+CONFIG_DEFAULT = os.environ.get("RESUME_COLLECTOR_CONFIG", "/etc/resume-collector/collector.toml")
 
 
 def print_config_error(error: ConfigError) -> int:

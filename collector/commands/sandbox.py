@@ -20,6 +20,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -45,14 +46,21 @@ def sandbox_secrets(config: Config) -> list[str]:
     return filled
 
 
-def run_against_sandbox(config_path: str, mode: str, names: list[str] | None = None) -> int:
-    """Run the service (`once` or `run`) with every emulated API served in-process."""
+def run_against_sandbox(
+    config_path: str,
+    mode: str,
+    names: list[str] | None = None,
+    overrides: Callable[[Config], Config] | None = None,
+) -> int:
+    """Run the service (`once` or `run`) with every emulated API served in-process;
+    `overrides` are the command line's (`--log-level`, `--source`), applied before pointing."""
+    override = overrides or (lambda config: config)
     from collector.logging import configure_logging, get_logger
     from collector.sandbox import Sandbox
     from collector.service import Mode, Service
 
     try:
-        config = load_config(config_path)
+        config = override(load_config(config_path))
     except ConfigError as error:
         return print_config_error(error)
     configure_logging(config.service.log_format, config.service.log_level)
@@ -63,11 +71,12 @@ def run_against_sandbox(config_path: str, mode: str, names: list[str] | None = N
             filled: list[str] = []
 
             def resolve(config: Config) -> Config:  # at start and at every SIGHUP reload
-                pointed = sandbox.point(config)
+                pointed = sandbox.point(override(config))
                 filled.extend(sandbox_secrets(pointed))
                 return pointed
 
-            pointed = resolve(config)
+            pointed = sandbox.point(config)
+            filled.extend(sandbox_secrets(pointed))
             log.info("sandbox_started", urls=sandbox.urls, secrets_filled=filled)
             run_mode: Mode = "once" if mode == "once" else "run"
             service = Service(config_path, run_mode, pointed, resolve=resolve)

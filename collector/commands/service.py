@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
-from collector.config import Config, ConfigError, load_config
+from collector.config import Config, ConfigError, load_config, with_overrides
 from collector.filemodes import data_dir_warning
 from processors.optout import OptOutList
 
@@ -68,12 +68,15 @@ def _print_credentials(path: str, config: Config) -> None:
 def _run(args: argparse.Namespace) -> int:
     from collector.service import run_service
 
+    def overrides(config: Config) -> Config:  # the command line's, at start and every reload
+        return with_overrides(config, log_level=args.log_level, sources=args.source or ())
+
     if args.sandbox:  # every emulated API served in-process (collector/commands/sandbox.py)
         from collector.commands.sandbox import run_against_sandbox
 
-        return run_against_sandbox(args.config, args.command)
+        return run_against_sandbox(args.config, args.command, overrides=overrides)
     try:
-        return run_service(args.config, args.command)
+        return run_service(args.config, args.command, resolve=overrides)
     except ConfigError as error:
         return print_config_error(error)
 
@@ -146,6 +149,17 @@ def register(commands: Subparsers) -> None:
             "--sandbox",
             action="store_true",
             help="aim every source at the local API emulators, started in-process",
+        )
+        sub.add_argument(
+            "--log-level",
+            choices=["debug", "info", "warning", "error"],
+            help="overrides service.log_level (kept across reloads)",
+        )
+        sub.add_argument(
+            "--source",
+            action="append",
+            metavar="NAME",
+            help="run only this source of the config (repeat for more)",
         )
     check = with_config(
         "check-config", "validate a config (every error) and its environment; exit 2 on errors"
