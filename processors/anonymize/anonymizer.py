@@ -154,7 +154,9 @@ class Anonymizer:
         for detector in self.contacts:
             spans += detector.find(text, context)
         if self.names is not None:
+            context.contacts = tuple(s.start for s in spans)
             spans += self.names.find(text, context)
+            context.contacts = None
         return spans
 
     def _residual(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from processors.anonymize.spans import EMAIL, Context, Span
+from processors.anonymize.spans import EMAIL, Context, Span, lines_of
 
 _EMAIL = re.compile(
     r"(?<![\w.+-])[\w.+-]*\w@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -69,9 +69,13 @@ class EmailDetector:
     kind = EMAIL
 
     def find(self, text: str, context: Context) -> list[Span]:
-        spans = (
-            [Span(m.start(), m.end(), EMAIL) for m in _EMAIL.finditer(text)] if "@" in text else []
-        )
+        spans: list[Span] = []
+        if "@" in text:
+            for at, line in lines_of(text):
+                if "@" in line:
+                    spans += [
+                        Span(at + m.start(), at + m.end(), EMAIL) for m in _EMAIL.finditer(line)
+                    ]
         low = text.lower()
         if (
             "@" in text

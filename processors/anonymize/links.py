@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from processors.anonymize.lexicon import NameLexicon
-from processors.anonymize.spans import LINK, URL, Context, Span
+from processors.anonymize.spans import LINK, URL, Context, Span, lines_of
 
 _URL = re.compile(
     r"(?<![\w@/.])(?:(?:https?://|www\.)[^\s<>\"'`)\]}]+"
@@ -91,16 +91,23 @@ class LinkDetector:
         if not ("://" in low or "www." in low or _HOST_HINT.search(low)):
             return []
         spans: list[Span] = []
-        for match in _URL.finditer(text):
-            url = match.group(0)
-            host_match = _HOST.match(url)
-            host = host_match.group(1).lower() if host_match else ""
-            path_match = _PATH.match(url)
-            path = (path_match.group(1) or "") if path_match else ""
-            kind, user = self._classify(host, path, context)
-            if kind == LINK and _URL_CUE.search(text, max(0, match.start() - 20), match.start()):
-                kind = URL
-            spans.append(Span(match.start(), match.end(), kind, user))
+        for at, line in lines_of(text):
+            if "." not in line:
+                continue
+            low = line.lower()
+            if not ("://" in low or "www." in low or _HOST_HINT.search(low)):
+                continue
+            for match in _URL.finditer(line):
+                url = match.group(0)
+                host_match = _HOST.match(url)
+                host = host_match.group(1).lower() if host_match else ""
+                path_match = _PATH.match(url)
+                path = (path_match.group(1) or "") if path_match else ""
+                kind, user = self._classify(host, path, context)
+                start = match.start()
+                if kind == LINK and _URL_CUE.search(line, max(0, start - 20), start):
+                    kind = URL
+                spans.append(Span(at + start, at + match.end(), kind, user))
         return spans
 
     def _classify(self, host: str, path: str, context: Context) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -149,10 +150,11 @@ def _spelled_again(words: list[str], text: str) -> bool:
     )
 
 
-def _header_starts(text: str) -> list[tuple[int, bool]]:
+def _header_starts(text: str, contacts: tuple[int, ...] | None) -> list[tuple[int, bool]]:
     """Where a resume's name line may start: the text's first line, the first line after an
     instruction that ends in a colon (`Improve this resume:`), and a line within two lines
-    above a line of contact details (a resume quoted inside a longer text)."""
+    above a line of contact details (a resume quoted inside a longer text): `contacts`, the
+    offsets of what the contact detectors found, or the `_CONTACT_LINE` pattern without them."""
     lines = text.split("\n")
     starts: dict[int, bool] = {}  # offset -> at the top
     offsets: list[int] = []
@@ -167,8 +169,14 @@ def _header_starts(text: str) -> list[tuple[int, bool]]:
     for before, after in itertools.pairwise(content):
         if lines[before].rstrip().endswith(":") and len(lines[before]) < 120:
             starts[offsets[after]] = True
-    for rank, index in enumerate(content):
-        if rank and _CONTACT_LINE.search(lines[index]):
+    # The lines holding contact details.
+    if contacts is None:
+        contacts = tuple(m.start() for m in _CONTACT_LINE.finditer(text))
+    contact_lines = {bisect_right(offsets, at) - 1 for at in contacts}
+    if contact_lines:
+        rank_of = {index: rank for rank, index in enumerate(content)}
+        for index in sorted(contact_lines):
+            rank = rank_of.get(index, 0)
             for above in content[max(0, rank - 2) : rank]:
                 if len(lines[above]) <= 60:
                     starts.setdefault(offsets[above], False)
@@ -198,7 +206,7 @@ class NameDetector:
                 for m in compiled.pattern.finditer(text):
                     key = compiled.key_of.get(" ".join(m.group(0).split()).casefold(), "")
                     spans.append((m.start(), m.end(), key or m.group(0).casefold()))
-        self._cued_names(text, spans)
+        self._cued_names(text, spans, context)
         name_words = lexicon.name_words
         for m in _SEQUENCE.finditer(text):
             # Most capitalised runs (Machine Learning, Product Manager) hold no name at all.
@@ -242,7 +250,7 @@ class NameDetector:
         pattern = re.compile(rf"(?<![\w@/.\[])(?:{body})(?![\w@\]])", re.IGNORECASE)
         return _KnownNames(pattern, alternatives)
 
-    def _cued_names(self, text: str, spans: list[tuple[int, int, str]]) -> None:
+    def _cued_names(self, text: str, spans: list[tuple[int, int, str]], context: Context) -> None:
         lexicon = self.lexicon
         assert lexicon is not None
         if _CUE_HINT.search(text):
@@ -254,7 +262,7 @@ class NameDetector:
         ):
             self._references(text, spans)
         if "\n" in text:
-            for start, top in _header_starts(text):
+            for start, top in _header_starts(text, context.contacts):
                 first = _FIRST_LINE.match(text, start)
                 if first is not None:
                     self._first_line(first, spans, text, top=top)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -52,6 +53,9 @@ class Context:
 
     record: RecordNames
     known: tuple[str, ...] = ()  # names from the source's metadata (an author, a login)
+    # Where the contact detectors found something in the text at hand (e-mails, phones,
+    # links): the name line of a resume sits just above such a line. None: not known yet.
+    contacts: tuple[int, ...] | None = None
 
 
 def merge(spans: list[Span]) -> list[Span]:
@@ -88,6 +92,15 @@ def render(text: str, spans: list[Span], record: RecordNames) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def lines_of(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, line) for each line of `text`. Contacts never span lines, and a detector that
+    scans only the lines its cheap test lets through skips most of a long document."""
+    at = 0
+    for line in text.split("\n"):
+        yield at, line
+        at += len(line) + 1
 
 
 def strip_tokens(text: str) -> str:
