@@ -150,6 +150,35 @@ def test_names_with_digits_idioms_and_tokens_are_not_figures() -> None:
     assert figures(text) == []
 
 
+_WORDY = st.sampled_from(
+    [
+        *("one", "two", "twelve", "Twenty-Five", "HUNDRED", "a", "dozen", "thousand", "half"),
+        *("third", "thirds", "quarter", "quarters", "of", "twice", "doubled", "halves"),
+        *("tenfold", "one-one", "service", "team", "Q3", "12%", "3.5M", "ſix", "K"),
+    ]
+)
+
+
+@given(st.lists(_WORDY, min_size=1, max_size=8), st.sampled_from([" ", "-", ", "]))
+def test_figures_skips_no_number_word_the_patterns_would_find(words: list[str], sep: str) -> None:
+    """`figures` runs its word patterns only on texts holding one of their words: a shortcut
+    that must find everything running them on every text finds."""
+    from processors import grounding
+
+    text = sep.join(words)
+    blank = grounding._blank(text)
+    patterns = (grounding._NUMBER_WORDS, grounding._FRACTIONS, grounding._MULTIPLES)
+    expected = {m.start() for p in patterns for m in p.finditer(blank)}
+    expected -= {
+        m.start()
+        for m in grounding._NUMBER_WORDS.finditer(blank)
+        if m.group("words").lower() in ("a", "one")
+    }
+    found = {f.start for f in figures(text)}
+    covered = {s for s in expected if any(f.start <= s < f.end for f in figures(text))}
+    assert covered == expected, (text, found)
+
+
 def test_invented_names_are_found_and_never_masked() -> None:
     verdict = judge(
         'Improve this resume bullet:\n"Built ETL jobs."',
@@ -318,7 +347,9 @@ def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path
                 digits = re.findall(r"(?<![A-Za-z\d])\d+", PLACEHOLDER.sub(" ", answer))
                 for run in digits:
                     assert run in given_text.replace(",", "") or run in have, (path.name, answer)
-    assert checked >= 60
+    # The sandbox LLM only prefixes "Successfully": those trivial rewrites are dropped
+    # (processors/quality.py), the curated bullets and the real-looking rewrites remain.
+    assert checked >= 15
 
 
 def test_clean_report_and_stats_count_masked_dropped_and_kept_per_source(
@@ -326,13 +357,19 @@ def test_clean_report_and_stats_count_masked_dropped_and_kept_per_source(
 ) -> None:
     rows = [
         ("Answered support tickets.", ISSUE_ANSWER),
-        ("Built ETL jobs.", "Designed Airflow ETL jobs."),  # a name: dropped even when masking
+        (
+            "Built ETL jobs.",
+            "Designed Airflow ETL jobs that load partner invoices nightly.",
+        ),  # a name
     ]
     sources = ""
     for name, action in (("masking", "mask"), ("dropping", "drop"), ("keeping", "keep")):
         inbox = tmp_path / name
         inbox.mkdir()
-        grounded = (f"Answered 40 {name} tickets a day.", f"Resolved 40 {name} tickets a day.")
+        grounded = (
+            f"Answered 40 {name} tickets a day.",
+            f"Resolved 40 {name} tickets a day through a shared triage queue and written replies.",
+        )
         lines = [{"original": o, "improved": i, "context": "Support"} for o, i in [*rows, grounded]]
         (inbox / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         sources += f"""
