@@ -31,6 +31,10 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Bounded queues of batches between stages: this is what keeps memory flat.
     queue_size: Annotated[int, msgspec.Meta(ge=1)] = 16
     workers: Annotated[int, msgspec.Meta(ge=1)] = 2
+    # Where the processor chains run (collector/workers.py): "process", a pool of `workers`
+    # processes that uses every core; "thread", threads of the service, one core between them
+    # under the GIL; "auto", processes when more than one core is usable.
+    worker_mode: Literal["auto", "process", "thread"] = "auto"
     # A flush makes output durable (fsync) and only then saves the sources' cursors.
     flush_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     flush_bytes: Annotated[int, msgspec.Meta(ge=1)] = 8 * 1024 * 1024

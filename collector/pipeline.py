@@ -1,6 +1,6 @@
 """The streaming pipeline: bounded queues, processor workers and the ordered writer.
 
-    source runners --(work queue)--> workers (processors, in threads) --+
+    source runners --(work queue)--> workers (processes or threads) ----+
           |                                                          |  futures
           +------------(ordered queue: submission order)------> writer (dedupe, split, sinks)
                                                                      |
@@ -145,6 +145,8 @@ class Pipeline:
         while (item := await self.work.get()) is not None:
             try:
                 result = await asyncio.to_thread(item.run, item.batch)
+            except PipelineFailed:  # a worker process that keeps dying (collector/workers.py)
+                raise
             except Exception as error:  # a processor bug must not stop the service
                 self.log.exception("processor_failed", source=item.source, error=str(error))
                 result = ProcessedBatch(

@@ -45,6 +45,7 @@ from collector.sources import Source, SourceBatch, SourceContext, build_source
 from collector.sources.config import AnySourceConfig
 from collector.state import StateStore, open_state_store
 from collector.state.base import instance_name
+from collector.workers import Chain, ProcessPool, resolve_mode
 from processors.chain import ProcessorChain
 from processors.dedupe import Deduplicator
 from processors.records import Drop, ProcessedBatch
@@ -69,7 +70,7 @@ class SourceRunner:
         config: AnySourceConfig,
         source: Source,
         context: SourceContext,
-        chain: ProcessorChain,
+        chain: Chain,
         pipeline: Pipeline,
         state: StateStore,
         mode: Mode,
@@ -219,6 +220,8 @@ class Service:
         self.leases: SourceLeases | None = None
         self.optout: OptOutFile | None = None
         self.forgotten: ForgottenList | None = None
+        # The processor chains' worker processes (service.worker_mode); None: threads.
+        self.pool: ProcessPool | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -234,6 +237,8 @@ class Service:
         try:
             return await self._run()
         finally:
+            if self.pool is not None:  # closed by the drain; killed if it did not get there
+                self.pool.kill()
             lock.release()
 
     async def _run(self) -> int:
@@ -269,6 +274,12 @@ class Service:
             await component.prepare(self)
         for sink in self.sinks:
             await sink.open()
+        if resolve_mode(service.worker_mode) == "process":
+            started = time.monotonic()
+            self.pool = ProcessPool(service.workers, self.log)
+            pids = await asyncio.to_thread(self.pool.warm)
+            seconds = round(time.monotonic() - started, 3)
+            self.log.info("worker_pool_started", pids=pids, seconds=seconds)
         self.pipeline = Pipeline(
             state=self.state,
             sinks=self.sinks,
@@ -412,6 +423,8 @@ class Service:
         runners = list(self.runners.values())
         await asyncio.gather(*(runner.stop(timeout / 2) for runner in runners))
         await self.pipeline.drain()
+        if self.pool is not None:  # every batch is processed: the workers have nothing left
+            await asyncio.to_thread(self.pool.close)
         for runner in runners:
             runner.log.info("source_summary", passes=runner.passes, **runner.summary())
         for sink in self.sinks:
@@ -453,7 +466,11 @@ class Service:
     def _launch_source(self, config: AnySourceConfig) -> None:
         context = SourceContext(data_dir=self.data_dir, log=self.log.bind(source=config.name))
         source = build_source(config, context)
-        chain = ProcessorChain(config.recipe, self.config.processing)
+        chain: Chain
+        if self.pool is not None:
+            chain = self.pool.chain(config.recipe, self.config.processing)
+        else:
+            chain = ProcessorChain(config.recipe, self.config.processing)
         self.add_runner(config, source, context, chain, optout=self.optout)
 
     def add_runner(
@@ -461,7 +478,7 @@ class Service:
         config: AnySourceConfig,
         source: Source,
         context: SourceContext,
-        chain: ProcessorChain,
+        chain: Chain,
         fetched_as: str = "fetched",
         optout: OptOutFile | None = None,
     ) -> SourceRunner:

@@ -1,0 +1,197 @@
+"""Where the processor chains run: threads of this process, or a pool of worker processes.
+
+    pipeline worker task --to_thread--> PooledChain.run(records)
+                                            | msgpack bytes: (recipe, processing), RawRecords
+                                            v
+                                 worker process (one per `service.workers`)
+                                   chains built once per (recipe, processing), kept
+                                            | msgpack bytes: ProcessedBatch
+                                            v
+                                 back in order through the pipeline's futures
+
+The chain is pure CPU in Python, so threads share one core under the GIL whatever
+`service.workers` says; processes use every core. `service.worker_mode` chooses ("auto":
+processes when more than one core is usable). Records cross as msgspec bytes, never pickled
+Structs. The pool starts its workers from a forkserver that has loaded the anonymizer's lexicon
+(collector/workerboot.py) once: every worker shares it copy-on-write, the pool starts in a
+fraction of a second, and no worker inherits this process's threads, locks or open files (a
+plain `fork` of the running service would copy all three, the data folder's lock included).
+
+A worker that dies (the OOM killer, a kill) breaks the pool: it is replaced and the batch runs
+once more; a second death of the same batch stops the service (`WorkerProcessDied`, exit 1),
+nothing of it acknowledged, so the next start fetches it again. Never a hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Literal, Protocol
+
+import msgspec
+
+from collector.logging import Logger
+from collector.pipeline import PipelineFailed
+from processors.chain import ProcessorChain
+from processors.config import ProcessingConfig, RecipeConfig
+from processors.records import ProcessedBatch, RawRecord
+
+WorkerMode = Literal["auto", "process", "thread"]
+# Chains a worker keeps: one per (recipe, processing) in use; a reload adds new ones, so the
+# least recently used go first.
+CHAINS_PER_WORKER = 32
+# How often a worker checks that the service still lives (it exits when orphaned by a kill -9).
+ORPHAN_CHECK_SECONDS = 0.5
+
+
+class Chain(Protocol):
+    """What a source runner processes its batches with."""
+
+    def run(self, records: list[RawRecord]) -> ProcessedBatch: ...
+
+
+class WorkerProcessDied(PipelineFailed):
+    """A worker process died twice on the same batch: the service stops, nothing is lost."""
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_mode(mode: WorkerMode) -> Literal["process", "thread"]:
+    if mode == "auto":
+        return "process" if usable_cores() > 1 else "thread"
+    return mode
+
+
+# --- inside a worker process -----------------------------------------------------------------
+
+_KEY = msgspec.msgpack.Decoder(tuple[RecipeConfig, ProcessingConfig])
+_RECORDS_IN = msgspec.msgpack.Decoder(list[RawRecord])
+_ENCODE = msgspec.msgpack.Encoder().encode
+_chains: OrderedDict[bytes, ProcessorChain] = OrderedDict()
+
+
+def _worker_started(service_pid: int) -> None:
+    # The service owns the signals: a Ctrl-C or a systemd SIGTERM reaches the whole group, and
+    # a worker that died of it would fail the drain the service is doing.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(service_pid,), daemon=True).start()
+
+
+def _exit_when_orphaned(service_pid: int) -> None:
+    while True:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+        try:
+            os.kill(service_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid now belongs to another user's process
+            os._exit(0)
+
+
+def _run_in_worker(key: bytes, records: bytes) -> bytes:
+    chain = _chains.get(key)
+    if chain is None:
+        chain = _chains[key] = ProcessorChain(*_KEY.decode(key))
+        while len(_chains) > CHAINS_PER_WORKER:
+            _chains.popitem(last=False)
+    else:
+        _chains.move_to_end(key)
+    return _ENCODE(chain.run(_RECORDS_IN.decode(records)))
+
+
+def _warm(_: int) -> int:
+    from processors.anonymize.lexicon import load_lexicon
+
+    load_lexicon()
+    return os.getpid()
+
+
+# --- in the service --------------------------------------------------------------------------
+
+_RESULT = msgspec.msgpack.Decoder(ProcessedBatch)
+
+
+class ProcessPool:
+    """`workers` processes that run processor chains on batches sent as bytes."""
+
+    def __init__(self, workers: int, log: Logger) -> None:
+        self.workers = workers
+        self.log = log
+        self._lock = threading.Lock()
+        self._context = multiprocessing.get_context("forkserver")
+        # Loaded once by the forkserver, then shared by every worker it forks.
+        self._context.set_forkserver_preload(["collector.workerboot"])
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=self._context,
+            initializer=_worker_started,
+            initargs=(os.getpid(),),
+        )
+
+    def warm(self) -> list[int]:
+        """Start every worker now (blocking), so the first batches do not wait; their pids."""
+        list(self._executor.map(_warm, range(self.workers)))
+        return sorted(self._executor._processes or {})
+
+    def chain(self, recipe: RecipeConfig, processing: ProcessingConfig) -> PooledChain:
+        ProcessorChain(recipe, processing)  # a config the chain refuses fails here, not later
+        return PooledChain(self, msgspec.msgpack.encode((recipe, processing)))
+
+    def run(self, key: bytes, records: list[RawRecord]) -> ProcessedBatch:
+        """Process one batch in a worker (blocking: called from a pipeline thread)."""
+        data = _ENCODE(records)
+        for attempt in (1, 2):
+            executor = self._executor
+            try:
+                return _RESULT.decode(executor.submit(_run_in_worker, key, data).result())
+            except BrokenProcessPool as error:
+                self._replace(executor)
+                self.log.error(
+                    "worker_process_died", attempt=attempt, records=len(records), error=str(error)
+                )
+                if attempt == 2:
+                    raise WorkerProcessDied(
+                        f"a worker process died twice on a batch of {len(records)} records"
+                    ) from error
+        raise AssertionError("unreachable")
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:  # the first of the batches that saw it replaces it
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._start()
+
+    def close(self) -> None:
+        """Stop the workers once the pipeline has drained (blocking)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def kill(self) -> None:
+        """Stop the workers now, whatever they are doing (the drain ran out of time)."""
+        executor = self._executor
+        processes = list((executor._processes or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
+
+
+class PooledChain:
+    """A processor chain run in the pool: the same `run(records)` as `ProcessorChain`."""
+
+    def __init__(self, pool: ProcessPool, key: bytes) -> None:
+        self.pool = pool
+        self.key = key
+
+    def run(self, records: list[RawRecord]) -> ProcessedBatch:
+        return self.pool.run(self.key, records)

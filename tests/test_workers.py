@@ -1,0 +1,163 @@
+"""The processor chains in worker processes: same results as in threads, every core, no hang."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from collector.config import ConfigError, parse_config
+from collector.logging import get_logger
+from collector.workers import PooledChain, ProcessPool, WorkerProcessDied
+from processors.chain import ProcessorChain
+from processors.config import ProcessingConfig, RecipeConfig, ValidateConfig
+from processors.records import RawRecord
+from tests.conftest import wait_for, write_config
+from tests.daemon_process import Daemon, inbox_source, write_pairs
+
+
+def records(count: int) -> list[RawRecord]:
+    return [
+        RawRecord(
+            "box",
+            "local/a",
+            str(i),
+            {
+                "original": f"Maintained service {i} for Jane Doe (jane.doe{i}@example.com)",
+                "improved": f"Cut the error rate of service {i} by half within one year",
+            },
+            cursor=str(i),
+            meta={"authors": ["Jane Doe"], "n": i, "ok": True, "ratio": 0.5, "none": None},
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessPool]:
+    pool = ProcessPool(2, get_logger())
+    yield pool
+    pool.kill()
+
+
+def test_a_batch_processed_in_the_pool_equals_the_batch_processed_here(pool: ProcessPool) -> None:
+    recipe, processing = RecipeConfig(name="pairs"), ProcessingConfig()
+    batch = records(200)
+    here = ProcessorChain(recipe, processing).run(batch)
+    there = pool.chain(recipe, processing).run(batch)
+    assert msgspec.msgpack.encode(there) == msgspec.msgpack.encode(here)
+    assert len(here.examples) == 200  # the comparison compared something
+
+
+def test_each_processing_config_reaches_the_workers(pool: ProcessPool) -> None:
+    recipe = RecipeConfig(name="pairs")
+    strict = ProcessingConfig(
+        validate=ValidateConfig(min_chars={"system": 1, "user": 1, "assistant": 500})
+    )
+    assert len(pool.chain(recipe, ProcessingConfig()).run(records(10)).examples) == 10
+    dropped = pool.chain(recipe, strict).run(records(10))
+    assert dropped.examples == [] and len(dropped.drops) == 10
+
+
+def test_a_processor_error_in_a_worker_is_raised_to_the_caller(pool: ProcessPool) -> None:
+    # (the pipeline counts it as `processor_error` for the batch's records, as in a thread)
+    with pytest.raises(msgspec.DecodeError):
+        PooledChain(pool, b"not a chain").run(records(1))
+    assert len(pool.chain(RecipeConfig(name="pairs"), ProcessingConfig()).run(records(1)).examples)
+
+
+def test_a_worker_that_dies_is_replaced_and_the_batch_runs_again(pool: ProcessPool) -> None:
+    chain = pool.chain(RecipeConfig(name="pairs"), ProcessingConfig())
+    os.kill(pool.warm()[0], signal.SIGKILL)
+    assert len(chain.run(records(20)).examples) == 20
+    assert len(chain.run(records(20)).examples) == 20
+
+
+def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
+    pool: ProcessPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dying() -> ProcessPoolExecutor:  # every worker dies as it starts
+        return ProcessPoolExecutor(1, mp_context=pool._context, initializer=os._exit, initargs=(9,))
+
+    monkeypatch.setattr(pool, "_start", dying)
+    pool._executor = dying()
+    with pytest.raises(WorkerProcessDied, match="died twice"):
+        pool.chain(RecipeConfig(name="pairs"), ProcessingConfig()).run(records(5))
+
+
+def test_worker_mode_is_validated_at_load_with_the_field_named() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"service": {"worker_mode": "fast"}}, "c.toml")
+    assert any(
+        "service.worker_mode" in e and "'process'" in e and "'thread'" in e
+        for e in error.value.errors
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def process_daemon(tmp_path: Path, data_dir: Path) -> tuple[Daemon, Path, Path]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = write_config(
+        tmp_path / "c.toml",
+        inbox_source("box", inbox),
+        data_dir,
+        service='worker_mode = "process"\nworkers = 2',
+    )
+    return Daemon(config, tmp_path / "log.jsonl"), inbox, config
+
+
+def written(data_dir: Path, name: str) -> int:
+    path = data_dir / "formatted" / f"{name}.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_sighup_brings_a_new_chain_to_the_workers_and_sigterm_stops_them(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    daemon, inbox, config = process_daemon(tmp_path, data_dir)
+    try:
+        pids = daemon.wait_event("worker_pool_started")["pids"]
+        assert len(pids) == 2
+        write_pairs(inbox / "a.jsonl", 0, 10)
+        wait_for(lambda: written(data_dir, "local__a") == 10)
+        strict = "\n[processing.validate]\nmin_chars = { system = 1, user = 1, assistant = 900 }\n"
+        config.write_text(config.read_text().replace("[[sources]]", strict + "\n[[sources]]"))
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_event("config_reloaded")["changed"] == ["box"]
+        write_pairs(inbox / "b.jsonl", 100, 10)
+
+        def after_reload() -> list[dict[str, object]]:
+            names = daemon.names()
+            return daemon.events()[names.index("config_reloaded") :]
+
+        wait_for(lambda: any(e.get("dropped") == 10 for e in after_reload()))
+        assert written(data_dir, "local__b") == 0  # the workers validate with the new minimum
+        assert daemon.stop() == 0
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        daemon.kill()
+
+
+def test_kill_9_of_the_service_leaves_no_worker_behind(tmp_path: Path, data_dir: Path) -> None:
+    daemon, inbox, _ = process_daemon(tmp_path, data_dir)
+    try:
+        write_pairs(inbox / "a.jsonl", 0, 2_000)
+        pids = daemon.wait_event("worker_pool_started")["pids"]
+        wait_for(lambda: written(data_dir, "local__a") > 0)
+    finally:
+        daemon.kill()
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
