@@ -433,6 +433,10 @@ def entities(text: str) -> list[str]:
             continue
         if word in GENERIC_ACRONYMS or word.removesuffix("s") in GENERIC_ACRONYMS:
             continue
+        if word.islower() and word.isalpha():  # most words: a name only if a known one
+            if word in known:
+                found.append(word)
+            continue
         opening = _opens_sentence(blank, start)
         rest = word[1:]  # ASCII, as every word the pattern finds
         inner_capital = rest != rest.lower()
