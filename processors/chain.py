@@ -1,5 +1,5 @@
 """The per-record stages run by the service's workers:
-format -> fix encoding -> anonymize -> ground -> validate.
+format -> fix encoding -> anonymize -> ground -> validate -> quality.
 
 Deduplication and splitting depend on what came before, so the writer runs them in order.
 Encoding is repaired before anonymizing (a name or an email broken by mojibake would slip
@@ -14,6 +14,7 @@ from processors.anonymize import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.formatters import build_formatter
 from processors.grounding import GroundingCheck
+from processors.quality import QualityCheck
 from processors.records import Drop, Example, ProcessedBatch, RawRecord
 from processors.validate import EncodingRepair, Validator
 
@@ -26,17 +27,22 @@ class ExampleStages:
         self.repair = EncodingRepair(config.validate)
         self.anonymizer = Anonymizer(config.anonymize)
         self.grounding = grounding
+        self.quality = QualityCheck(config.quality)
         self.validator = Validator(config.validate)
 
     def run(self, example: Example) -> str | None:
-        """Repairs, anonymizes and grounds the example in place; the drop reason, or None."""
+        """Repairs, anonymizes and grounds the example in place; the drop reason, or None
+        (quality: an answer that teaches nothing is dropped, processors/quality.py)."""
         self.repair.fix(example)
         self.anonymizer.anonymize_example(example)
         if self.grounding is not None:
             reason = self.grounding.run(example)
             if reason is not None:
                 return reason
-        return self.validator.check(example)
+        reason = self.validator.check(example)
+        if reason is not None:
+            return reason
+        return self.quality.run(example)
 
 
 class ProcessorChain:

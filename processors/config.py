@@ -112,8 +112,20 @@ class RewriteCheckConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     allow_placeholders: bool = True
 
 
+class QualityConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Answers that would teach a model nothing (processors/quality.py)."""
+
+    enabled: bool = True
+    # A rewrite must add at least this many meaningful words to the text it rewrites (words
+    # of its own, not the input's, not a stock opener such as "Successfully").
+    min_new_words: Annotated[int, msgspec.Meta(ge=0, le=50)] = 3
+    # An answer whose words match the input's this closely (difflib's ratio) is a near copy.
+    near_copy_ratio: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.85
+
+
 class ProcessingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validate: ValidateConfig = ValidateConfig()
+    quality: QualityConfig = QualityConfig()
     anonymize: AnonymizeConfig = AnonymizeConfig()
     dedupe: DedupeConfig = DedupeConfig()
     split: SplitConfig = SplitConfig()

@@ -47,7 +47,7 @@ def test_every_file_and_folder_the_demo_writes_is_owner_only(tmp_path: Path) -> 
     for expected in (
         "training-data/raw/github-json-resume/",
         "training-data/formatted/github__json-resume__pairs.jsonl",
-        "training-data/formatted/github__json-resume__rewritten.jsonl",
+        "training-data/formatted/github__json-resume__clean_report.json",
         "training-data/formatted/stackexchange__workplace__provenance.jsonl",
         "training-data/formatted/stackexchange__workplace__clean_report.json",
         "training-data/published/README.md",

@@ -74,7 +74,8 @@ def resumes(tmp_path: Path) -> Path:
             chat(f"Improve: {FRAUD}", ANSWER.replace("a third", "one third")),  # near dup
             chat(
                 "Improve: moved 40 services to Go in Q3 2021",
-                "Didnâ€™t stop: moved 40 services to Go in Q3 2021",
+                "Didnâ€™t stop at the plan: moved 40 services to Go in Q3 2021 and retired "
+                "their old deploy scripts",
             ),
             chat("Improve: did things", "   "),
             "{not json",
@@ -82,7 +83,8 @@ def resumes(tmp_path: Path) -> Path:
             {"text": "no messages here"},
             chat(
                 "Improve: hired 12 engineers 2019-2023, ARR $1.2M, 25%",
-                "Hired 12 engineers in 2019-2023, grew ARR $1.2M (25%)",
+                "Hired 12 engineers over 2019-2023, grew ARR $1.2M (25%) and wrote the hiring "
+                "playbook",
             ),
         ],
     )

@@ -300,7 +300,12 @@ def test_bad_input_is_counted_with_a_reason_and_the_rest_of_the_file_proceeds(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    good = json.dumps({"original": "Wrote reports for finance", "improved": "Automated 12 reports"})
+    good = json.dumps(
+        {
+            "original": "Wrote reports for finance",
+            "improved": "Automated the monthly finance reports, freeing analysts for forecasting",
+        }
+    )
     (inbox / "mixed.jsonl").write_bytes(
         b"\n".join(
             [
@@ -309,7 +314,11 @@ def test_bad_input_is_counted_with_a_reason_and_the_rest_of_the_file_proceeds(
                 b'{"original": "caf\xe9 owner", "improved": "ran a caf\xe9 with 9 staff"}',
                 b"[1, 2, 3]",
                 json.dumps(
-                    {"original": "Led the data team", "improved": "Led 6 analysts"}
+                    {
+                        "original": "Led the data team",
+                        "improved": "Led the data team through a warehouse rebuild, mentoring "
+                        "analysts and setting review standards",
+                    }
                 ).encode(),
             ]
         )
@@ -319,7 +328,7 @@ def test_bad_input_is_counted_with_a_reason_and_the_rest_of_the_file_proceeds(
         "original,improved\n"
         '"Fixed bugs","Fixed 40 crash bugs, lifting the crash-free rate to 99.9%"\n'
         "only,three,fields\n"
-        '"Shipped features","Shipped 8 features used by 30k customers"\n'
+        '"Shipped features","Shipped 8 features used by 30k customers, from spec to rollout"\n'
     )
     (inbox / "pointer.jsonl").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"

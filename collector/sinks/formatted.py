@@ -137,6 +137,8 @@ class FormattedSink:
             await asyncio.to_thread(self._write_reports, touched)
 
     def _write_reports(self, names: set[str]) -> None:
+        # A run whose every record was dropped has written no line, so no folder yet.
+        self.dir.mkdir(parents=True, exist_ok=True)
         totals: dict[str, Counter[str]] = {}
         datasets: dict[str, set[str]] = {}
         for source, dataset, what, n in self.state.counts():
