@@ -5,19 +5,30 @@ baseline in the same run on the same files, a bare loop that decodes each line a
 out (no processing, no durability): the floor of what reading and writing JSONL costs here.
 Peak RSS must not grow with input size: the bounded queues keep memory flat.
 
-    .venv/bin/python benchmarks/pipeline_bench.py [--sizes 200000 1000000]
+`--workers` and `--mode` run the service once per combination, side by side on the same files:
+the processor chain in a pool of worker processes ("process") or in threads ("thread"), with N
+workers (service.workers, service.worker_mode). Scaling is each rate over the 1-worker rate of
+the same mode (the goal: >= 0.8 x N up to the cores available). Peak RSS is the service's own
+plus its worker processes' (each measured alone, so the pages they share count once per process).
+
+    .venv/bin/python benchmarks/pipeline_bench.py [--sizes 200000 1000000] \
+        [--workers 1 2] [--mode process thread]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,41 +57,136 @@ def make_inbox(folder: Path, count: int) -> Path:
     return path
 
 
-def run(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
+class Run(NamedTuple):
+    seconds: float
+    rss_kib: int  # the child's own peak RSS
+    tree_rss_kib: int  # peak of the RSS summed over the child and its descendants (workers)
+    tree_pss_kib: int  # the same in PSS: pages shared copy-on-write count once in all
+    cpu_seconds: float  # user + system of the child and of its descendants (workers), sampled
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _cpu_seconds(pid: int) -> float:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _memory(pids: list[int]) -> tuple[int, int]:
+    rss = pss = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss, pss
+
+
+def run(command: list[str]) -> Run:
+    """Wall seconds and peak memory of one child process and its worker processes."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0, 0]
+    cpu: dict[int, float] = {}  # the last CPU time seen of each descendant
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            tree = _tree(process.pid)
+            rss, pss = _memory(tree)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            for pid in tree[1:]:
+                cpu[pid] = max(cpu.get(pid, 0.0), _cpu_seconds(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{command[:3]} failed: {process.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss
+    # The workers are the forkserver's children, never reaped by the service: sampled.
+    total = usage.ru_utime + usage.ru_stime + sum(cpu.values())
+    return Run(elapsed, usage.ru_maxrss, max(peak[0], usage.ru_maxrss), peak[1], total)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--mode", nargs="+", choices=["process", "thread"], default=["process"])
     args = parser.parse_args()
-    print(f"{'records':>9} {'what':<24} {'seconds':>8} {'records/s':>10} {'peak RSS':>10}")
+    cores = len(os.sched_getaffinity(0))
+    print(f"cores: {cores}, load average at start: {' '.join(map(str, os.getloadavg()))}")
+    print(
+        f"{'records':>9} {'what':<32} {'seconds':>8} {'records/s':>10} {'per core':>9} "
+        f"{'scaling':>8} {'CPU us/rec':>10} {'peak RSS':>10} {'+workers':>10} {'PSS':>10}"
+    )
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             source = make_inbox(work / "inbox", size)
-            seconds, rss = run([sys.executable, "-c", BASELINE, str(source), str(work / "o.jsonl")])
+            base = run([sys.executable, "-c", BASELINE, str(source), str(work / "o.jsonl")])
             print(
-                f"{size:>9} {'baseline: decode+write':<24} {seconds:>8.2f} "
-                f"{size / seconds:>10.0f} {rss / 1024:>8.1f}MB"
+                f"{size:>9} {'baseline: decode+write':<32} {base.seconds:>8.2f} "
+                f"{size / base.seconds:>10.0f} {'':>9} {'':>8} "
+                f"{base.cpu_seconds / size * 1e6:>10.1f} {base.rss_kib / 1024:>8.1f}MB"
             )
-            config = work / "bench.toml"
-            config.write_text(
-                f"""
+            for mode in args.mode:
+                one_worker_rate = None
+                for workers in args.workers:
+                    result = once(work, size, mode, workers)
+                    rate = size / result.seconds
+                    if workers == 1:
+                        one_worker_rate = rate
+                    scaling = f"{rate / one_worker_rate:.2f}x" if one_worker_rate else ""
+                    used = min(cores, workers + 1) if mode == "process" else min(cores, 2)
+                    what = f"once, {workers} worker{'s' * (workers > 1)}, {mode}"
+                    cpu = result.cpu_seconds / size * 1e6
+                    print(
+                        f"{size:>9} {what:<32} {result.seconds:>8.2f} {rate:>10.0f} "
+                        f"{rate / used:>9.0f} {scaling:>8} {cpu:>10.1f} "
+                        f"{result.rss_kib / 1024:>8.1f}MB "
+                        f"{result.tree_rss_kib / 1024:>8.1f}MB {result.tree_pss_kib / 1024:>8.1f}MB"
+                    )
+    print(f"load average at end: {' '.join(map(str, os.getloadavg()))}")
+    print("per core: records/s over the cores the run can use (the service + its workers)")
+    print("CPU us/rec: CPU time of the service and its workers per record (start-up included);")
+    print("  1e6 / it is the records/s per core an idle machine would give")
+
+
+def once(work: Path, size: int, mode: str, workers: int) -> Run:
+    """`resume-collector once` over the inbox, from an empty data folder and state."""
+    run_dir = work / f"{mode}-{workers}"
+    config = work / f"{mode}-{workers}.toml"
+    config.write_text(
+        f"""
 [service]
-data_dir = "{work}/training-data"
+data_dir = "{run_dir}/training-data"
 log_format = "json"
 log_level = "warning"
+workers = {workers}
+worker_mode = "{mode}"
 
 [state]
-path = "{work}/state.sqlite3"
+path = "{run_dir}/state.sqlite3"
 
 [[sources]]
 type = "inbox"
@@ -88,14 +194,12 @@ name = "bench"
 path = "{work}/inbox"
 recipe = {{ name = "pairs" }}
 """
-            )
-            seconds, rss = run([sys.executable, "-m", "collector", "once", "--config", str(config)])
-            written = sum(1 for _ in (work / "training-data/formatted/local__bench.jsonl").open())
-            assert written == size, f"wrote {written} of {size}"
-            print(
-                f"{size:>9} {'resume-collector once':<24} {seconds:>8.2f} "
-                f"{size / seconds:>10.0f} {rss / 1024:>8.1f}MB"
-            )
+    )
+    result = run([sys.executable, "-m", "collector", "once", "--config", str(config)])
+    written = sum(1 for _ in (run_dir / "training-data/formatted/local__bench.jsonl").open())
+    assert written == size, f"wrote {written} of {size}"
+    shutil.rmtree(run_dir)
+    return result
 
 
 if __name__ == "__main__":
