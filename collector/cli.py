@@ -10,6 +10,7 @@ from collector.commands import (
     forget,
     operations,
     processing,
+    report,
     reprocess,
     rewrite,
     sandbox,
@@ -19,6 +20,7 @@ from collector.commands import (
 
 # Each module has `register(subparsers)`; add a module here to add its commands.
 COMMAND_MODULES = [service, operations, rewrite, upload, reprocess, processing, sandbox, forget]
+COMMAND_MODULES.append(report)
 
 
 def build_parser() -> argparse.ArgumentParser:

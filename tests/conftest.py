@@ -93,3 +93,25 @@ def state(tmp_path: Path) -> Iterator[SqliteStateStore]:
     store = SqliteStateStore(tmp_path / "state.sqlite3")
     yield store
     store.close()
+
+
+def run_demo(folder: Path) -> tuple[Path, Path]:
+    """`resume-collector once --sandbox` on examples/demo.toml, its output under `folder`
+    (rewrites unthrottled): (the config it ran, its data folder)."""
+    out = folder / "demo-output"
+    text = (ROOT / "examples" / "demo.toml").read_text().replace('"demo-output/', f'"{out}/')
+    text = text.replace(
+        "[rewrite]\nenabled = true", "[rewrite]\nenabled = true\nrequests_per_minute = 60000"
+    )
+    config = folder / "demo.toml"
+    config.write_text(text)
+    done = subprocess.run(
+        collector_command("once", "--sandbox", "--config", str(config)),
+        env=subprocess_env(),
+        cwd=ROOT,  # the demo's inbox paths are relative to the repository
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return config, out / "training-data"
