@@ -7,12 +7,14 @@ import json
 import os
 import socket
 import time
+import typing
 from pathlib import Path
 
 import pytest
 
+from collector.config import ConfigError, parse_config
 from collector.logging import get_logger
-from collector.sources import inbox as inbox_module
+from collector.sources import unzip as unzip_module
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
 from collector.sources.inbox import InboxSource
@@ -74,7 +76,7 @@ async def test_a_json_file_is_read_item_by_item_and_once(tmp_path: Path) -> None
     assert await collect(source, batches[-1].cursors) == []
 
 
-async def test_a_big_json_file_is_decoded_once_however_many_batches_it_makes(
+async def test_a_big_json_file_streams_each_item_decoded_once_never_the_document(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inbox = tmp_path / "inbox"
@@ -83,17 +85,18 @@ async def test_a_big_json_file_is_decoded_once_however_many_batches_it_makes(
     path.write_text(json.dumps([{"n": i} for i in range(50)]))
     age(path)
     decoded: list[int] = []
-    real = inbox_module.msgspec.json.decode
+    real = unzip_module.msgspec.json.decode
 
     def counting(data: bytes) -> object:
         decoded.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(inbox_module.msgspec.json, "decode", counting)
+    monkeypatch.setattr(unzip_module.msgspec.json, "decode", counting)
     batches = await collect(make_source(inbox, batch_size=7), {})
     assert [r.payload["n"] for b in batches for r in b.records] == list(range(50))
     assert len(batches) == 8
-    assert decoded == [path.stat().st_size]
+    assert len(decoded) == 50  # one item at a time, each once across the batches
+    assert max(decoded) == len(json.dumps({"n": 10}))
 
 
 async def test_a_json_file_replaced_mid_pass_is_read_anew(tmp_path: Path) -> None:
@@ -314,3 +317,85 @@ async def test_a_link_replaced_by_a_regular_file_is_read_from_its_start(
     (inbox / "a.jsonl").write_text('{"n": 1}\n')
     batches = await collect(source, all_cursors(refused))
     assert read_payloads(batches) == [{"n": 1}]
+
+
+# --- records over max_record_bytes: read past, counted, the rest kept ------------------------
+
+
+def write_huge_line(handle: typing.BinaryIO, size: int, *, newline: bool = True) -> None:
+    """A JSON line of `size` bytes, written a MiB at a time (never built whole here either)."""
+    handle.write(b'{"original": "')
+    left = size - len(b'{"original": ""}')
+    while left > 0:
+        piece = min(left, 1024 * 1024)
+        handle.write(b"x" * piece)
+        left -= piece
+    handle.write(b'"}' + (b"\n" if newline else b""))
+
+
+async def test_a_line_over_max_record_bytes_is_skipped_and_the_good_ones_beside_it_kept(
+    inbox: Path,
+) -> None:
+    path = inbox / "a.jsonl"
+    with path.open("wb") as handle:
+        handle.write(b'{"n": 1}\n')
+        write_huge_line(handle, 3 * 1024 * 1024)
+        handle.write(b'{"n": 2}\n')
+    batches = await collect(make_source(inbox, max_record_bytes=64 * 1024), {})
+    assert [r.payload for b in batches for r in b.records] == [{"n": 1}, {"n": 2}]
+    drops = [d for b in batches for d in b.drops]
+    assert [(d.reason, d.record_id) for d in drops] == [("record_too_large", "a.jsonl:9")]
+    assert "over max_record_bytes 65536" in drops[0].detail
+    assert batches[-1].cursors["a.jsonl"] == str(path.stat().st_size)
+
+
+async def test_an_unfinished_huge_line_waits_and_is_counted_once_when_finished(
+    inbox: Path,
+) -> None:
+    path = inbox / "a.jsonl"
+    with path.open("wb") as handle:
+        handle.write(b'{"n": 1}\n')
+        write_huge_line(handle, 200_000, newline=False)
+    source = make_source(inbox, max_record_bytes=1000)
+    first = await collect(source, {})
+    assert [r.payload for b in first for r in b.records] == [{"n": 1}]
+    assert [d.reason for b in first for d in b.drops] == []
+    with path.open("ab") as handle:
+        handle.write(b'\n{"n": 2}\n')
+    second = await collect(source, first[-1].cursors)
+    assert [r.payload for b in second for r in b.records] == [{"n": 2}]
+    assert [d.reason for b in second for d in b.drops] == ["record_too_large"]
+
+
+async def test_a_csv_record_over_max_record_bytes_is_skipped_however_many_lines_it_spans(
+    inbox: Path,
+) -> None:
+    big = 'one "" quoted\n' + "y" * 5000 + '\nand ""more"" lines\n' * 300
+    (inbox / "t.csv").write_text(
+        f'original,improved\na,b\n"{big}",c\n"long ""{"z" * 9000}",d\ne,f\n'
+    )
+    batches = await collect(make_source(inbox, max_record_bytes=2000), {})
+    assert [r.payload for b in batches for r in b.records] == [
+        {"original": "a", "improved": "b"},
+        {"original": "e", "improved": "f"},
+    ]
+    assert [d.reason for b in batches for d in b.drops] == ["record_too_large"] * 2
+
+
+async def test_a_json_item_over_max_record_bytes_is_skipped_and_the_others_kept(
+    inbox: Path,
+) -> None:
+    path = inbox / "list.json"
+    path.write_text(json.dumps([{"n": 0}, {"text": "w" * 50_000}, {"n": 2}]))
+    age(path)
+    batches = await collect(make_source(inbox, max_record_bytes=1000, batch_size=1), {})
+    assert [r.payload for b in batches for r in b.records] == [{"n": 0}, {"n": 2}]
+    assert [(d.reason, d.record_id) for b in batches for d in b.drops] == [
+        ("record_too_large", "list.json#1")
+    ]
+
+
+def test_max_record_bytes_is_checked_at_load() -> None:
+    raw = {"sources": [{"type": "inbox", "name": "box", "max_record_bytes": 0}]}
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.max_record_bytes: expected `?int`? >= 1"):
+        parse_config(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import struct
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from collector.sources.unzip import (
     ExtractLimits,
     Row,
     UnsafeArchive,
+    bounded_lines,
     extract_zip,
     json_error_reason,
     read_rows,
@@ -314,3 +316,63 @@ def test_a_file_that_is_not_parquet_is_one_clear_drop(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1 but not really")
     [row] = rows(path, "parquet")
     assert row.value is None and row.error == "malformed_parquet" and row.end == 1
+
+
+# --- records over max_record_bytes ----------------------------------------------------------
+
+
+def test_a_record_over_the_limit_is_one_drop_in_every_format_and_its_neighbours_are_kept(
+    tmp_path: Path,
+) -> None:
+    big = "x" * 5000
+    files = {
+        "jsonl": f'{{"n": 1}}\n{{"t": "{big}"}}\n{{"n": 2}}\n',
+        "csv": f'n,t\n1,a\n2,"{big}\nstill ""the"" same record"\n3,c\n',
+        "json": json.dumps([{"n": 1}, {"t": big}, {"n": 2}]),
+    }
+    for kind, text in files.items():
+        path = tmp_path / f"data.{kind}"
+        path.write_text(text)
+        found = list(read_rows(path, kind, max_record_bytes=1000))
+        assert [r.error for r in found] == ["", "record_too_large", ""], kind
+        assert found[-1].end == path.stat().st_size or kind == "json", kind
+
+
+def test_a_parquet_row_over_the_limit_is_one_drop_before_it_becomes_python(
+    tmp_path: Path,
+) -> None:
+    table = [{"n": i, "t": "y" * (5000 if i == 3 else 10)} for i in range(6)]
+    path = write_parquet(tmp_path / "data.parquet", table, group=4)
+    found = list(read_rows(path, "parquet", max_record_bytes=1000))
+    assert [r.error for r in found] == ["", "", "", "record_too_large", "", ""]
+    assert [r.value["n"] for r in found if r.value] == [0, 1, 2, 4, 5]
+    assert [r.end for r in found] == [1, 2, 3, 4, 5, 6]
+    assert [
+        r.value["n"] for r in read_rows(path, "parquet", 4, max_record_bytes=1000) if r.value
+    ] == [4, 5]
+
+
+def test_a_huge_line_is_read_past_without_being_held(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as handle:
+        handle.write(b'{"n": 1}\n')
+        for _ in range(64):  # 64 MiB on one line
+            handle.write(b"z" * 1024 * 1024)
+        handle.write(b'\n{"n": 2}\n')
+    tracemalloc.start()
+    try:
+        found = list(read_rows(path, "jsonl", max_record_bytes=1024 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [r.value for r in found] == [{"n": 1}, None, {"n": 2}]
+    assert found[1].error == "record_too_large"
+    assert peak < 4 * 1024 * 1024  # a MiB read at a time, not the 64 MiB line
+
+
+def test_bounded_lines_counts_the_quotes_of_a_line_it_reads_past(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes(b'a\n"' + b"q" * 3000 + b'"" more\nlast')
+    with path.open("rb") as handle:
+        lines = list(bounded_lines(handle, 100))
+    assert lines == [(b"a\n", 2, True, 0), (None, 3000 + 9, True, 3), (b"last", 4, False, 0)]

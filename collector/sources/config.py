@@ -45,6 +45,9 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_
     retry: RetryConfig = RetryConfig()
     timeout: Positive = 30.0
     max_response_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024
+    # A record (a line, a CSV record, a JSON item, a Parquet row) larger than this is skipped
+    # as it streams past, never held whole, and counted as `record_too_large`.
+    max_record_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024
     # Keep every response that produced records under `{data_dir}/raw/{name}/` (gzip JSON), so
     # `resume-collector reprocess` can rebuild the output without fetching.
     archive: bool = True

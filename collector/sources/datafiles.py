@@ -20,7 +20,7 @@ import msgspec
 from collector.logging import Logger
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
 from collector.sources.base import JsonCursor, SourceBatch
-from collector.sources.unzip import member_kind, read_rows
+from collector.sources.unzip import DEFAULT_MAX_RECORD_BYTES, member_kind, read_rows
 from processors.records import Drop, RawRecord
 
 
@@ -77,13 +77,14 @@ def read_chunk(
     row: int,
     batch_size: int,
     meta: dict[str, Any],
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Chunk:
     """Up to `batch_size` records and drops of `member` from `offset` (in a worker thread)."""
     kind = member_kind(member) or member_kind(path.name) or ""
     records: list[RawRecord] = []
     drops: list[Drop] = []
     now = time.time()
-    for item in read_rows(path, kind, offset):
+    for item in read_rows(path, kind, offset, max_record_bytes=max_record_bytes):
         row += 1
         offset = item.end
         record_id = f"{member}#{row}"
@@ -111,6 +112,7 @@ async def read_member(
     meta: dict[str, Any],
     stopped: Callable[[], bool],
     log: Any,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
     """Batches of one downloaded file from where `cursor` left it, each with its new cursor."""
     offset, row = (cursor.offset, cursor.row) if cursor.member == member else (0, 0)
@@ -128,7 +130,16 @@ async def read_member(
         return
     while not stopped():
         chunk = await asyncio.to_thread(
-            read_chunk, source, dataset, member, path, offset, row, batch_size, meta
+            read_chunk,
+            source,
+            dataset,
+            member,
+            path,
+            offset,
+            row,
+            batch_size,
+            meta,
+            max_record_bytes,
         )
         offset, row = chunk.offset, chunk.row
         if any(d.reason == "lfs_pointer" for d in chunk.drops):
@@ -169,7 +180,11 @@ def file_entry(
 
 
 def records_from_file_entry(
-    source: str, entry: ArchiveEntry, meta: dict[str, Any], log: Any
+    source: str,
+    entry: ArchiveEntry,
+    meta: dict[str, Any],
+    log: Any,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> tuple[list[RawRecord], list[Drop]]:
     """Every record of an archived file, read again from disk (for `reprocess`).
 
@@ -182,5 +197,5 @@ def records_from_file_entry(
     if not path.is_file():
         log.info("archived_file_superseded", dataset=dataset, file=member, version=note["version"])
         return [], []
-    chunk = read_chunk(source, dataset, member, path, 0, 0, 1 << 62, meta)
+    chunk = read_chunk(source, dataset, member, path, 0, 0, 1 << 62, meta, max_record_bytes)
     return chunk.records, chunk.drops

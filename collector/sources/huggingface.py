@@ -239,6 +239,7 @@ class HuggingFaceSource:
                 meta=meta,
                 stopped=self.context.stop.is_set,
                 log=self.log,
+                max_record_bytes=self.config.max_record_bytes,
             )
             async for batch, progress in reader:
                 cursor = progress
@@ -387,7 +388,9 @@ class HuggingFaceSource:
             "hf_sha": str(note["version"]),
             "member": str(note["member"]),
         }
-        return records_from_file_entry(self.name, entry, meta, self.log)
+        return records_from_file_entry(
+            self.name, entry, meta, self.log, self.config.max_record_bytes
+        )
 
     # --- failures --------------------------------------------------------------------------
 

@@ -5,9 +5,12 @@ file, once per version of the file (`collector/sources/documents.py`); a file of
 is counted once as `unsupported_file_type`, never skipped without a word.
 
 Each file is a stream with its own cursor: the byte offset after the last record read (for
-`.json`, the number of items read). Files may grow: the next pass continues from the offset.
-A line that is not finished yet (no newline and written in the last second) waits for the next
-pass. Bad input is counted with a reason and the rest of the file proceeds.
+`.json`, the items read and the byte offset after them). Files may grow: the next pass
+continues from the offset. A line that is not finished yet (no newline and written in the last
+second) waits for the next pass. Bad input is counted with a reason and the rest of the file
+proceeds. Every file streams: a line, CSV record or JSON item over `max_record_bytes` is read
+past without being held and counted as `record_too_large` (the rule of
+`collector/sources/unzip.py`, shared).
 
 The inbox is closed: other people's files arrive here, so only regular files inside the folder
 are read. A symlink (to a file or a folder), a FIFO, a device or a socket is counted once as
@@ -20,7 +23,6 @@ listing and the opening cannot lead out either.
 from __future__ import annotations
 
 import asyncio
-import csv
 import errno
 import os
 import stat
@@ -31,6 +33,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from collector.licences import inbox_origin
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
 from collector.sources.documents import (
@@ -39,14 +42,19 @@ from collector.sources.documents import (
     document_id,
     read_document,
 )
-from collector.sources.unzip import json_error_reason, raise_csv_field_limit
+from collector.sources.unzip import (
+    RECORD_TOO_LARGE,
+    bounded_lines,
+    csv_records,
+    json_error_reason,
+    json_items,
+    raise_csv_field_limit,
+)
 from processors.records import Drop, RawRecord
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 # A file untouched for this long is complete, even if its last line has no newline.
 SETTLE_SECONDS = 1.0
-# Whole resumes in one CSV cell are far above csv's default 128 KiB field limit.
-MAX_CSV_FIELD = 64 * 1024 * 1024
 DATA_SUFFIXES = (".jsonl", ".json", ".csv")
 # Why a path is never opened, as its drop's detail.
 REFUSALS = {
@@ -69,8 +77,10 @@ class InboxSource:
         self.config = config
         self.context = context
         self.root = Path(config.path)
-        # The `.json` document being handed out, decoded once per pass: (stream, version, items).
-        self._document: tuple[str, str, list[Any]] | None = None
+
+    def _origin(self) -> dict[str, Any]:
+        """A fresh meta per record (formatters may add to it): its licence and credit."""
+        return inbox_origin(self.config.license, self.config.attribution)
 
     def _files(self) -> list[tuple[Path, str]]:
         """Every path to read or refuse, sorted: (path, "") to read, (path, reason) to refuse.
@@ -197,10 +207,12 @@ class InboxSource:
             drops.append(Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer"))
             return _Chunk([], drops, str(status.st_size), True)
         is_csv = path.suffix == ".csv"
+        limit = self.config.max_record_bytes
         header: list[str] = []
         if is_csv:
+            raise_csv_field_limit(limit)
             handle.seek(0)
-            header_rows = _csv_rows(handle, 0, settled)
+            header_rows = csv_records(handle, 0, limit, settled=settled)
             first = next(header_rows, None)
             if first is None:
                 return _Chunk([], [], cursor, True)
@@ -209,12 +221,17 @@ class InboxSource:
             offset = max(offset, header_end)
         handle.seek(offset)
         if is_csv:
-            rows: Iterator[tuple[Any, int, str]] = _csv_rows(handle, offset, settled)
+            rows: Iterator[tuple[Any, int, str]] = csv_records(
+                handle, offset, limit, settled=settled
+            )
         else:
-            rows = _json_lines(handle, offset, settled)
+            rows = _json_lines(handle, offset, limit, settled)
         for value, end, error in rows:
             record_id = f"{stream}:{offset}"
-            if error:
+            if error == RECORD_TOO_LARGE:
+                detail = f"{end - offset} bytes, over max_record_bytes {limit}"
+                drops.append(Drop(self.name, dataset, record_id, error, detail))
+            elif error:
                 drops.append(Drop(self.name, dataset, record_id, error))
             elif is_csv and len(value) != len(header):
                 detail = f"{len(value)} fields, header has {len(header)}"
@@ -235,42 +252,40 @@ class InboxSource:
     def _read_json(
         self, handle: BinaryIO, stream: str, dataset: str, cursor: str, status: os.stat_result
     ) -> _Chunk:
+        """The items of a `.json` document, a batch at a time, streamed (`json_items`): the
+        document is never held whole. The cursor is `{items}+{offset}+{version}`: the items
+        handed out and the byte offset after them in that version of the file; in another
+        version (or in a bare item count, the old form) the items are counted again from the
+        start."""
         version = f"{status.st_size}:{status.st_mtime_ns}"
         done_mark = f"done:{version}"
         if cursor == done_mark or time.time() - status.st_mtime < SETTLE_SECONDS:
             return _Chunk([], [], cursor, True)
-        # A .json file is one document: it is read and decoded whole once, then handed out
-        # item by item, a batch at a time, from memory.
-        start = int(cursor) if cursor.isdigit() else 0
-        if self._document is not None and self._document[:2] == (stream, version):
-            items = self._document[2]
-        else:
-            self._document = None
-            data = handle.read()
-            if data.startswith(LFS_POINTER):
+        index, offset, at = _json_cursor(cursor)
+        skip = 0
+        if at != version or offset == 0:
+            skip, offset = index, 0
+            if handle.read(len(LFS_POINTER)) == LFS_POINTER:
                 drop = Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer")
                 return _Chunk([], [drop], done_mark, True)
-            try:
-                document = msgspec.json.decode(data)
-            except (msgspec.DecodeError, UnicodeDecodeError) as error:
-                reason = json_error_reason(data)
-                drop = Drop(self.name, dataset, stream, reason, str(error))
-                return _Chunk([], [drop], done_mark, True)
-            items = document if isinstance(document, list) else [document]
-            self._document = (stream, version, items)
-        end = min(len(items), start + self.config.batch_size)
         records: list[RawRecord] = []
         drops: list[Drop] = []
-        for index in range(start, end):
-            item, record_id = items[index], f"{stream}#{index}"
-            if isinstance(item, dict):
-                records.append(self._record(dataset, record_id, item, index + 1))
+        index -= skip
+        for row in json_items(handle, offset, self.config.max_record_bytes):
+            offset = row.end
+            if skip:
+                skip -= 1
+                index += 1
+                continue
+            record_id = f"{stream}#{index}"
+            if row.value is not None:
+                records.append(self._record(dataset, record_id, row.value, index + 1))
             else:
-                drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
-        finished = end >= len(items)
-        if finished:
-            self._document = None
-        return _Chunk(records, drops, done_mark if finished else str(end), finished)
+                drops.append(Drop(self.name, dataset, record_id, row.error, row.detail))
+            index += 1
+            if len(records) + len(drops) >= self.config.batch_size:
+                return _Chunk(records, drops, f"{index}+{offset}+{version}", False)
+        return _Chunk(records, drops, done_mark, True)
 
     def _read_document(
         self, handle: BinaryIO, stream: str, dataset: str, cursor: str, status: os.stat_result
@@ -291,7 +306,9 @@ class InboxSource:
             )
             drop = Drop(self.name, dataset, document_id(stream), refused.reason, refused.detail)
             return _Chunk([], [drop], done_mark, True)
-        record = RawRecord(self.name, dataset, document_id(stream), payload, done_mark, time.time())
+        record = RawRecord(
+            self.name, dataset, document_id(stream), payload, done_mark, time.time(), self._origin()
+        )
         return _Chunk([record], [], done_mark, True)
 
     def _record(self, dataset: str, record_id: str, payload: dict[str, Any], end: int) -> RawRecord:
@@ -302,6 +319,7 @@ class InboxSource:
             payload=payload,
             cursor=str(end),
             fetched_at=time.time(),
+            meta=self._origin(),
         )
 
 
@@ -355,56 +373,32 @@ def _open_inside(root: Path, stream: str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _json_lines(handle: BinaryIO, offset: int, settled: bool) -> Iterator[tuple[Any, int, str]]:
-    """(value, offset after the line, drop reason or "") for each complete line."""
-    for line in handle:
-        if not line.endswith(b"\n") and not settled:
+def _json_cursor(cursor: str) -> tuple[int, int, str]:
+    """A `.json` cursor's (items handed out, byte offset after them, file version)."""
+    if cursor.isdigit():  # the old form: an item count alone
+        return int(cursor), 0, ""
+    index, offset, version = [*cursor.split("+", 2), "", ""][:3]
+    if not (index.isdigit() and offset.isdigit()):
+        return 0, 0, ""
+    return int(index), int(offset), version
+
+
+def _json_lines(
+    handle: BinaryIO, offset: int, limit: int, settled: bool
+) -> Iterator[tuple[Any, int, str]]:
+    """(value, offset after the line, drop reason or "") for each complete line; a line over
+    `limit` bytes is read past, not held (`record_too_large`)."""
+    for line, size, ended, _ in bounded_lines(handle, limit):
+        if not ended and not settled:
             return  # still being written: wait for the next pass
-        end = offset + len(line)
-        offset = end
+        offset += size
+        if line is None:
+            yield None, offset, RECORD_TOO_LARGE
+            continue
         text = line.strip()
         if not text:
             continue
         try:
-            yield msgspec.json.decode(text), end, ""
+            yield msgspec.json.decode(text), offset, ""
         except (msgspec.DecodeError, UnicodeDecodeError):
-            yield None, end, json_error_reason(text)
-
-
-def _csv_rows(handle: BinaryIO, offset: int, settled: bool) -> Iterator[tuple[list[str], int, str]]:
-    """(fields, offset after the row, drop reason or "") for each complete CSV row.
-
-    Rows may span lines (quoted newlines), so the reader is fed line by line while the byte
-    offset of each physical line is tracked: the cursor always sits between two rows.
-    """
-    raise_csv_field_limit(MAX_CSV_FIELD)
-    position = offset
-    bad_encoding = False
-
-    def lines() -> Iterator[str]:
-        nonlocal position, bad_encoding
-        for raw in handle:
-            if not raw.endswith(b"\n") and not settled:
-                return
-            position += len(raw)
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                bad_encoding = True
-                yield raw.decode("utf-8", errors="replace")
-
-    reader = csv.reader(lines())
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error:
-            bad_encoding = False
-            yield [], position, "csv_malformed_row"
-            continue
-        if bad_encoding:
-            bad_encoding = False
-            yield [], position, "invalid_utf8"
-        elif row:
-            yield row, position, ""
+            yield None, offset, json_error_reason(text)

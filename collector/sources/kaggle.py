@@ -481,6 +481,7 @@ class KaggleSource:
             meta=meta,
             stopped=self.context.stop.is_set,
             log=self.log,
+            max_record_bytes=self.config.max_record_bytes,
         )
 
     def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
@@ -493,7 +494,9 @@ class KaggleSource:
             "kaggle_version": str(note["version"]),
             "member": str(note["member"]),
         }
-        return records_from_file_entry(self.name, entry, meta, self.log)
+        return records_from_file_entry(
+            self.name, entry, meta, self.log, self.config.max_record_bytes
+        )
 
     # --- failures --------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ with the offset after it, so a reader can stop anywhere and resume there: CSV ro
 lines (quoted newlines), invalid UTF-8 is counted per row, a JSON array is cut into its items
 without loading the document, and a Git LFS pointer is reported instead of being parsed.
 A Parquet file is read a row group at a time with pyarrow; its offsets count rows, not bytes.
+
+Every reader here, and the inbox's, holds one rule on record size (`max_record_bytes`, a
+source setting, 16 MiB by default): a line, a CSV record, a JSON item or a Parquet row larger
+than that is skipped as it streams past, never held whole in memory, and is one
+`record_too_large` drop; the rest of the file proceeds. `bounded_lines` is where lines are cut.
 """
 
 from __future__ import annotations
@@ -46,6 +51,32 @@ MEMBER_KINDS = {
     ".parquet": "parquet",
 }
 PARQUET_BATCH = 1024  # rows converted to Python at a time
+# The largest record a reader hands out (a source's `max_record_bytes`, this by default).
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024**2
+RECORD_TOO_LARGE = "record_too_large"
+
+
+def bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes | None, int, bool, int]]:
+    """The lines of `handle` from where it stands: (line, size, ended, quotes) for each.
+
+    `line` is None when the line is longer than `limit` bytes: it is then read past in 1 MiB
+    pieces and never held whole, while `size` (its bytes, newline included) and `quotes` (how
+    many `"` it holds, for a CSV reader to keep its quoting state) are counted. `ended` says
+    whether the line has its newline (the last line of a file may not, yet).
+    """
+    while line := handle.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, len(line), line.endswith(b"\n"), 0
+            continue
+        size, quotes, ended = len(line), line.count(b'"'), False
+        del line
+        while piece := handle.readline(CHUNK):
+            size += len(piece)
+            quotes += piece.count(b'"')
+            if piece.endswith(b"\n"):
+                ended = True
+                break
+        yield None, size, ended, quotes
 
 
 def json_error_reason(data: bytes) -> str:
@@ -241,7 +272,7 @@ def is_lfs_pointer(path: Path) -> bool:
 
 
 def read_rows(
-    path: Path, kind: str, offset: int = 0, *, max_row_bytes: int = 64 * 1024**2
+    path: Path, kind: str, offset: int = 0, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 ) -> Iterator[Row]:
     """The records of a member from `offset` on (0: the start); see the module docstring."""
     if offset == 0 and is_lfs_pointer(path):
@@ -251,24 +282,27 @@ def read_rows(
         )
         return
     if kind == "parquet":
-        yield from _parquet_rows(path, offset)
+        yield from _parquet_rows(path, offset, max_record_bytes)
         return
     with path.open("rb") as handle:
         if kind == "csv":
-            yield from _csv_rows(handle, offset, max_row_bytes)
+            yield from _csv_rows(handle, offset, max_record_bytes)
         elif kind == "jsonl":
-            yield from _jsonl_rows(handle, offset, max_row_bytes)
+            yield from _jsonl_rows(handle, offset, max_record_bytes)
         elif kind == "json":
-            yield from _json_rows(handle, offset, max_row_bytes)
+            yield from json_items(handle, offset, max_record_bytes)
         else:
             raise ValueError(f"no reader for {kind!r} files")
 
 
-def _parquet_rows(path: Path, offset: int) -> Iterator[Row]:
+def _parquet_rows(path: Path, offset: int, limit: int) -> Iterator[Row]:
     """The rows of a Parquet file after the first `offset`; `end` is the rows read so far.
 
     Row groups wholly before `offset` are skipped from the footer's counts, without reading
-    them. A file pyarrow cannot read is one `malformed_parquet` row, past everything.
+    them. A file pyarrow cannot read is one `malformed_parquet` row, past everything. A row
+    whose text and binary values add up to more than `limit` bytes is `record_too_large`,
+    found from the Arrow batch before it is converted to Python (pyarrow has decoded the
+    batch by then: Parquet pages are not read value by value).
     """
     import pyarrow  # here: only Parquet members need it
     import pyarrow.parquet
@@ -282,27 +316,51 @@ def _parquet_rows(path: Path, offset: int) -> Iterator[Row]:
                 position += rows
                 continue
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH, row_groups=[group]):
-                for value in batch.to_pylist():
+                sizes = _row_sizes(batch)
+                kept = [size <= limit for size in sizes]
+                values = iter(batch.to_pylist() if all(kept) else batch.filter(kept).to_pylist())
+                for size, keep in zip(sizes, kept, strict=True):
+                    value = next(values) if keep else None
                     position += 1
-                    if position > offset:
+                    if position <= offset:
+                        continue
+                    if keep:
                         yield Row(value, position)
+                    else:
+                        detail = f"a row of {size} bytes, over {limit}"
+                        yield Row(None, position, RECORD_TOO_LARGE, detail)
     except (pyarrow.ArrowException, OSError) as error:
         yield Row(None, max(position, offset) + 1, "malformed_parquet", str(error)[:300])
 
 
-def _jsonl_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row]:
+def _row_sizes(batch: Any) -> list[int]:
+    """The bytes of each row's string and binary values (top-level columns) in an Arrow batch."""
+    import pyarrow
+    import pyarrow.compute
+
+    sizes = [0] * batch.num_rows
+    for column in batch.columns:
+        kind = column.type
+        if not (
+            pyarrow.types.is_string(kind)
+            or pyarrow.types.is_large_string(kind)
+            or pyarrow.types.is_binary(kind)
+            or pyarrow.types.is_large_binary(kind)
+        ):
+            continue
+        lengths = pyarrow.compute.binary_length(column).fill_null(0).to_pylist()
+        sizes = [total + length for total, length in zip(sizes, lengths, strict=True)]
+    return sizes
+
+
+def _jsonl_rows(handle: BinaryIO, offset: int, limit: int) -> Iterator[Row]:
     handle.seek(offset)
     position = offset
-    while True:
-        line = handle.readline(max_row_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_row_bytes and not line.endswith(b"\n"):
-            handle.readline()  # skip the rest of the overlong line
-            position = handle.tell()
-            yield Row(None, position, "row_too_large", f"a line over {max_row_bytes} bytes")
+    for line, size, ended, _ in bounded_lines(handle, limit):
+        position += size
+        if line is None:
+            yield Row(None, position, RECORD_TOO_LARGE, f"a line of {size} bytes, over {limit}")
             continue
-        position += len(line)
         text = line.strip()
         if not text:
             continue
@@ -313,7 +371,7 @@ def _jsonl_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[R
             if reason == "invalid_utf8":
                 yield Row(None, position, reason)
             else:
-                reason = "truncated_json" if not line.endswith(b"\n") else reason
+                reason = "truncated_json" if not ended else reason
                 yield Row(None, position, reason, str(error)[:200])
             continue
         if isinstance(value, dict):
@@ -322,11 +380,11 @@ def _jsonl_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[R
             yield Row(None, position, "not_an_object", type(value).__name__)
 
 
-def _csv_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row]:
+def _csv_rows(handle: BinaryIO, offset: int, limit: int) -> Iterator[Row]:
     """CSV records with the byte offset after each; the header is read from the file start."""
-    raise_csv_field_limit(max_row_bytes)
+    raise_csv_field_limit(limit)
     handle.seek(0)
-    header_rows = _csv_records(handle, 0, max_row_bytes)
+    header_rows = csv_records(handle, 0, limit)
     first = next(header_rows, None)
     if first is None:
         return
@@ -337,8 +395,10 @@ def _csv_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row
     header = _unique([h.strip().lstrip("\ufeff") for h in header_fields])
     start = max(offset, header_end)
     handle.seek(start)
-    for fields, end, error in _csv_records(handle, start, max_row_bytes):
-        if error:
+    for fields, end, error in csv_records(handle, start, limit):
+        if error == RECORD_TOO_LARGE:
+            yield Row(None, end, error, f"a CSV record over {limit} bytes")
+        elif error:
             yield Row(None, end, error)
         elif len(fields) != len(header):
             detail = f"{len(fields)} fields, the header has {len(header)}"
@@ -364,14 +424,17 @@ def raise_csv_field_limit(limit: int) -> None:
         csv.field_size_limit(limit)
 
 
-def _csv_records(
-    handle: BinaryIO, offset: int, max_row_bytes: int
+def csv_records(
+    handle: BinaryIO, offset: int, limit: int, *, settled: bool = True
 ) -> Iterator[tuple[list[str], int, str]]:
     """(fields, offset after the record, drop reason or "") for each CSV record.
 
     Records may span lines, so the csv reader is fed one physical line at a time while the
     byte offset of each line is tracked: the offset after a record always falls between two
-    records. A line that is not valid UTF-8 marks its whole record `invalid_utf8`.
+    records. A line that is not valid UTF-8 marks its whole record `invalid_utf8`. A record
+    over `limit` bytes is `record_too_large`: once it passes the limit, the reader is fed only
+    each further line's quotes (odd or even), so it finds where the record ends without the
+    text being held. With `settled` False, a last line without its newline is left unread.
     """
     position = offset
     bad_utf8 = False
@@ -379,9 +442,15 @@ def _csv_records(
 
     def lines() -> Iterator[str]:
         nonlocal position, bad_utf8, row_bytes
-        for raw in handle:
-            position += len(raw)
-            row_bytes += len(raw)
+        for raw, size, ended, quotes in bounded_lines(handle, limit):
+            if not ended and not settled:
+                return
+            position += size
+            row_bytes += size
+            if raw is None or row_bytes > limit:  # only the quoting state, not the text
+                odd = (quotes if raw is None else raw.count(b'"')) % 2
+                yield '"' * odd + ("\n" if ended else "")
+                continue
             try:  # a line break never falls inside a UTF-8 sequence: lines decode on their own
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -395,21 +464,22 @@ def _csv_records(
         except StopIteration:
             return
         except csv.Error:
+            too_large = row_bytes > limit
             bad_utf8, row_bytes = False, 0
-            yield [], position, "csv_malformed_row"
+            yield [], position, RECORD_TOO_LARGE if too_large else "csv_malformed_row"
             continue
-        too_large = row_bytes > max_row_bytes
+        too_large = row_bytes > limit
         broken = bad_utf8
         bad_utf8, row_bytes = False, 0
-        if broken:
+        if too_large:
+            yield [], position, RECORD_TOO_LARGE
+        elif broken:
             yield [], position, "invalid_utf8"
-        elif too_large:
-            yield [], position, "row_too_large"
         elif fields:
             yield fields, position, ""
 
 
-def _json_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row]:
+def json_items(handle: BinaryIO, offset: int, limit: int) -> Iterator[Row]:
     """The items of a top-level JSON array, one at a time; a top-level object is one row.
 
     The scanner tracks strings, escapes and nesting depth to find where each item ends, then
@@ -422,17 +492,17 @@ def _json_rows(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Ro
         if offset:
             return  # the one object was read already
         handle.seek(0)
-        data = handle.read(max_row_bytes + 1)
+        data = handle.read(limit + 1)
         end = handle.seek(0, os.SEEK_END)
-        if len(data) > max_row_bytes:
-            yield Row(None, end, "row_too_large", f"a JSON document over {max_row_bytes} bytes")
+        if len(data) > limit:
+            yield Row(None, end, RECORD_TOO_LARGE, f"a JSON document over {limit} bytes")
             return
         yield _decode_item(data, end, truncated=False)
         return
     if head[:1] != b"[":
         yield Row(None, handle.seek(0, os.SEEK_END), "malformed_json", "not a JSON array or object")
         return
-    yield from _array_items(handle, offset, max_row_bytes)
+    yield from _array_items(handle, offset, limit)
 
 
 def _decode_item(data: bytes, end: int, *, truncated: bool) -> Row:
@@ -453,7 +523,7 @@ _IN_STRING = re.compile(rb'["\\]')
 _STRUCTURE = re.compile(rb'["{}\[\]]')
 
 
-def _array_items(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[Row]:
+def _array_items(handle: BinaryIO, offset: int, limit: int) -> Iterator[Row]:
     """Cut a JSON array into items by scanning for its structural bytes (regex jumps)."""
     if offset:
         position = handle.seek(offset)
@@ -471,7 +541,7 @@ def _array_items(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[
         nonlocal oversized
         if not oversized:
             item.extend(data)
-            oversized = len(item) > max_row_bytes
+            oversized = len(item) > limit
 
     def finish(end: int) -> Row:
         nonlocal started, scalar, oversized
@@ -479,7 +549,7 @@ def _array_items(handle: BinaryIO, offset: int, max_row_bytes: int) -> Iterator[
         if oversized:
             oversized = False
             item.clear()
-            return Row(None, end, "row_too_large", f"an item over {max_row_bytes} bytes")
+            return Row(None, end, RECORD_TOO_LARGE, f"an item over {limit} bytes")
         row = _decode_item(bytes(item), end, truncated=False)
         item.clear()
         return row
