@@ -61,7 +61,7 @@ class Figures(msgspec.Struct):
     per_task: dict[str, int]
     per_split: dict[str, int]
     rewritten: int  # lines of `__rewritten` files: an LLM wrote the answer
-    synthetic: int  # rewritten lines and lines whose provenance says `synthetic`
+    synthetic: int  # rewritten lines and lines whose provenance says `synthetic` or `rewritten_by`
     tokenizer: str  # what counted the tokens: a real tokenizer, or the chars/4 estimate
     chars: list[int]  # characters of each row's messages
     tokens: list[int]  # tokens of each row's messages
@@ -168,12 +168,18 @@ def _license(provenance: dict[str, Any], configured: dict[str, str]) -> str:
 
 
 def _attributed(provenance: dict[str, Any], license: str) -> bool:
-    """A link back to the row's origin, and its author where the licence asks for one (CC-BY)."""
+    """A credit line or a link back to the row's origin, and its authors where the licence asks
+    for them (CC BY*, ODC-By)."""
+    credit = _text(provenance.get("attribution"))
     link = _text(provenance.get("url")) or _text(provenance.get("source_url"))
-    author = _text(provenance.get("author")) or _text(provenance.get("attribution"))
-    if license.lower().startswith("cc-by") and not author:
+    authors = provenance.get("authors")
+    named = bool(_text(provenance.get("author"))) or (
+        isinstance(authors, list)
+        and any(isinstance(a, dict) and _text(a.get("name")) for a in authors)
+    )
+    if license.lower().startswith(("cc-by", "odc-by")) and not named:
         return False
-    return bool(link or author)
+    return bool(credit or link or named)
 
 
 def read_figures(
@@ -220,7 +226,11 @@ def read_figures(
             per_task[_text(origin.get("task")) or UNKNOWN] += 1
             per_split[_text(origin.get("split")) or UNKNOWN] += 1
             rewritten += is_rewritten
-            synthetic += is_rewritten or origin.get("synthetic") is True
+            synthetic += (
+                is_rewritten
+                or origin.get("synthetic") is True
+                or bool(_text(origin.get("rewritten_by")))
+            )
             text = "\n".join(m.content for m in messages)
             chars.append(len(text))
             tokens.append(count_tokens(text))
@@ -230,7 +240,7 @@ def read_figures(
             quality.run(example)  # counted in its outcomes
             license = _license(origin, configured)
             attribution_fields |= any(
-                k in origin for k in ("url", "source_url", "author", "attribution")
+                k in origin for k in ("url", "source_url", "author", "authors", "attribution")
             )
             missing_source += source == UNKNOWN
             missing_license += license.lower() in ("", UNKNOWN)

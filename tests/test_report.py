@@ -165,9 +165,11 @@ def test_published_trivial_rewrites_tasks_and_attribution_are_checked(
         chat("Critique this section.", "Review my summary:\nI like code.", "Say what you build."),
     ]
     origins = [
-        provenance(task="improve_bullet", url="https://example.org/1", author="A. Writer"),
+        provenance(
+            task="improve_bullet", url="https://example.org/1", authors=[{"name": "A. Writer"}]
+        ),
         provenance(task="improve_bullet", url="https://example.org/2"),  # CC-BY: no author
-        provenance(task="critique_section", split="test"),
+        provenance(task="critique_section", split="test", rewritten_by="a-model"),
     ]
     (formatted / "local__box.jsonl").write_text("".join(lines) + '{"messages": [')  # torn line
     (formatted / "local__box__provenance.jsonl").write_text("".join(origins))
@@ -178,6 +180,7 @@ def test_published_trivial_rewrites_tasks_and_attribution_are_checked(
     assert figures["per_task"] == {"improve_bullet": 2, "critique_section": 1}
     assert figures["per_split"] == {"train": 2, "test": 1}
     assert figures["trivial_published"] == 1
+    assert (figures["rewritten"], figures["synthetic"]) == (0, 1)  # an LLM wrote the third
     assert figures["top_system_prompts"][0]["text"] == "You are a resume writer."
     assert figures["top_user_instructions"][0]["text"] == "Improve this resume bullet:"
     assert figures["missing_attribution"] == 2 and figures["missing_license"] == 0
