@@ -502,10 +502,17 @@ def render_html(f: Figures) -> str:
         ("Most common user instructions (first line, up to its colon)", f.top_user_instructions),
     ):
         parts.append(
-            bars(title, {f"{r.text} ({r.share:.0%})": r.count for r in top}, "rows") if top else ""
+            bars(title, {_ranked(i, r): r.count for i, r in enumerate(top, 1)}, "rows")
+            if top
+            else ""
         )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _ranked(rank: int, repeated: Repeated) -> str:
+    """A bar's label: rank, the text cut short and its share (kept whole, unlike the text)."""
+    return f"{rank}. {_short(repeated.text, 48)} ({repeated.share:.0%})"
 
 
 def _short(text: str, limit: int) -> str:
