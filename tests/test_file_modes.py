@@ -35,9 +35,7 @@ def test_every_file_and_folder_the_demo_writes_is_owner_only(tmp_path: Path) -> 
     out = tmp_path / "demo-output"  # not there yet: the service creates every folder
     demo = (ROOT / "examples" / "demo.toml").read_text()
     demo = demo.replace('"demo-output/', f'"{out}/')
-    demo = demo.replace(
-        "[rewrite]\nenabled = true", "[rewrite]\nenabled = true\nrequests_per_minute = 60000"
-    )
+    demo = demo.replace("requests_per_minute = 1200", "requests_per_minute = 60000")
     config = tmp_path / "demo.toml"
     config.write_text(demo)
     run_once(config, "--sandbox")

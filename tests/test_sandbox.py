@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 
+from collector.config import load_config
 from collector.sandbox import EMULATORS, Sandbox
 from collector.sandbox.faults import FaultConfig
-from tests.conftest import collector_command, subprocess_env, write_config
+from collector.sandbox.openai import SANDBOX_REQUESTS_PER_MINUTE
+from tests.conftest import ROOT, collector_command, run_collector, subprocess_env, write_config
 from tests.daemon_process import SANDBOX_SOURCES
 
 
@@ -86,3 +89,33 @@ def test_an_unknown_emulator_name_is_a_clear_error(tmp_path: Path, data_dir: Pat
     )
     assert done.returncode == 2
     assert "no emulator named 'nope'" in done.stderr
+
+
+def test_the_demo_shows_the_rewrite_limiter_at_work_without_a_minutes_wait(
+    tmp_path: Path,
+) -> None:
+    """examples/demo.toml as shipped (its own folders aside): the LLM stage's client-side limit
+    holds requests back, the sandbox's quota never refuses one, and rewriting every bullet
+    takes seconds, not the minute and a half 60 requests a minute took."""
+    demo = (ROOT / "examples" / "demo.toml").read_text()
+    demo = demo.replace('"demo-output/', f'"{tmp_path / "demo-output"}/')
+    demo = demo.replace('log_format = "console"', 'log_format = "json"')
+    config = tmp_path / "demo.toml"
+    config.write_text(demo)
+    rate = load_config(config).rewrite.requests_per_minute
+    assert rate < SANDBOX_REQUESTS_PER_MINUTE
+
+    # cwd: the demo's inbox paths are relative to the repository
+    done = run_collector("once", "--sandbox", "--config", str(config), timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    events = {line["event"]: line for line in lines}
+    summary = events["rewrite_pass_summary"]
+    assert summary["requests"] > 60  # more bullets than a minute of the old limit sends at once
+    assert summary["rate_limited"] > 0  # the limiter held some of them back
+    assert "rewrite_retry" not in events  # and the server never had to refuse
+    started = datetime.fromisoformat(events["rewrite_started"]["timestamp"])
+    seconds = (datetime.fromisoformat(summary["timestamp"]) - started).total_seconds()
+    assert seconds < 30
+    per_second = rate / 60  # also the bucket's burst
+    assert seconds >= (summary["requests"] - per_second) / per_second * 0.9  # the limit held

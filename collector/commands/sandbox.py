@@ -31,6 +31,13 @@ from collector.config import Config, ConfigError, load_config
 SANDBOX_SECRET = "sandbox-secret"
 
 
+def emulator_options() -> dict[str, dict[str, Any]]:
+    """What the emulators are started with here: the LLM's quota (`SANDBOX_REQUESTS_PER_MINUTE`)."""
+    from collector.sandbox.openai import SANDBOX_REQUESTS_PER_MINUTE
+
+    return {"openai": {"requests_per_minute": SANDBOX_REQUESTS_PER_MINUTE}}
+
+
 def sandbox_secrets(config: Config) -> list[str]:
     """Give every `*_env` the config names a sandbox value if it is unset; the names set."""
     sections: list[Any] = [*config.sources, config.upload, config.rewrite]
@@ -67,7 +74,7 @@ def run_against_sandbox(
     log = get_logger()
 
     async def main() -> int:
-        async with Sandbox(names) as sandbox:
+        async with Sandbox(names, options=emulator_options()) as sandbox:
             filled: list[str] = []
 
             def resolve(config: Config) -> Config:  # at start and at every SIGHUP reload
@@ -113,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with Sandbox(args.only, _faults(args)) as sandbox:
+        async with Sandbox(args.only, _faults(args), emulator_options()) as sandbox:
             if args.json:
                 print(msgspec.json.encode(sandbox.urls).decode(), flush=True)
             else:

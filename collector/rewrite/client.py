@@ -233,7 +233,8 @@ class ChatClient:
                 "max_tokens": config.max_tokens,
             }
         )
-        await self.requests.acquire()
+        if await self.requests.acquire() >= 0.001:  # less is the bucket's lock, not the limit
+            self.stats["rate_limited"] += 1  # held back by the client-side requests limit
         if self.tokens is not None:
             await self.tokens.acquire(estimate_tokens(messages, config.max_tokens))
         async with self._slots:

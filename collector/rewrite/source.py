@@ -174,6 +174,7 @@ class RewriteSource:
             requests=stats["requests"],
             cache_hits=stats["cache_hits"],
             tokens=stats["tokens"],
+            rate_limited=self.rewriter.client.stats["rate_limited"],
             halted=self.halted,
         )
 

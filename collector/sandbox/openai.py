@@ -192,6 +192,11 @@ class ChatEmulator:
 
 CHAT = web.AppKey("openai_chat", ChatEmulator)
 
+# The quota `--sandbox` serves (as a paid tier's, with its x-ratelimit-* headers): above the
+# demo's client-side limit (examples/demo.toml), so the demo shows that limiter at work for a
+# few seconds, never a 429 and never a minute's wait.
+SANDBOX_REQUESTS_PER_MINUTE = 1500.0
+
 
 def _error(
     status: int, message: str, kind: str, code: str, headers: dict[str, str] | None = None
