@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from collector.licences import OWN, attribution_text, authors_of, requires_attribution
 from collector.sinks.files import DurableFiles
 from collector.sinks.naming import output_name
 from collector.state import StateStore
@@ -36,12 +37,51 @@ class PairLine(msgspec.Struct):
     group: str = ""
 
 
-class ProvenanceLine(msgspec.Struct):
+class Author(msgspec.Struct):
+    """Whom a licence asks to credit: the public profile name and its link, as the source
+    shows them (Stack Exchange's display name and user page)."""
+
+    name: str
+    url: str = ""
+
+
+class ProvenanceLine(msgspec.Struct, omit_defaults=True):
     source: str
     dataset: str
     record_id: str
     split: str
     group: str
+    url: str = ""  # the record at its origin (a question, a repository file, a dataset page)
+    license: str = ""  # SPDX id, as the origin states it (collector/licences.py)
+    # Credited only where the licence requires it (CC BY*, ODC-By): personal data otherwise.
+    authors: list[Author] = []
+    attribution: str = ""  # the credit line: `by NAME (PROFILE) - URL - LICENCE`
+    rewritten_by: str = ""  # the model that wrote the answer (a `__rewritten` line)
+    task: str = ""  # the task type the line teaches (Example.task: improve_bullet, ...)
+
+
+def provenance_of(example: Example) -> ProvenanceLine:
+    """An example's provenance line: where it came from, under which licence, whom to credit."""
+    meta = example.meta
+    license = str(meta.get("license") or "")
+    url = str(meta.get("url") or meta.get("link") or "")
+    credited = authors_of(meta) if requires_attribution(license) else []
+    own = license == OWN and not credited
+    return ProvenanceLine(
+        example.source,
+        example.dataset,
+        example.record_id,
+        example.split,
+        example.group_key,
+        url=url,
+        license=license,
+        authors=[Author(a["name"], a["url"]) for a in credited],
+        attribution="the operator's own material"
+        if own
+        else attribution_text(url, credited, license),
+        rewritten_by=str(meta.get("rewrite_model") or "") if example.rewritten else "",
+        task=example.task,
+    )
 
 
 class CleanReport(msgspec.Struct):
@@ -119,10 +159,7 @@ class FormattedSink:
                 self.files.append(pairs, encode(line) + b"\n")
                 continue
             self.files.append(training, encode(example.training_line()) + b"\n")
-            origin = ProvenanceLine(
-                example.source, example.dataset, example.record_id, example.split, example.group_key
-            )
-            self.files.append(provenance, encode(origin) + b"\n")
+            self.files.append(provenance, encode(provenance_of(example)) + b"\n")
 
     async def flush(self) -> dict[str, dict[str, str]]:
         return {"files": await asyncio.to_thread(self.files.flush)}

@@ -66,6 +66,9 @@ class InboxSourceConfig(SourceConfig, tag="inbox", frozen=True):
     patterns: list[str] = msgspec.field(default_factory=lambda: ["*"])
     # A resume document larger than this is not read (`document_too_large`).
     max_document_bytes: Annotated[int, msgspec.Meta(ge=1)] = 20 * 1024 * 1024
+    # Who is credited for the inbox's records in the published provenance and the card (with
+    # `license`); unset, the records are the operator's own (collector/licences.py OWN).
+    attribution: str = ""
 
 
 class StackExchangeSourceConfig(SourceConfig, tag="stackexchange", frozen=True):

@@ -41,6 +41,7 @@ from collector.http import (
     next_link,
     origin_of,
 )
+from collector.licences import spdx
 from collector.ratelimit import QuotaExhausted
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
 from collector.sources.base import JsonCursor, SourceBatch, SourceContext
@@ -341,7 +342,11 @@ class GitHubSource:
                     "repo": file.repo,
                     "path": file.path,
                     "link": file.html_url or f"https://github.com/{file.repo}",
-                    "license": file.license,
+                    "url": file.html_url or f"https://github.com/{file.repo}",
+                    "license": spdx(file.license) or file.license,
+                    "authors": [{"name": file.login, "url": f"https://github.com/{file.login}"}]
+                    if file.login
+                    else [],
                 },
             ),
             None,

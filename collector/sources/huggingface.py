@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import quote
 
 from collector.http import HttpClient, HttpError, next_link, origin_of
+from collector.licences import spdx
 from collector.sinks.naming import safe_part
 from collector.sources.archive import ArchiveEntry, RawArchive, archived
 from collector.sources.base import SourceBatch, SourceContext
@@ -98,6 +99,7 @@ class HuggingFaceSource:
         self.client = HttpClient(config, context.log, headers=headers)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.rows_partial_pages = 0  # pages of viewer rows marked `partial`, since the start
+        self.card_license = ""  # what the dataset card's `license` says, read with the sha
 
     def telemetry(self) -> dict[str, float]:
         return {"rows_partial_pages": float(self.rows_partial_pages)}
@@ -156,7 +158,23 @@ class HuggingFaceSource:
         sha = data.get("sha") if isinstance(data, dict) else None
         if not isinstance(sha, str) or not sha:
             raise HttpError(200, url, "the dataset info has no sha")
+        card = data.get("cardData")
+        stated = card.get("license") if isinstance(card, dict) else None
+        if isinstance(stated, list):  # the card may name several: all of them apply
+            stated = " AND ".join(spdx(s) for s in stated if spdx(s))
+        self.card_license = spdx(stated)
         return sha
+
+    def _origin(self) -> dict[str, Any]:
+        """Provenance for every record (collector/licences.py): the dataset's page, its owner,
+        and the licence its card states (else the configured one)."""
+        owner = self.repo.partition("/")[0]
+        hub = self.config.base_url.rstrip("/")
+        return {
+            "license": self.card_license or spdx(self.config.license),
+            "url": f"{hub}/datasets/{self.repo}",
+            "authors": [{"name": owner, "url": f"{hub}/{owner}"}],
+        }
 
     async def _tree(self, sha: str) -> dict[str, int | None]:
         """Every file of the repo at `sha` with its size, following the `Link` pages."""
@@ -228,7 +246,7 @@ class HuggingFaceSource:
                     yield SourceBatch([], [drop], {repo: cursor.encode()}), cursor
                     continue
                 raise _PassStopped(self._failure(cursor, error, "download")) from error
-            meta: dict[str, Any] = {"license": self.config.license, "hf_sha": sha, "member": path}
+            meta: dict[str, Any] = {**self._origin(), "hf_sha": sha, "member": path}
             reader = read_member(
                 source=self.name,
                 dataset=repo,
@@ -292,7 +310,7 @@ class HuggingFaceSource:
         member = f"rows:{config}/{split}"
         offset = cursor.offset if cursor.member == member else 0
         url = f"{self.config.rows_url.rstrip('/')}/rows"
-        meta: dict[str, Any] = {"license": self.config.license, "hf_sha": cursor.version}
+        meta: dict[str, Any] = {**self._origin(), "hf_sha": cursor.version}
         partial = False
         while not self.context.stop.is_set():
             params: dict[str, str | int] = {
@@ -372,7 +390,7 @@ class HuggingFaceSource:
         if entry.kind == ROWS_KIND:
             page = entry.responses[0].json() if entry.responses else None
             rows = page.get("rows") if isinstance(page, dict) else None
-            meta = {"license": self.config.license, "hf_sha": str(entry.note.get("version", ""))}
+            meta = {**self._origin(), "hf_sha": str(entry.note.get("version", ""))}
             records, drops, _ = self._row_records(
                 rows if isinstance(rows, list) else [],
                 str(entry.note.get("member", "")),
@@ -384,7 +402,7 @@ class HuggingFaceSource:
             return [], []
         note = entry.note
         meta = {
-            "license": self.config.license,
+            **self._origin(),
             "hf_sha": str(note["version"]),
             "member": str(note["member"]),
         }

@@ -50,12 +50,13 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import msgspec
 
 from collector.http import HttpClient, HttpError
+from collector.licences import spdx
 from collector.sinks.naming import safe_part
 from collector.sources.archive import ArchiveEntry, RawArchive
 from collector.sources.base import SourceBatch, SourceContext
@@ -80,6 +81,7 @@ from processors.records import Drop, RawRecord
 # A damaged download (cut short on the way) is fetched this many times in one pass; after that
 # the pass ends and the next one tries again (a damaged archive is never marked as read).
 DOWNLOAD_ATTEMPTS = 3
+KAGGLE_SITE = "https://www.kaggle.com"  # where a dataset's page and its owner's profile are
 PAGE_SIZE = 200
 STATUS_REASONS = {401: "unauthorized", 403: "forbidden", 404: "dataset_not_found"}
 
@@ -189,6 +191,7 @@ class KaggleSource:
         self.context = context
         self.log = context.log
         self.refs = [split_ref(ref) for ref in config.datasets]  # a bad ref fails at build time
+        self.licenses: dict[str, str] = {}  # ref -> what its metadata's `licenseName` says
         self.base = config.base_url.rstrip("/")
         credentials = find_credentials(config.username_env, config.key_env, config.token_env)
         headers: dict[str, str] = {}
@@ -319,10 +322,21 @@ class KaggleSource:
     def _url(self, *parts: str) -> str:
         return "/".join([self.base, *(quote(part, safe="/") for part in parts)])
 
+    def _origin(self, ref: str) -> dict[str, Any]:
+        """Provenance for every record (collector/licences.py): the dataset's page, its owner,
+        and the licence its metadata states (`licenseName`; else the configured one)."""
+        owner = ref.partition("/")[0]
+        return {
+            "license": self.licenses.get(ref) or spdx(self.config.license),
+            "url": f"{KAGGLE_SITE}/datasets/{ref}",
+            "authors": [{"name": owner, "url": f"{KAGGLE_SITE}/{owner}"}],
+        }
+
     async def _version(self, owner: str, slug: str) -> str:
         _, data = await self.client.get_json(self._url("datasets/view", owner, slug))
         if not isinstance(data, dict):
             raise HttpError(200, self._url("datasets/view", owner, slug), "not a dataset object")
+        self.licenses[f"{owner}/{slug}"] = spdx(data.get("licenseName"))
         version = data.get("currentVersionNumber")
         if isinstance(version, int) and not isinstance(version, bool):
             return str(version)
@@ -470,7 +484,7 @@ class KaggleSource:
     def _read_member(
         self, ref: str, cursor: DatasetCursor, member: str, path: Path
     ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
-        meta = {"license": self.config.license, "kaggle_version": cursor.version, "member": member}
+        meta = {**self._origin(ref), "kaggle_version": cursor.version, "member": member}
         return read_member(
             source=self.name,
             dataset=ref,
@@ -490,7 +504,7 @@ class KaggleSource:
             return [], []
         note = entry.note
         meta = {
-            "license": self.config.license,
+            **self._origin(str(note["dataset"])),
             "kaggle_version": str(note["version"]),
             "member": str(note["member"]),
         }

@@ -40,6 +40,7 @@ from typing import Any
 import msgspec
 
 from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse
+from collector.licences import spdx
 from collector.ratelimit import QuotaExhausted
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
 from collector.sources.base import JsonCursor, SourceBatch, SourceContext
@@ -288,11 +289,28 @@ class StackExchangeSource:
                     meta={
                         "person_names": sorted({n for n in names if n}),
                         "link": str(question.get("link", "")),
-                        "license": self.config.license,
+                        **self._origin(question),
+                        "answer_origins": {
+                            str(a["answer_id"]): self._origin(a, question)
+                            for a in its_answers
+                            if isinstance(a, dict) and "answer_id" in a
+                        },
                     },
                 )
             )
         return records, drops
+
+    def _origin(self, post: dict[str, Any], question: Any = None) -> dict[str, Any]:
+        """Provenance of a question or an answer: its link, its author, and the licence it was
+        posted under (`content_license`, else the configured one)."""
+        link = post.get("link")
+        if not isinstance(link, str) or not link:
+            # An answer's short link, as the site's "Share" gives it: {site}/a/{answer_id}.
+            base = question.get("link", "") if isinstance(question, dict) else ""
+            site = re.match(r"^https?://[^/]+", base) if isinstance(base, str) else None
+            link = f"{site[0]}/a/{post.get('answer_id')}" if site else ""
+        stated = spdx(post.get("content_license")) or spdx(self.config.license)
+        return {"url": link, "license": stated, "authors": _author(post)}
 
     def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
         """The records a live fetch made from these responses (reprocessing)."""
@@ -320,6 +338,17 @@ class StackExchangeSource:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _author(item: Any) -> list[dict[str, str]]:
+    """The post's author as Stack Exchange asks to credit them: the display name, linked to the
+    user's profile (https://stackoverflow.com/legal/terms-of-service/public, attribution)."""
+    owner = item.get("owner") if isinstance(item, dict) else None
+    name = owner.get("display_name") if isinstance(owner, dict) else None
+    if not isinstance(name, str) or not name:
+        return []
+    link = owner.get("link") if isinstance(owner, dict) else None
+    return [{"name": name, "url": link if isinstance(link, str) else ""}]
 
 
 def _owner_name(item: Any) -> str:

@@ -151,6 +151,21 @@ def html_to_text(fragment: str) -> str:
 
 def clean_title(title: str) -> str:
     return " ".join(html.unescape(title).split())
+def _credit(meta: dict[str, Any], answer_id: object) -> dict[str, Any]:
+    """Provenance of a question with the answer chosen: the answer's link, both authors, and
+    both licences when they differ (the source's `answer_origins`, collector/licences.py)."""
+    origins = meta.get("answer_origins")
+    answer = origins.get(str(answer_id)) if isinstance(origins, dict) else None
+    if not isinstance(answer, dict):
+        return {}
+    licences = dict.fromkeys(str(x) for x in (meta.get("license"), answer.get("license")) if x)
+    return {
+        "url": answer.get("url") or meta.get("url", ""),
+        "license": " AND ".join(licences),
+        "authors": [*meta.get("authors", []), *answer.get("authors", [])],
+    }
+
+
 
 
 class QaFormatter:
@@ -203,6 +218,7 @@ class QaFormatter:
                 "answer_id": chosen.get("answer_id"),
                 "answer_score": _score(chosen),
                 "accepted": bool(chosen.get("is_accepted")),
+                **_credit(record.meta, chosen.get("answer_id")),
             },
         )
         return [example], []
