@@ -121,6 +121,25 @@ class QualityConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     min_new_words: Annotated[int, msgspec.Meta(ge=0, le=50)] = 3
     # An answer whose words match the input's this closely (difflib's ratio) is a near copy.
     near_copy_ratio: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.85
+    # A rewrite of a resume bullet longer than this many words is not one bullet.
+    max_bullet_words: Annotated[int, msgspec.Meta(ge=5, le=1000)] = 60
+    # The languages a training line may be in (ISO 639-1 codes, as processors/language.py's
+    # detector names them); [] checks no language. Judged on the user message and the answer.
+    languages: list[str] = msgspec.field(default_factory=lambda: ["en"])
+    # A text with fewer letters than this is not judged (too short to tell its language).
+    min_language_chars: Annotated[int, msgspec.Meta(ge=1)] = 20
+    # A line is dropped only when the detector is at least this sure of another language.
+    language_confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
+
+    def __post_init__(self) -> None:
+        from processors.language import KNOWN_LANGUAGES
+
+        for index, language in enumerate(self.languages):
+            if language not in KNOWN_LANGUAGES:
+                raise ValueError(
+                    f"languages[{index}]: {language!r} is not a language the detector knows;"
+                    " use ISO 639-1 codes in lower case, such as 'en', 'de', 'fr', 'es'"
+                )
 
 
 class ProcessingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -13,6 +13,9 @@ it to `{name}__rewritten.jsonl`), or a `Drop` whose reason says what was wrong:
     rewrite_too_short / rewrite_too_long
     rewrite_pii_introduced      an email or phone number the original did not have
     rewrite_placeholder_not_allowed  a placeholder while `allow_placeholders` is false
+    trivial_rewrite / near_copy      an answer that teaches nothing, by the quality step's own
+                                test (`processors/quality.py`, `rewrite_reason`): an LLM that
+                                only prefixes "Successfully" is never published
 
 Figures and names the original does not give are not checked here: the rewritten line goes
 through the same grounding check as every other answer that transforms a text
@@ -32,11 +35,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from processors.anonymize import TOKEN_PATTERN, Anonymizer
-from processors.config import AnonymizeConfig, RecipeConfig, RewriteCheckConfig
+from processors.config import AnonymizeConfig, QualityConfig, RecipeConfig, RewriteCheckConfig
 from processors.dedupe import normalise
 from processors.formatters.base import Formatted, bullet_example, drop
 from processors.formatters.fields import get_text
 from processors.grounding import PLACEHOLDER
+from processors.quality import rewrite_reason
 from processors.records import RawRecord
 
 # --- PII -------------------------------------------------------------------------------------
@@ -155,9 +159,17 @@ def clean_answer(text: str) -> str:
 class RewriteChecker:
     """Cleans a rewrite and says why it cannot be used (None when it can); counts reasons."""
 
-    def __init__(self, config: RewriteCheckConfig, pii: PiiScanner | None = None) -> None:
+    def __init__(
+        self,
+        config: RewriteCheckConfig,
+        pii: PiiScanner | None = None,
+        quality: QualityConfig | None = None,
+    ) -> None:
+        """`quality`: the quality step's settings, to drop trivial rewrites and near copies
+        (None: not checked here)."""
         self.config = config
         self.pii: PiiScanner = pii or BasicPiiScanner()
+        self.quality = quality
         self.rejected: Counter[str] = Counter()
 
     def check(
@@ -191,6 +203,8 @@ class RewriteChecker:
             return "rewrite_pii_introduced"
         if not config.allow_placeholders and PLACEHOLDER.search(text):
             return "rewrite_placeholder_not_allowed"
+        if self.quality is not None:
+            return rewrite_reason(original, text, self.quality)
         return None
 
 

@@ -1,4 +1,5 @@
-"""Answers that teach nothing are dropped with a reason: trivial rewrites and near copies."""
+"""Answers that teach nothing are dropped with a reason: trivial rewrites, near copies, answers
+to a bullet that are no bullet, and job postings' duty lines."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import ConfigError, parse_config
-from processors.config import QualityConfig
-from processors.quality import QualityCheck, input_text, new_words
-from processors.records import Example, Message
+from processors.config import QualityConfig, RewriteCheckConfig
+from processors.quality import STOCK_WORDS, STOP_WORDS, QualityCheck, input_text, new_words
+from processors.records import Example, Message, RawRecord
+from processors.rewrite import RewriteChecker, RewrittenFormatter
 from tests.conftest import ROOT, collector_command, subprocess_env
 
 CHECK = QualityCheck(QualityConfig())
@@ -96,11 +98,170 @@ def test_the_input_is_the_quoted_text_or_what_follows_the_instruction() -> None:
     assert new_words("Worked on the API", "Successfully worked on the API.") == []
 
 
+# --- bullet tasks: an answer that is no bullet, a duty that is no accomplishment -----------
+
+BULLET_TASK = 'Improve this resume bullet:\n"{b}"'
+# What follows a bullet's own words in a good rewrite: what came of the work.
+OUTCOMES = st.sampled_from(
+    [
+        ", cutting manual review from [N] hours to [N] minutes",
+        ", raising the crash-free rate to [X]% across both mobile apps",
+        " that replaced four manual spreadsheets for the finance team",
+    ]
+)
+PAST_OPENERS = st.sampled_from(["Built", "Rebuilt", "Automated", "Led", "Designed", "Owned"])
+OBJECTS = st.sampled_from(
+    [
+        "the nightly reconciliation jobs in Airflow",
+        "a Tableau revenue dashboard for regional managers",
+        "the payments API in Go",
+        "contract tests for the billing service",
+    ]
+)
+# Stack Exchange's tags: `resume`, `job-search`, `cover-letter`.
+TAG = st.from_regex(r"[a-z]{3,10}(-[a-z]{3,8})?", fullmatch=True).filter(
+    lambda tag: tag not in STOP_WORDS and tag not in STOCK_WORDS
+)
+
+
+def bullet_answer(bullet: str, answer: str) -> Example:
+    return example(BULLET_TASK.format(b=bullet), answer)
+
+
+@given(opener=PAST_OPENERS, thing=OBJECTS, outcome=OUTCOMES)
+@settings(max_examples=100, deadline=None)
+def test_an_accomplishment_in_one_bullet_is_kept(opener: str, thing: str, outcome: str) -> None:
+    assert CHECK.run(bullet_answer("Worked on stuff", f"{opener} {thing}{outcome}.")) is None
+
+
+@given(opener=PAST_OPENERS, thing=OBJECTS, outcome=OUTCOMES, extra=st.integers(1, 40))
+@settings(max_examples=50, deadline=None)
+def test_an_answer_too_long_for_a_bullet_is_not_a_bullet(
+    opener: str, thing: str, outcome: str, extra: int
+) -> None:
+    answer = f"{opener} {thing}{outcome}. " + "It also documented every step for the team. " * (
+        1 + 60 // 8 + extra // 8
+    )
+    assert len(answer.split()) > QualityConfig().max_bullet_words
+    assert CHECK.run(bullet_answer("Worked on stuff", answer)) == "not_a_bullet"
+
+
+@given(
+    question=st.sampled_from(
+        [
+            "Could you tell me which {t} you worked on and what changed?",
+            "What metrics did {t} improve, and by how much?",
+            'Which team owned "{t}" before you joined?',
+        ]
+    ),
+    thing=OBJECTS,
+)
+@settings(max_examples=50, deadline=None)
+def test_a_question_back_is_not_a_bullet(question: str, thing: str) -> None:
+    answer = question.format(t=thing)
+    assert CHECK.run(bullet_answer("Worked on the payments API", answer)) == "not_a_bullet"
+
+
+@given(
+    tags=st.lists(TAG, min_size=3, max_size=8, unique=True),
+    form=st.sampled_from([", ", "; ", " | ", "<>", "#"]),
+)
+@settings(max_examples=100, deadline=None)
+def test_a_list_of_tags_is_not_a_bullet(tags: list[str], form: str) -> None:
+    if form == "<>":
+        answer = "".join(f"<{t}>" for t in tags)
+    elif form == "#":
+        answer = " ".join(f"#{t}" for t in tags)
+    else:
+        answer = form.join(tags)
+    assert CHECK.run(bullet_answer("Worked on the payments API", answer)) == "not_a_bullet"
+
+
+def test_a_bullet_with_commas_is_no_tag_list() -> None:
+    answer = "Built APIs, dashboards, alerting rules and runbooks for the billing service."
+    assert CHECK.run(bullet_answer("Worked on billing", answer)) is None
+
+
+# Duty lines as job postings write them (processors/formatters/job_posting.py makes these the
+# bullets of `pairs` lines): a verb in its base form, the posting's voice, a requirement.
+DUTY_FORMS = st.sampled_from(
+    [
+        "{V} and maintain {o}",
+        "{V} {o} with the data team",
+        "You will {v} {o}",
+        "You'll {v} {o} and report to the CTO",
+        "Responsible for {o}",
+        "Will {v} {o} in close collaboration with product",
+        "Experience with {o}",
+        "{V}s {o} for the whole company",
+    ]
+)
+DUTY_VERBS = st.sampled_from(["build", "design", "maintain", "support", "develop", "monitor"])
+
+
+@given(form=DUTY_FORMS, verb=DUTY_VERBS, thing=OBJECTS)
+@settings(max_examples=150, deadline=None)
+def test_a_duty_line_is_not_an_accomplishment(form: str, verb: str, thing: str) -> None:
+    answer = form.format(V=verb.capitalize(), v=verb, o=thing) + "."
+    assert CHECK.run(bullet_answer("Reports", answer)) == "duty_line"
+
+
+@given(verb=DUTY_VERBS, thing=OBJECTS, outcome=OUTCOMES)
+@settings(max_examples=50, deadline=None)
+def test_a_duty_verb_with_what_came_of_it_is_kept(verb: str, thing: str, outcome: str) -> None:
+    answer = f"{verb.capitalize()} {thing}{outcome}."
+    assert CHECK.run(bullet_answer("Reports", answer)) is None
+
+
+def test_answers_to_other_tasks_are_not_held_to_a_bullet() -> None:
+    answer = "Which metrics matter to the team? Start there, then " + "add detail " * 40
+    summary = 'Improve this summary:\n"Data engineer with five years of ETL work"'
+    assert CHECK.run(example(summary, answer)) is None
+    assert CHECK.run(example("How long should a resume be?", "Python, Django, AWS")) is None
+
+
+def test_a_line_made_from_a_bullet_is_a_bullet_task_whatever_its_template() -> None:
+    line = example(
+        "Make it shine: Worked on the payments API", "Successfully worked on the payments API."
+    )
+    assert CHECK.run(line) is None  # no rewrite request that the check knows
+    line.meta = {"bullet": "Worked on the payments API"}
+    assert CHECK.run(line) == "trivial_rewrite"
+    line.messages[-1] = Message("assistant", "Python, Go, Kafka, Postgres")
+    assert CHECK.run(line) == "not_a_bullet"
+
+
+def test_the_rewrite_stage_drops_a_trivial_rewrite_with_the_same_test() -> None:
+    """The LLM's answers are checked before they become lines (collector/rewrite/stage.py)."""
+    checker = RewriteChecker(RewriteCheckConfig(), quality=QualityConfig())
+    formatter = RewrittenFormatter(checker)
+    bullet = "Executed regression test suites before every release"
+    long = (
+        "Executed the regression test suites of the billing service before every weekly "
+        "release and wrote up each failure for the developers"
+    )
+    for original, answer, reason in [
+        (bullet, f"Successfully {bullet.lower()}, improving results by [X]%.", "trivial_rewrite"),
+        (long, f"{long} on the payments team's tracker", "near_copy"),
+        (bullet, f"{bullet}, catching [N] regressions a quarter before customers saw them", None),
+    ]:
+        payload = {"original": original, "improved": answer}
+        record = RawRecord("inbox", "local/bullets", "1", payload)
+        examples, drops = formatter.format(record)
+        assert [d.reason for d in drops] == ([reason] if reason else []), answer
+        assert len(examples) == (0 if reason else 1)
+    assert checker.rejected == {"trivial_rewrite": 1, "near_copy": 1}
+    off = RewriteChecker(RewriteCheckConfig(), quality=QualityConfig(enabled=False))
+    assert off.check(bullet, f"Successfully {bullet.lower()}.")[1] is None
+
+
 def test_the_thresholds_are_checked_at_load() -> None:
     with pytest.raises(ConfigError, match=r"processing\.quality\.near_copy_ratio"):
         parse_config({"processing": {"quality": {"near_copy_ratio": 0}}})
     with pytest.raises(ConfigError, match=r"processing\.quality\.min_new_words"):
         parse_config({"processing": {"quality": {"min_new_words": -1}}})
+    with pytest.raises(ConfigError, match=r"processing\.quality\.max_bullet_words"):
+        parse_config({"processing": {"quality": {"max_bullet_words": 2}}})
     off = QualityCheck(QualityConfig(enabled=False))
     assert off.run(example("Improve: worked on the API", "Successfully worked on the API.")) is None
 
@@ -140,3 +301,77 @@ def test_the_demo_publishes_no_trivial_rewrite(tmp_path: Path) -> None:
         for p in (out / "training-data" / "formatted").glob("*__clean_report.json")
     ]
     assert sum(r["drop_reasons"].get("trivial_rewrite", 0) for r in reports) > 0
+
+
+# --- language -------------------------------------------------------------------------------
+
+# Sentences of resumes and advice in other languages (written for these tests).
+FOREIGN = {
+    "de": [
+        "Ich habe die Zahlungsschnittstelle in Go neu geschrieben und die Antwortzeit halbiert.",
+        "Verantwortlich für die Einarbeitung neuer Kollegen und die Pflege der Dokumentation.",
+        "Wie erkläre ich eine Lücke von zwei Jahren in meinem Lebenslauf?",
+        "Die Abteilung hat unter meiner Leitung jedes Quartal ihre Ziele erreicht.",
+    ],
+    "es": [
+        "Rediseñé la interfaz de pagos y reduje el tiempo de respuesta a la mitad.",
+        "¿Cómo explico en mi currículum que estuve dos años sin trabajar?",
+        "Coordiné un equipo de ocho personas durante la migración de los servidores.",
+        "Es mejor escribir logros concretos que una lista de tareas diarias.",
+    ],
+    "fr": [
+        "J'ai réécrit l'interface de paiement et divisé par deux le temps de réponse.",
+        "Comment présenter une période de deux ans sans emploi dans mon curriculum vitae ?",
+        "Responsable de l'accueil des nouveaux collaborateurs et de la documentation interne.",
+        "Il vaut mieux décrire des résultats concrets plutôt que des tâches quotidiennes.",
+    ],
+}
+ENGLISH = [
+    "Rebuilt the checkout API in Go, cutting p95 latency from 900 ms to 120 ms.",
+    "How do I explain a two year gap on my resume?",
+    "Keep a master resume with every bullet you have ever written, grouped by skill.",
+    "Led the migration of fourteen services to AWS ECS, reducing hosting costs by [X]%.",
+    "PDF, unless the posting asks for Word: applicant tracking systems read text PDFs fine.",
+]
+
+
+@given(
+    language=st.sampled_from(sorted(FOREIGN)),
+    picks=st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    where=st.sampled_from(["user", "assistant", "both"]),
+)
+@settings(max_examples=100, deadline=None)
+def test_a_line_in_a_language_not_configured_is_dropped(
+    language: str, picks: list[int], where: str
+) -> None:
+    foreign = " ".join(FOREIGN[language][i] for i in picks)
+    user = foreign if where != "assistant" else ENGLISH[1]
+    answer = foreign if where != "user" else ENGLISH[2]
+    assert CHECK.run(example(user, answer)) == "language"
+    allowed = QualityCheck(QualityConfig(languages=["en", language]))
+    assert allowed.run(example(user, answer)) is None
+
+
+@given(picks=st.lists(st.sampled_from(ENGLISH), min_size=2, max_size=4))
+@settings(max_examples=100, deadline=None)
+def test_english_lines_are_kept(picks: list[str]) -> None:
+    user, *answer = picks
+    assert CHECK.run(example(user, " ".join(answer))) is None
+
+
+def test_short_texts_code_and_tokens_are_not_judged() -> None:
+    assert CHECK.run(example("Was ist Go?", "Eine Sprache.")) is None  # too short to tell
+    code = '```\n{ "basics": { "name": "[NAME]", "label": "Ingenieur" } }\n```'
+    assert CHECK.run(example("What should a JSON Resume file look like?", code)) is None
+    nothing = QualityCheck(QualityConfig(languages=[]))
+    german = FOREIGN["de"][0]
+    assert nothing.run(example(german, german)) is None
+
+
+def test_languages_are_checked_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"processing\.quality: languages\[1\]: 'english'"):
+        parse_config({"processing": {"quality": {"languages": ["en", "english"]}}})
+    with pytest.raises(ConfigError, match=r"processing\.quality\.language_confidence"):
+        parse_config({"processing": {"quality": {"language_confidence": 2}}})
+    config = parse_config({"processing": {"quality": {"languages": ["en", "de"]}}})
+    assert config.processing.quality.languages == ["en", "de"]

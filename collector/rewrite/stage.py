@@ -50,11 +50,13 @@ def rewrite_chain(config: Config, pii: PiiScanner | None = None) -> ProcessorCha
     """The service's chain (format -> validate ...) with the rewritten-line formatter.
 
     A rewrite is grounded like any answer that transforms a text, with its source's
-    `recipe.grounding` (mask by default): an invented figure becomes a placeholder.
+    `recipe.grounding` (mask by default): an invented figure becomes a placeholder. A rewrite
+    that teaches nothing (`trivial_rewrite`, `near_copy`) is dropped by the checker, with the
+    quality step's own test, before it becomes a line.
     """
     chain = ProcessorChain(REWRITE_RECIPE, config.processing)
     pii = pii or pii_scanner(config.processing.anonymize)
-    checker = RewriteChecker(config.rewrite.checks, pii)
+    checker = RewriteChecker(config.rewrite.checks, pii, config.processing.quality)
     chain.formatter = RewrittenFormatter(checker, recipes_of(config))
     actions: dict[str, GroundingAction] = {
         s.name: recipe_grounding(s.recipe) or "mask" for s in config.sources
