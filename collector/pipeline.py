@@ -95,8 +95,9 @@ class Pipeline:
         log: Logger,
     ) -> None:
         # `ordered` is the bound: an item enters `work` only once it has a place in `ordered`,
-        # so `work` never holds more than `queue_size` items and needs no bound of its own.
-        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue()
+        # so `work` never holds more than `queue_size` items; its own bound says so (and is
+        # what /metrics reports), with a place more per worker for the drain's stop markers.
+        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size + workers)
         self.ordered: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
         self.writer = Writer(
             state=state,
