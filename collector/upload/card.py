@@ -11,16 +11,21 @@ gives the same bytes, so a retried commit finds nothing to change.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from collector.config import Config
+from collector.licences import UNKNOWN, hub_license, requires_attribution, spdx
 from collector.upload.ledger import ChunkEntry
+from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
+from processors.grounding import DROP_REASON as GROUNDING_DROP
+from processors.grounding import outcome_counts
 
 SPLITS = ("train", "validation", "test")
+LICENSE_PREFIX = "license:"  # counters of the licences written records stated (the pipeline's)
 _SIZES = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -67,7 +72,17 @@ def build_card(
 ) -> str:
     """The card for a repo that holds exactly `entries` (committed, or in this commit)."""
     upload = config.upload
-    licenses = {s.name: s.license for s in config.sources}
+    configured = {s.name: spdx(s.license) for s in config.sources}
+    stated: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for source, dataset, what, n in counts:
+        if what.startswith(LICENSE_PREFIX) and n > 0:
+            stated[(source, dataset)].add(what.removeprefix(LICENSE_PREFIX))
+
+    def licences_of(source: str, dataset: str) -> list[str]:
+        """What the records said (`license:{spdx}` counters), else the configured licence."""
+        found = stated.get((source, dataset)) or {configured.get(source) or UNKNOWN}
+        return sorted(found)
+
     files: Counter[str] = Counter()
     per_split: Counter[str] = Counter()
     per_origin: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -78,7 +93,14 @@ def build_card(
             per_origin[(origin.source, origin.dataset)][entry.split] += origin.records
     splits = split_order(per_split)
     total = sum(per_split.values())
-    used = sorted({licenses.get(source, "unknown").lower() for source, _ in per_origin})
+    used = sorted(
+        {
+            hub_license(x)
+            for origin in per_origin
+            for part in licences_of(*origin)
+            for x in part.split(" AND ")
+        }
+    )
     license_value: str | list[str] = used[0] if len(used) == 1 else (used or ["unknown"])
     extra: dict[str, Any] = {"tags": ["resume", "instruction-tuning", "chat"]}
     if splits:
@@ -121,7 +143,7 @@ def build_card(
     body += ["", "## Sources", ""]
     rows = []
     for (source, dataset), by_split in sorted(per_origin.items()):
-        row: list[object] = [source, dataset, licenses.get(source, "unknown")]
+        row: list[object] = [source, dataset, ", ".join(licences_of(source, dataset))]
         rows.append([*row, *(by_split[s] for s in splits), sum(by_split.values())])
     body += _table(["source", "dataset", "license", *splits, "total"], rows, 3)
     body += [
@@ -137,6 +159,9 @@ def build_card(
         if what.startswith("drop:") and n
     ]
     body += _table(["source", "dataset", "reason", "records"], drops, 3) if drops else ["None."]
+    body += _attribution(per_origin, licences_of)
+    body += _synthetic(config, entries)
+    body += _invented_facts(counts)
     removed = sum(entry.removed for entry in entries)
     if removed:
         revised = sum(1 for entry in entries if entry.removed)
@@ -164,3 +189,75 @@ def build_card(
     ]
     card = DatasetCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
     return str(card)
+
+
+def _attribution(
+    origins: Iterable[tuple[str, str]], licences_of: Callable[[str, str], list[str]]
+) -> list[str]:
+    """What the licences that require credit ask of whoever reuses the data."""
+    credited = [
+        (source, dataset, licence)
+        for source, dataset in sorted(origins)
+        for licence in licences_of(source, dataset)
+        if requires_attribution(licence)
+    ]
+    lines = ["", "## Attribution", ""]
+    if not credited:
+        return [*lines, "No source's licence requires crediting its authors."]
+    lines += [
+        "These sources' licences require crediting the authors. Every example's provenance",
+        "line (`{owner}__{dataset}__provenance.jsonl`, one line per example, in order) gives",
+        "its link (`url`), its licence, its authors' public profile names with links",
+        "(`authors`) and a credit line (`attribution`); a Stack Exchange example credits the",
+        "question's and the answer's authors and links the answer, as Stack Exchange's",
+        "attribution rules ask. Keep that credit with any copy, under the same licence where",
+        "it says ShareAlike (CC BY-SA).",
+        "",
+    ]
+    return lines + _table(["source", "dataset", "license"], [list(c) for c in credited], 3)
+
+
+def _synthetic(config: Config, entries: list[ChunkEntry]) -> list[str]:
+    """Which rows a model wrote: the `__rewritten` files, and the model of the rewrite stage."""
+    rewritten: Counter[str] = Counter()
+    for entry in entries:
+        if entry.stem.split("__")[-1] == "rewritten" or "__rewritten__" in entry.stem:
+            for origin in entry.origins:
+                rewritten[f"{origin.source} / {origin.dataset}"] += origin.records
+    lines = ["", "## Synthetic rows", ""]
+    if not rewritten:
+        return [*lines, "None: every answer was written by a person."]
+    total = sum(rewritten.values())
+    lines += [
+        f"{total} row{'s' if total != 1 else ''}, in the files whose name holds `__rewritten`,"
+        f" have an answer written by a model (`{config.rewrite.model}`, the rewrite stage)"
+        " from a person's bullet; the provenance line names the model (`rewritten_by`).",
+        "",
+    ]
+    rows: list[list[object]] = [[k, n] for k, n in sorted(rewritten.items())]
+    return lines + _table(["source / dataset", "rows"], rows, 1)
+
+
+def _invented_facts(counts: list[tuple[str, str, str, int]]) -> list[str]:
+    """Answers that stated figures or names their input lacks, per source (grounding check)."""
+    per: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for source, dataset, what, n in counts:
+        if what.startswith(GROUNDING_PREFIX) or what == f"drop:{GROUNDING_DROP}":
+            per[(source, dataset)][what] += n
+    lines = [
+        "",
+        "## Invented facts",
+        "",
+        "Answers to a request to transform the user's text that stated figures or names the",
+        "input does not give: masked (each invented figure became a placeholder such as `[N]`),",
+        "dropped, or kept as they were (state counters, since the first run):",
+        "",
+    ]
+    rows: list[list[object]] = []
+    for (source, dataset), found in sorted(per.items()):
+        outcome = outcome_counts(found)
+        if any(outcome.values()):
+            rows.append([source, dataset, outcome["masked"], outcome["dropped"], outcome["kept"]])
+    if not rows:
+        return [*lines, "None."]
+    return lines + _table(["source", "dataset", "masked", "dropped", "kept"], rows, 2)
