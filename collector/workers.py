@@ -79,21 +79,23 @@ _chains: OrderedDict[bytes, ProcessorChain] = OrderedDict()
 
 
 def _worker_started(service_pid: int) -> None:
-    # The service owns the signals: a Ctrl-C or a systemd SIGTERM reaches the whole group, and
-    # a worker that died of it would fail the drain the service is doing.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # A Ctrl-C or a terminal's hangup reaches the whole process group: the service drains, and
+    # a worker that died of it would fail the drain. SIGTERM is left alone: the pool stops a
+    # broken pool's workers with it (systemd's KillMode=mixed sends it to the service only).
+    for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    threading.Thread(target=_exit_when_orphaned, args=(service_pid,), daemon=True).start()
+    parent = os.getppid()  # the forkserver, which exits with the service
+    threading.Thread(target=_exit_when_orphaned, args=(service_pid, parent), daemon=True).start()
 
 
-def _exit_when_orphaned(service_pid: int) -> None:
+def _exit_when_orphaned(service_pid: int, parent: int) -> None:
     while True:
         time.sleep(ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:  # re-parented: the forkserver, so the service, is gone
+            os._exit(0)
         try:
             os.kill(service_pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:  # the pid now belongs to another user's process
+        except (ProcessLookupError, PermissionError):  # gone, or the pid is another's now
             os._exit(0)
 
 

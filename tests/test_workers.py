@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,7 +19,7 @@ from collector.workers import PooledChain, ProcessPool, WorkerProcessDied
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig, ValidateConfig
 from processors.records import RawRecord
-from tests.conftest import wait_for, write_config
+from tests.conftest import subprocess_env, wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
 
 
@@ -76,6 +78,26 @@ def test_a_worker_that_dies_is_replaced_and_the_batch_runs_again(pool: ProcessPo
     os.kill(pool.warm()[0], signal.SIGKILL)
     assert len(chain.run(records(20)).examples) == 20
     assert len(chain.run(records(20)).examples) == 20
+
+
+def test_a_process_whose_worker_died_still_exits() -> None:
+    """A broken pool's surviving workers are stopped (SIGTERM), so exiting never waits on them."""
+    script = (
+        "import os, signal\n"
+        "from collector.logging import get_logger\n"
+        "from collector.workers import ProcessPool\n"
+        "from processors.config import ProcessingConfig, RecipeConfig\n"
+        "from tests.test_workers import records\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPool(2, get_logger())\n"
+        "    os.kill(pool.warm()[0], signal.SIGKILL)\n"
+        "    chain = pool.chain(RecipeConfig(name='pairs'), ProcessingConfig())\n"
+        "    assert len(chain.run(records(20)).examples) == 20\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
