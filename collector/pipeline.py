@@ -95,8 +95,9 @@ class Pipeline:
         log: Logger,
     ) -> None:
         # `ordered` is the bound: an item enters `work` only once it has a place in `ordered`,
-        # so `work` never holds more than `queue_size` items and needs no bound of its own.
-        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue()
+        # so `work` never holds more than `queue_size` items; its own bound says so (and is
+        # what /metrics reports), with a place more per worker for the drain's stop markers.
+        self.work: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size + workers)
         self.ordered: asyncio.Queue[WorkItem | None] = asyncio.Queue(queue_size)
         self.writer = Writer(
             state=state,
@@ -251,6 +252,9 @@ class Writer:
             counts[what] += 1
             for kind, n in example.residual.items():
                 self._counts[(example.source, example.dataset, f"residual:{kind}")] += n
+            licence = example.meta.get("license") if what == "written" else None
+            if licence:  # `license:{spdx}`: the licences the card lists per source
+                self._counts[(example.source, example.dataset, f"license:{licence}")] += 1
             if example.grounding:  # "masked" or "kept" (a drop is counted with the drops)
                 what = f"{GROUNDING_PREFIX}{example.grounding}"
                 self._counts[(example.source, example.dataset, what)] += 1
@@ -270,9 +274,6 @@ class Writer:
                 puts.setdefault(namespace, {}).update(items)
         puts[CURSOR_NAMESPACE] = self._cursors
         for namespace, items in self.deduplicator.take_pending().items():
-            licence = example.meta.get("license") if what == "written" else None
-            if licence:  # `license:{spdx}`: the licences the card lists per source
-                self._counts[(example.source, example.dataset, f"license:{licence}")] += 1
             puts.setdefault(namespace, {}).update(items)
         await asyncio.to_thread(self.state.commit, puts, dict(self._counts))
         self.deduplicator.committed()

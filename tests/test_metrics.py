@@ -111,6 +111,8 @@ def test_scraped_counters_match_the_output_files(
 
     assert value(samples, "resume_collector_queue_depth", queue="work") == 0
     assert value(samples, "resume_collector_queue_capacity", queue="ordered") == 16
+    # every queue is bounded: `work` by queue_size and a stop marker per worker (2)
+    assert value(samples, "resume_collector_queue_capacity", queue="work") == 16 + 2
     assert value(samples, "resume_collector_source_running", source="inbox") == 1
     assert value(samples, "resume_collector_source_passes_total", source="inbox") >= 1
     success = "resume_collector_source_last_success_timestamp_seconds"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from collector.state.sqlite import SqliteStateStore
 from processors.chain import ProcessorChain
 from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, SplitConfig
 from processors.dedupe import Deduplicator
-from processors.records import Example, RawRecord
+from processors.records import Example, ProcessedBatch, RawRecord
 
 
 def make_pipeline(tmp_path: Path, sinks: list[object] | None = None, size: int = 1) -> Pipeline:
@@ -68,6 +69,37 @@ async def test_a_runner_cancelled_while_waiting_for_the_queue_leaves_no_ack_behi
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.wait_for(ack.wait_idle(), 5)  # every submitted batch was acknowledged
     await pipeline.drain()
+
+
+async def test_every_queue_is_bounded_and_the_drain_fits_in_a_full_one(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path, size=2)
+    assert pipeline.ordered.maxsize == 2
+    assert pipeline.work.maxsize == 2 + 1  # and a place for the one worker's stop marker
+    gate = threading.Event()
+    run = chain().run
+
+    def held(b: SourceBatch) -> ProcessedBatch:
+        gate.wait(10)
+        return run(b.records)
+
+    ack = Acknowledger()
+
+    async def submit_many() -> None:
+        for n in range(6):
+            await pipeline.submit(WorkItem("box", batch(n), held, ack))
+
+    submitting = asyncio.create_task(submit_many())
+    await asyncio.sleep(0.2)
+    assert not submitting.done()  # backpressure: the sources wait
+    assert pipeline.work.qsize() == 2  # the worker holds one, the writer waits on it
+    assert pipeline.ordered.qsize() == 2
+    submitting.cancel()
+    await asyncio.gather(submitting, return_exceptions=True)
+    draining = asyncio.create_task(pipeline.drain())  # its stop marker fits in the full queue
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(draining, 10)
+    assert ack.outstanding == 0
 
 
 class BrokenSink:
