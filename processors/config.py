@@ -10,13 +10,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from processors.templates import Templates
+
 RecipeName = Literal["chat", "pairs", "resume_json", "resume_text", "job_posting", "qa"]
 # What becomes of an answer that states a figure or a name its input does not give
 # (`processors/grounding.py`): its figures masked as [X] / [N], the line dropped, or kept.
 GroundingAction = Literal["mask", "drop", "keep"]
 
-DEFAULT_SYSTEM_PROMPT = "You are a world-class tech resume writer. Context: {context}"
-DEFAULT_USER_TEMPLATE = 'Improve this resume bullet:\n"{bullet}"'
+# Tasks a bullet with an improved version may become (by what its answer shows).
+BulletTask = Literal["improve_bullet", "star_bullet"]
+BULLET_TASKS: tuple[BulletTask, ...] = ("improve_bullet", "star_bullet")
 
 
 class RecipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -26,8 +29,20 @@ class RecipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Logical field -> field name (or dotted path) in the record, matched case-insensitively.
     # e.g. pairs: {original = "bullet_before", improved = "bullet_after", context = "role"}
     fields: dict[str, str] = {}
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    user_template: str = DEFAULT_USER_TEMPLATE
+    # The prompts come from the template set (`processors/data/templates.toml`): several
+    # phrasings per task, one chosen per record. `system_prompt` (with `{context}`) replaces the
+    # system phrasings of every task; `user_template` (with `{bullet}`) makes every bullet an
+    # `improve_bullet` line with that instruction.
+    system_prompt: str = ""
+    user_template: str = ""
+    # Phrasings added to the packaged set (or used instead of it, per task, with
+    # `replace_templates`), e.g. templates = {improve_bullet = {user = ['Fix: "{bullet}"']}}.
+    templates: Templates = Templates()
+    replace_templates: bool = False
+    # Which tasks a bullet with an improved version may become; empty: all it qualifies for.
+    tasks: list[BulletTask] = []
+    # The context when a record gives no job title or field (used only by a system phrasing
+    # that names {context} when the template set has none without it).
     default_context: str = "general"
     # qa: the lowest score an answer needs to become the assistant turn
     min_answer_score: int = 1
@@ -37,6 +52,8 @@ class RecipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     grounding: GroundingAction | None = None
 
     def __post_init__(self) -> None:
+        if self.user_template and "{bullet}" not in self.user_template:
+            raise ValueError("user_template does not name {bullet}, the text to improve")
         if self.name == "qa" and self.grounding is not None:
             raise ValueError(
                 f"grounding = {self.grounding!r} does not apply to the qa recipe: its answers"

@@ -56,6 +56,10 @@ class Example(msgspec.Struct, gc=False):
     # What the grounding check did to an answer that states facts its input lacks: "masked"
     # (placeholders put in) or "kept" (only counted); "" when it was grounded or not checked.
     grounding: str = ""
+    # The task type the line teaches (`processors/templates.py`: improve_bullet, star_bullet,
+    # tailor_to_posting, summary_from_resume, critique_section, answer_question, chat): written
+    # to the provenance file, never into the training line.
+    task: str = ""
 
     def training_line(self) -> TrainingLine:
         return TrainingLine(messages=self.messages)

@@ -3,6 +3,7 @@ SQLite state store, and a clock that tests move by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,18 @@ def run_demo(folder: Path) -> tuple[Path, Path]:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return config, out / "training-data"
+
+
+def formatted_tasks(data_dir: Path) -> dict[str, str]:
+    """Each formatted training line (its JSON text) -> its task, from the provenance line
+    beside it (`{name}__provenance.jsonl`, same order)."""
+    task_of: dict[str, str] = {}
+    for path in (data_dir / "formatted").glob("*.jsonl"):
+        if path.stem.endswith(("__provenance", "__pairs")):
+            continue
+        origins = path.with_name(f"{path.stem}__provenance.jsonl").read_text().splitlines()
+        lines = path.read_text().splitlines()
+        assert len(origins) == len(lines), path.name
+        for line, origin in zip(lines, origins, strict=True):
+            task_of[line] = json.loads(origin)["task"]
+    return task_of

@@ -18,6 +18,7 @@ from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.formatters.document import DOCUMENT_KEY
 from processors.records import RawRecord
+from processors.templates import default_templates
 from tests.resume_documents import DOCX_LAYOUTS, PDF_LAYOUTS, build, synthetic_resume
 from tests.test_inbox import age, collect, make_source
 
@@ -262,7 +263,9 @@ def test_a_document_becomes_bullet_pairs_and_a_summary_line_with_no_personal_dat
     assert len(pairs) == sum(len(job.bullets) for job in resume.jobs)
     assert {e.meta["context"] for e in pairs} == {resume.headline}
     [summary] = lines
-    assert summary.messages[1].content.startswith("Write a professional summary for this resume:")
+    assert summary.task == "summary_from_resume"
+    phrasings = default_templates().summary_from_resume.user
+    assert any(summary.messages[1].content.startswith(p.split("{")[0]) for p in phrasings)
     assert summary.messages[2].content.split()[:3] == resume.summary.split()[:3]
     assert summary.group_key == pairs[0].group_key
     written = msgspec.json.encode(

@@ -24,7 +24,14 @@ from processors.grounding import (
     mask,
 )
 from processors.records import Example, Message, RawRecord
-from tests.conftest import ROOT, collector_command, run_collector, subprocess_env, write_config
+from tests.conftest import (
+    ROOT,
+    collector_command,
+    formatted_tasks,
+    run_collector,
+    subprocess_env,
+    write_config,
+)
 
 # --- generators of real-world figures --------------------------------------------------------
 
@@ -325,12 +332,12 @@ def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     published = sorted((out / "training-data" / "published" / "data").glob("*/*.jsonl"))
+    task_of = formatted_tasks(out / "training-data")
     checked = 0
     for path in published:
         for raw in path.read_text().splitlines():
             messages = json.loads(raw)["messages"]
-            user = next(m["content"] for m in messages if m["role"] == "user")
-            if not user.startswith("Improve this resume bullet"):
+            if task_of[raw] not in ("improve_bullet", "star_bullet", "tailor_to_posting"):
                 continue  # questions (Stack Exchange, the inbox's advice) are not transformations
             checked += 1
             given_text = "\n".join(m["content"] for m in messages if m["role"] != "assistant")

@@ -15,6 +15,7 @@ from processors.config import RecipeConfig, ValidateConfig
 from processors.formatters import FORMATTERS, build_formatter
 from processors.formatters.bullets import html_to_text, split_bullets
 from processors.records import Example, RawRecord
+from processors.templates import default_templates
 from processors.validate import Validator
 
 SAMPLES = Path(__file__).resolve().parent.parent / "collector" / "sandbox" / "data"
@@ -221,10 +222,12 @@ def test_resume_json_without_experience_is_dropped_with_a_reason() -> None:
     assert run("resume_json", {"experience": ["not a job"]})[1] == ["job_not_an_object"]
 
 
-def test_resume_json_job_without_title_uses_the_default_context() -> None:
+def test_resume_json_job_without_title_gets_a_system_prompt_naming_no_context() -> None:
     examples, _ = run("resume_json", {"experience": [{"responsibilities": ["Ran the payroll"]}]})
-    assert examples[0].meta["context"] == "general"
-    assert examples[0].messages[0].content.endswith("Context: general")
+    assert examples[0].meta["context"] == "general"  # what the rewrite stage is told
+    system = examples[0].messages[0].content
+    assert system in default_templates().improve_bullet.system
+    assert "{context}" not in system and "general" not in system
 
 
 # --- resume_text ----------------------------------------------------------------------------
@@ -274,7 +277,7 @@ def test_resume_text_context_is_the_category_made_readable() -> None:
     rows = csv_rows(SAMPLES / "kaggle/snehaanbhawal/resume-dataset/Resume/Resume.csv")
     examples, _ = run("resume_text", rows[1])
     assert examples[0].meta["context"] == "Information Technology"
-    assert examples[0].messages[0].content.endswith("Context: Information Technology")
+    assert "INFORMATION-TECHNOLOGY" not in examples[0].messages[0].content
 
 
 def test_resume_text_without_text_or_bullets_is_dropped_with_a_reason() -> None:

@@ -1,13 +1,17 @@
-"""`chat`: records that already hold `messages`; and `pairs`: original/improved/context fields."""
+"""`chat`: records that already hold `messages`; and `pairs`: a bullet and its improved version
+(improve, STAR or, with a posting, tailoring), or a resume section and its critique."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from processors.config import RecipeConfig
 from processors.formatters.base import Formatted, bullet_example, drop
 from processors.formatters.fields import get_field, get_text
+from processors.formatters.prompts import system_prompt, user_prompt
 from processors.records import Example, Message, RawRecord
+from processors.templates import TaskName
 
 
 class ChatFormatter:
@@ -29,24 +33,69 @@ class ChatFormatter:
             if not isinstance(content, str):
                 return drop(record, "missing_content")
             messages.append(Message(role, content))
-        example = Example(messages, record.source, record.dataset, record.id, meta=record.meta)
+        example = Example(
+            messages,
+            record.source,
+            record.dataset,
+            record.id,
+            meta=record.meta,
+            task=chat_task(messages),
+        )
         return [example], []
 
 
+_IMPROVE_BULLET = re.compile(r"^(?:improve|rewrite|strengthen|polish)\b[^\n]*\bbullet", re.I)
+
+
+def chat_task(messages: list[Message]) -> str:
+    """A chat line's task as its first user message shows it: a request to improve a bullet is
+    `improve_bullet`, a one-line question `answer_question`; anything else stays `chat`."""
+    user = next((m.content for m in messages if m.role == "user"), "").strip()
+    if _IMPROVE_BULLET.match(user):
+        return "improve_bullet"
+    return "answer_question" if user.endswith("?") and "\n" not in user else "chat"
+
+
 class PairsFormatter:
+    """`original` (+ `improved`, `context`, and `posting` for a bullet tailored to it), or a
+    resume `section` and its `critique` (a `critique_section` line)."""
+
     def __init__(self, recipe: RecipeConfig) -> None:
         self.recipe = recipe
         self.original = recipe.fields.get("original", "original")
         self.improved = recipe.fields.get("improved", "improved")
         self.context = recipe.fields.get("context", "context")
+        self.posting = recipe.fields.get("posting", "posting")
+        self.section = recipe.fields.get("section", "section")
+        self.critique = recipe.fields.get("critique", "critique")
 
     def format(self, record: RawRecord) -> Formatted:
+        context = get_text(record.payload, self.context)
+        section = get_text(record.payload, self.section)
+        if section:
+            critique = get_text(record.payload, self.critique)
+            if not critique:
+                return drop(record, "missing_critique")
+            return [self._critique(record, section, critique, context)], []
         bullet = get_text(record.payload, self.original)
         if not bullet:
             return drop(record, "missing_original")
         improved = get_text(record.payload, self.improved)
-        context = get_text(record.payload, self.context)
-        return [bullet_example(self.recipe, record, bullet, improved, context)], []
+        posting = get_text(record.payload, self.posting)
+        example = bullet_example(self.recipe, record, bullet, improved, context, posting=posting)
+        return [example], []
+
+    def _critique(self, record: RawRecord, section: str, critique: str, context: str) -> Example:
+        task: TaskName = "critique_section"
+        values = {"section": section, "context": context or self.recipe.default_context}
+        messages = [
+            Message("system", system_prompt(self.recipe, task, context, section)),
+            Message("user", user_prompt(self.recipe, task, values, section)),
+            Message("assistant", critique),
+        ]
+        return Example(
+            messages, record.source, record.dataset, record.id, meta=dict(record.meta), task=task
+        )
 
 
 def _get(item: dict[str, Any], key: str) -> Any:

@@ -8,9 +8,10 @@ achievement sections. Whatever recipe its source names, a document is formatted 
 - each bullet of an achievement section (experience, projects, achievements, volunteer) that
   reads like a bullet becomes a `pairs` example for the rewrite stage, the header's job title
   (or the recipe's `default_context`) as its context;
-- a summary section becomes a training line: the user asks for a summary of the rest of the
-  document (every other section, header included), the assistant answers with the summary the
-  person wrote. Only a document with both a summary and an experience section makes one.
+- a summary section becomes a `summary_from_resume` training line: the user asks (in one of
+  the template set's phrasings) for a summary of the rest of the document (every other
+  section, header included), the assistant answers with the summary the person wrote. Only a
+  document with both a summary and an experience section makes one.
 
 The header's name line is never an answer: it goes to `meta.person_names`, so the anonymizer
 removes every form of that person from every example of the document, as it does for the
@@ -27,11 +28,12 @@ import msgspec
 from processors.config import RecipeConfig
 from processors.formatters.base import Formatted, Formatter, bullet_example, drop
 from processors.formatters.bullets import is_bullet_like
+from processors.formatters.prompts import system_prompt, user_prompt
 from processors.formatters.sections import Section, header_headline, header_name
 from processors.records import Drop, Example, Message, RawRecord
+from processors.templates import TaskName
 
 DOCUMENT_KEY = "resume_document"
-SUMMARY_INSTRUCTION = "Write a professional summary for this resume:"
 # A summary shorter than this many words is a heading's leftover, not a summary.
 SUMMARY_MIN_WORDS = 12
 
@@ -86,12 +88,10 @@ class ResumeDocumentFormatter:
         if len(summary.text.split()) < SUMMARY_MIN_WORDS:
             return None
         rest = "\n\n".join(_section_text(s) for s in document.sections if s is not summary)
-        system = self.recipe.system_prompt.replace(
-            "{context}", context or self.recipe.default_context
-        )
+        task: TaskName = "summary_from_resume"
         messages = [
-            Message("system", system),
-            Message("user", f"{SUMMARY_INSTRUCTION}\n\n{rest}"),
+            Message("system", system_prompt(self.recipe, task, context, rest)),
+            Message("user", user_prompt(self.recipe, task, {"resume": rest}, rest)),
             Message("assistant", " ".join(summary.text.split())),
         ]
         return Example(
@@ -99,7 +99,8 @@ class ResumeDocumentFormatter:
             source=record.source,
             dataset=record.dataset,
             record_id=f"{record.id}/summary",
-            meta={**record.meta, "task": "summary_from_resume"},
+            meta=dict(record.meta),
+            task=task,
         )
 
 

@@ -19,7 +19,9 @@ from typing import Any
 from processors.config import RecipeConfig
 from processors.formatters.base import Formatted, drop
 from processors.formatters.fields import get_field
+from processors.formatters.prompts import system_prompt, templates_of, user_prompt
 from processors.records import Example, Message, RawRecord
+from processors.templates import field_of_tags
 
 _BLOCKS = frozenset(
     {"p", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "table"}
@@ -197,12 +199,13 @@ class QaFormatter:
         answer = html_to_text(str(chosen.get("body") or ""))
         if not answer:
             return drop(record, "answer_empty")
+        # The context is the field the tags name (`resume` -> resume writing), never the tags.
         tags = question.get("tags")
-        context = ", ".join(str(t) for t in tags) if isinstance(tags, list) and tags else ""
-        system = self.recipe.system_prompt.replace(
-            "{context}", context or self.recipe.default_context
-        )
-        user = f"{title}\n\n{body}" if title and body else title or body
+        tags = [str(t) for t in tags] if isinstance(tags, list) else []
+        context = field_of_tags(tags, templates_of(self.recipe).fields)
+        text = f"{title}\n\n{body}" if title and body else title or body
+        system = system_prompt(self.recipe, "answer_question", context, text)
+        user = user_prompt(self.recipe, "answer_question", {"question": text}, text)
         example = Example(
             messages=[
                 Message("system", system),
@@ -220,6 +223,7 @@ class QaFormatter:
                 "accepted": bool(chosen.get("is_accepted")),
                 **_credit(record.meta, chosen.get("answer_id")),
             },
+            task="answer_question",
         )
         return [example], []
 

@@ -1,0 +1,85 @@
+"""A recipe's prompts: the task a record becomes and the phrasings its line is written with.
+
+The phrasings come from the template set (`processors/templates.py`), extended or replaced by
+the recipe's `templates`; a recipe's own `system_prompt` or `user_template`, when set, is used
+instead. The seed of every choice is the record's input text (a bullet, a question, a section),
+so the same input is always written the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import msgspec
+
+from processors.config import BULLET_TASKS, BulletTask, RecipeConfig
+from processors.templates import (
+    TaskName,
+    Templates,
+    default_templates,
+    pick,
+    render,
+    system_phrasing,
+)
+
+_NO_TEMPLATES = Templates()
+
+# What a result looks like in a bullet: a figure, a placeholder for one, or a verb of change
+# (`cutting p99 latency`, `which caught regressions`, `so that releases...`).
+_RESULT = re.compile(
+    r"\d|\[(?:X|N)\]|\b(?:cut|cutting|reduc\w*|rais\w*|increas\w*|improv\w*|sav(?:ed|ing)|"
+    r"grew|grow\w*|boost\w*|lower\w*|shorten\w*|doubl\w*|halv\w*|prevent\w*|caught|"
+    r"resulting|leading to|so that|enabling|eliminat\w*|speed\w* up|sped up)\b",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=64)
+def _merged(extra: bytes, replace: bool) -> Templates:
+    return default_templates().merged(msgspec.json.decode(extra, type=Templates), replace=replace)
+
+
+def templates_of(recipe: RecipeConfig) -> Templates:
+    """The packaged set with the recipe's additions (merged once per distinct addition)."""
+    if recipe.templates == _NO_TEMPLATES and not recipe.replace_templates:
+        return default_templates()
+    return _merged(msgspec.json.encode(recipe.templates), recipe.replace_templates)
+
+
+def shows_result(text: str) -> bool:
+    return bool(_RESULT.search(text))
+
+
+def bullet_task(recipe: RecipeConfig, bullet: str, improved: str, posting: str = "") -> TaskName:
+    """What a bullet line teaches: tailoring when a posting and a tailored answer are given;
+    STAR when the answer states a result the weak bullet lacks (chosen by hash beside improve
+    when both apply); else improve."""
+    if posting and improved:
+        return "tailor_to_posting"
+    if recipe.user_template or not improved:
+        return "improve_bullet"
+    allowed = recipe.tasks or BULLET_TASKS
+    eligible: list[BulletTask] = [t for t in BULLET_TASKS if t in allowed]
+    if not shows_result(improved) or shows_result(bullet):
+        eligible = [t for t in eligible if t != "star_bullet"]
+    if not eligible:
+        return "improve_bullet"
+    task: TaskName = pick(list(eligible), bullet, "task")  # type: ignore[assignment]
+    return task
+
+
+def system_prompt(recipe: RecipeConfig, task: TaskName, context: str, seed: str) -> str:
+    if recipe.system_prompt:
+        return render(recipe.system_prompt, {"context": context or recipe.default_context})
+    phrasings = templates_of(recipe).of(task).system
+    return system_phrasing(phrasings, context, recipe.default_context, seed)
+
+
+def user_prompt(recipe: RecipeConfig, task: TaskName, values: dict[str, str], seed: str) -> str:
+    if recipe.user_template and task == "improve_bullet":
+        return render(recipe.user_template, values)
+    phrasings = templates_of(recipe).of(task).user
+    if not phrasings:
+        raise ValueError(f"the template set has no user phrasing of {task}")
+    return render(pick(phrasings, seed, f"user:{task}"), values)
