@@ -7,6 +7,8 @@ Each area adds its component to `build_components`; the service itself stays a w
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +35,11 @@ class Component:
 
     async def stop(self) -> None:
         """After the pipeline has drained and the last checkpoint is committed."""
+
+    def paused(self) -> AbstractAsyncContextManager[None]:
+        """Held while the service rewrites the data folder's files under the component
+        (`forget` served in-process): work that reads or publishes them waits."""
+        return contextlib.nullcontext()
 
 
 def build_components(config: Config, mode: Mode) -> list[Component]:

@@ -2,7 +2,8 @@
 
 An advisory `flock` on `{data_dir}/.service.lock` holding the owner's pid, released by the
 kernel when the process ends (kill -9 included). `resume-collector forget` rewrites files
-whose committed lengths the service keeps in memory, so it refuses while the service runs.
+whose committed lengths the service keeps in memory, so while the service runs it hands the
+request to it instead (collector/erasure_requests.py).
 """
 
 from __future__ import annotations

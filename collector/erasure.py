@@ -91,6 +91,13 @@ class ForgottenList:
                 records.append((source, record_id))
         return cls(texts, records)
 
+    def extend(self, texts: Iterable[str], records: Iterable[tuple[str, str]]) -> None:
+        """Add a request while the service runs: in effect for the next record checked."""
+        texts = sorted({*self.texts, *texts})
+        matcher = OptOutList(texts)
+        self.records = self.records | set(records)
+        self.matcher, self.texts = matcher, texts
+
     def __len__(self) -> int:
         return len(self.texts) + len(self.records)
 
@@ -485,3 +492,84 @@ def clean_cache(state: StateStore, answers: set[str]) -> int:
     if stale:
         state.delete(_REWRITE_CACHE, stale)
     return len(stale)
+
+
+# --- the whole routine -------------------------------------------------------------------------
+
+
+@dataclass
+class Erasure:
+    """What one run of the routine found and changed."""
+
+    found: Found
+    plan: Plan
+    cache_entries: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records": len(self.found.records),
+            "lines": self.plan.removed,
+            "chunks": len(self.plan.chunks),
+            "raw_files": len(self.found.raw_files),
+            "cache_entries": self.cache_entries,
+        }
+
+
+async def erase(
+    config: Config,
+    data_dir: Path,
+    state: StateStore,
+    texts: list[str],
+    records: list[tuple[str, str]],
+    log: Logger,
+    *,
+    instance: str,
+    dry_run: bool,
+    report: Any = None,
+) -> Erasure | None:
+    """Steps 1 to 4 over files that no other code writes while it runs: `forget` with the data
+    folder to itself, or the service between two checkpoints with its sinks closed. Every
+    earlier request is applied again with this one (a crash left it half done, say). None:
+    nothing was ever asked to be forgotten. `report(found, plan)` is called before any change."""
+    import asyncio
+
+    from collector.sinks.formatted import FormattedSink
+    from collector.upload.crashpoints import crash_point
+    from collector.upload.targets import build_target
+
+    before = await asyncio.to_thread(ForgottenList.load, state)
+    wanted = ForgottenList([*before.texts, *texts], before.records | set(records))
+    if not len(wanted):
+        return None
+    found = await find(config, data_dir, wanted, log)
+    every = found.records | wanted.records
+    plan = Plan()
+    removed = await asyncio.to_thread(plan_formatted, data_dir, every, plan)
+    await asyncio.to_thread(plan_rewrite_cursors, state, plan, instance)
+    target = build_target(config.upload, data_dir, log) if config.upload.enabled else None
+    await asyncio.to_thread(
+        plan_chunks, config, data_dir, state, removed, plan, instance=instance, target=target
+    )
+    found.records |= set(records)
+    if report is not None:
+        report(found, plan)
+    result = Erasure(found, plan)
+    if dry_run:
+        return result
+    # 2. Remembered before anything goes: a crash from here on loses no record key.
+    await asyncio.to_thread(remember, state, texts, found.records)
+    crash_point("forget_after_remember")
+    # 3. New versions beside the files, then one transaction, then the renames.
+    await asyncio.to_thread(write_new_versions, data_dir, plan)
+    crash_point("forget_before_commit")
+    await asyncio.to_thread(state.commit, plan.puts, dict(plan.counts))
+    crash_point("forget_after_commit")
+    await asyncio.to_thread(apply_all, data_dir, state, log)
+    # 4. Clean up what nothing else refers to.
+    for path in found.raw_files:
+        path.unlink(missing_ok=True)
+    result.cache_entries = await asyncio.to_thread(clean_cache, state, plan.answers)
+    if plan.names:
+        reports = FormattedSink(data_dir, state, log)
+        await asyncio.to_thread(reports._write_reports, plan.names)
+    return result

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from collector.logging import Logger
@@ -114,6 +114,7 @@ class Pipeline:
         ]
         self._writer = asyncio.create_task(self.writer.run(self.ordered), name="writer")
         self.last_progress = time.monotonic()
+        self.submitted = 0  # batches put in `ordered` so far (the writer counts them out)
         # A writer or worker that dies would stall everything in silence: it stops the service.
         self.failed: BaseException | None = None
         self.on_failure: list[Callable[[BaseException], None]] = []
@@ -135,10 +136,16 @@ class Pipeline:
         for callback in self.on_failure:
             callback(error)
 
+    @property
+    def written(self) -> int:
+        """Batches the writer has written, out of `submitted`."""
+        return self.writer.written
+
     async def submit(self, item: WorkItem) -> None:
         # The only wait is for a place in `ordered`; a runner cancelled there has submitted
         # nothing, and once the item is in, nothing can separate the two queues or the ack.
         await self.ordered.put(item)
+        self.submitted += 1
         item.ack.submitted()
         self.work.put_nowait(item)
 
@@ -204,9 +211,13 @@ class Writer:
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._acks: list[tuple[Acknowledger, Counter[str]]] = []
         self.checkpoints = 0
+        self.written = 0  # batches taken from `ordered` and written to the sinks
         self.last_checkpoint = time.monotonic()
         # Called after every committed checkpoint (the service forwards it to its components).
         self.on_checkpoint: list[Callable[[], None]] = []
+        # Awaited after each checkpoint the writer makes, with nothing buffered in the sinks
+        # and no batch being written: the writer waits for them (`forget` served in-process).
+        self.between_checkpoints: list[Callable[[], Awaitable[None]]] = []
 
     async def run(self, ordered: asyncio.Queue[WorkItem | None]) -> None:
         deadline = time.monotonic() + self.flush_interval
@@ -215,6 +226,7 @@ class Writer:
                 item = await asyncio.wait_for(ordered.get(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:  # nothing arrived before the flush deadline
                 await self.checkpoint()
+                await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval
                 continue
             if item is None:
@@ -223,11 +235,17 @@ class Writer:
             # Dedupe look-ups (a Redis round trip, an SQLite lock), MinHash and JSON encoding
             # are blocking work; the writer is serial, so a thread keeps the order.
             await asyncio.to_thread(self._write, item, processed)
+            self.written += 1
             pending = sum(sink.pending_bytes for sink in self.sinks)
             if time.monotonic() >= deadline or pending >= self.flush_bytes:
                 await self.checkpoint()
+                await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval
         await self.checkpoint()
+
+    async def _between_checkpoints(self) -> None:
+        for callback in self.between_checkpoints:
+            await callback()
 
     def _write(self, item: WorkItem, processed: ProcessedBatch) -> None:
         counts: Counter[str] = Counter()

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.datalock import DataDirBusy, DataDirLock
 from collector.erasure import ForgottenList
+from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
@@ -292,6 +293,13 @@ class Service:
             log=self.log,
         )
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
+        # `forget` while the service runs: served between two checkpoints, in this process.
+        assert self.forgotten is not None
+        requests = RequestServer(self.config, self.data_dir, self.state, self.forgotten, self.log)
+        if requests.can_serve:
+            self.pipeline.writer.between_checkpoints.append(
+                lambda: requests.between_checkpoints(self.pipeline, self.sinks, self._paused)
+            )
         self.pipeline.on_failure.append(self._pipeline_failed)
         self._install_signals()
         if self.config.state.backend == "redis":
@@ -440,6 +448,14 @@ class Service:
             shared_limits.install(None)
             await self.leases.close()
 
+    @contextlib.asynccontextmanager
+    async def _paused(self) -> AsyncIterator[None]:
+        """Every component paused (`Component.paused`), for a change under their files."""
+        async with contextlib.AsyncExitStack() as stack:
+            for component in self.components:
+                await stack.enter_async_context(component.paused())
+            yield
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -487,7 +503,7 @@ class Service:
             config, source, context, chain, self.pipeline, self.state, self.mode, optout
         )
         runner.fetched_as = fetched_as
-        runner.forgotten = self.forgotten if len(self.forgotten or ()) else None
+        runner.forgotten = self.forgotten  # the live list: `forget` may add to it
         self.runners[config.name] = runner
         runner.start()
         return runner

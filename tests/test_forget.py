@@ -9,9 +9,11 @@ finishes, and nothing else is lost or written twice.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from collector.state.sqlite import SqliteStateStore
 from collector.upload.ledger import Ledger
 from processors.records import RawRecord
 from tests.conftest import collector_command, subprocess_env, write_config
-from tests.daemon_process import SANDBOX_SOURCES
+from tests.daemon_process import SANDBOX_SOURCES, Daemon
 from tests.hub_support import TOKEN, running_hub
 
 REPO = "alice/resume-instructions"
@@ -250,17 +252,126 @@ def test_forget_killed_midway_and_run_again_finishes_and_loses_nothing(
         assert len(emulator.writes(REPO, path)) <= 2  # the revised chunk: once more, no more
 
 
-def test_forget_refuses_while_the_service_holds_the_data_folder(
+def test_forget_queues_the_request_when_the_data_folder_is_held_and_names_the_holder(
     tmp_path: Path, data_dir: Path
 ) -> None:
     from collector.datalock import DataDirLock
+    from collector.erasure_requests import pending
 
     config = write_config(tmp_path / "c.toml", "", data_dir)
     lock = DataDirLock(data_dir)
     lock.acquire()
     try:
-        done = run("forget", "--config", str(config), "--match", EMAIL)
+        done = run("forget", "--config", str(config), "--match", EMAIL, "--wait", "0")
     finally:
         lock.release()
-    assert done.returncode == 3
-    assert "the service is running" in done.stderr
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert "is queued" in done.stdout and f"pid {os.getpid()}" in done.stdout
+    store = state_of(data_dir)
+    try:
+        [(_, request)] = pending(store)
+    finally:
+        store.close()
+    assert request.texts == [EMAIL]
+    # With the data folder free, `forget` serves what was queued too.
+    done = run("forget", "--config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = state_of(data_dir)
+    try:
+        assert not pending(store)
+        assert f"text:{EMAIL}" in [k for k, _ in store.scan("forgotten")]
+    finally:
+        store.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def published(emulator: HubEmulator) -> list[int]:
+    """The numbers of the lines on the Hub; none before the first commit made the repo."""
+    try:
+        return numbers_in(hub_lines(emulator))
+    except KeyError:
+        return []
+
+
+def test_forget_with_the_daemon_running_is_served_in_it_and_the_daemon_goes_on(
+    tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
+) -> None:
+    emulator, url = hub
+    config = make_config(tmp_path, data_dir, url)
+    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    daemon = Daemon(config, tmp_path / "log.jsonl")
+    try:
+        daemon.wait_event("service_started")
+        wait_until(lambda: JANE in published(emulator))
+        dry = run("forget", "--config", str(config), "--match", EMAIL, "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "would remove 1 line(s) from formatted/local__inbox.jsonl" in dry.stdout
+        assert JANE in numbers_in(formatted_lines(data_dir))  # a dry run changes nothing
+
+        done = run("forget", "--config", str(config), "--match", EMAIL)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"the service (pid {daemon.process.pid})" in done.stdout
+        assert "done by the service" in done.stdout
+        applied = daemon.wait_event("forget_applied")
+        assert applied["records"] == 1
+        assert JANE not in numbers_in(formatted_lines(data_dir))
+
+        # It goes on writing: new lines arrive, and the next rounds publish without her.
+        write_inbox(tmp_path / "inbox" / "more.jsonl", range(COUNT, COUNT + 4))
+        wait_until(lambda: COUNT + 3 in published(emulator))
+        wait_until(lambda: JANE not in published(emulator))
+        assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0, daemon.text()[-3000:]
+    expected = [i for i in range(COUNT + 4) if i != JANE]
+    more = (data_dir / "formatted" / "local__more.jsonl").read_text().splitlines()
+    more_numbers = numbers_in([json.loads(line)["messages"][1]["content"] for line in more])
+    # Once each, nothing else lost.
+    assert numbers_in(formatted_lines(data_dir)) + more_numbers == expected
+    assert len(provenance(data_dir)) == COUNT - 1
+    on_hub = published(emulator)
+    assert len(on_hub) == len(set(on_hub)) and set(on_hub) <= set(expected)
+    assert all("jane" not in line.casefold() for line in hub_lines(emulator))
+    store = state_of(data_dir)
+    try:
+        committed = int(store.get("files", "formatted/local__inbox.jsonl") or -1)
+        assert committed == (data_dir / "formatted" / "local__inbox.jsonl").stat().st_size
+        counts = {what: n for s, d, what, n in store.counts() if d == "local/inbox"}
+        assert counts["drop:forgotten"] == 1 and counts["written"] == COUNT - 1
+    finally:
+        store.close()
+
+
+def test_a_request_queued_before_the_daemon_is_killed_is_served_when_it_starts_again(
+    tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
+) -> None:
+    emulator, url = hub
+    config = make_config(tmp_path, data_dir, url)
+    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    daemon = Daemon(config, tmp_path / "log.jsonl")
+    try:
+        daemon.wait_event("service_started")
+        written = data_dir / "formatted" / "local__inbox.jsonl"
+        wait_until(lambda: written.is_file() and len(formatted_lines(data_dir)) == COUNT)
+        daemon.signal(signal.SIGSTOP)  # it holds the data folder, and serves nothing
+        queued = run("forget", "--config", str(config), "--match", EMAIL, "--wait", "0")
+        assert queued.returncode == 75, queued.stdout + queued.stderr
+        daemon.signal(signal.SIGKILL)
+        daemon.process.wait()
+    finally:
+        daemon.kill()
+    again = Daemon(config, tmp_path / "log2.jsonl")
+    try:
+        assert again.wait_event("forget_applied")["records"] == 1
+        wait_until(lambda: JANE not in published(emulator))
+    finally:
+        assert again.stop() == 0, again.text()[-3000:]
+    assert numbers_in(formatted_lines(data_dir)) == [i for i in range(COUNT) if i != JANE]
+    on_hub = published(emulator)
+    assert len(on_hub) == len(set(on_hub)) and JANE not in on_hub

@@ -3,10 +3,11 @@
     resume-collector forget -c CONFIG --match jane.doe@example.com --match "Jane Doe" [--dry-run]
     resume-collector forget -c CONFIG --source github-json-resume --record jdoe/cv/resume.json
 
-It owns the data folder while it runs: with the service running (it holds
-`{data_dir}/.service.lock`) it refuses and says so (exit 3); stop the service, run it, start
-the service: the next upload round commits the revised chunks. Run again after a crash, it
-finishes what was left (and with no `--match`/`--record`, re-applies every earlier request).
+With the data folder to itself it does the work; with the service running (it holds
+`{data_dir}/.service.lock`) it queues the request for the service, which serves it between two
+checkpoints (collector/erasure_requests.py), and waits for the answer (`--wait`). Either way the
+next upload round commits the revised chunks. Run again after a crash, it finishes what was left
+(and with no `--match`/`--record`, re-applies every earlier request and serves queued ones).
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
 
+if TYPE_CHECKING:
+    from collector.erasure import Found, Plan
+
 EXIT_BUSY = 3
+# The request is queued and the service has not served it yet (`--wait` ran out).
+EXIT_QUEUED = 75
+# How long `forget` waits for the running service to serve a queued request, by default.
+WAIT_DEFAULT = 600.0
 
 
 def _forget(args: argparse.Namespace) -> int:
@@ -40,14 +49,20 @@ def _forget(args: argparse.Namespace) -> int:
         return 2
     records = [(args.source, args.record)] if args.source else []
     configure_logging(config.service.log_format, config.service.log_level, stream=sys.stderr)
-    return asyncio.run(forget(config, texts, records, dry_run=args.dry_run))
+    return asyncio.run(forget(config, texts, records, dry_run=args.dry_run, wait=args.wait))
 
 
 async def forget(
-    config: Config, texts: list[str], records: list[tuple[str, str]], *, dry_run: bool
+    config: Config,
+    texts: list[str],
+    records: list[tuple[str, str]],
+    *,
+    dry_run: bool,
+    wait: float = WAIT_DEFAULT,
 ) -> int:
     from collector import erasure
     from collector.datalock import DataDirBusy, DataDirLock
+    from collector.erasure_requests import DONE, REQUESTS, pending
     from collector.filemodes import apply_file_modes
     from collector.logging import get_logger
     from collector.rewrite.stage import StageLock
@@ -56,9 +71,7 @@ async def forget(
     from collector.state.base import instance_name
     from collector.upload.chunks import ChunkRoller
     from collector.upload.component import ChunksBusy, ChunksLock, upload_instance
-    from collector.upload.crashpoints import crash_point
     from collector.upload.ledger import Ledger
-    from collector.upload.targets import build_target
 
     log = get_logger().bind(command="forget")
     data_dir = Path(config.service.data_dir)
@@ -67,12 +80,7 @@ async def forget(
     try:
         lock.acquire()
     except DataDirBusy as error:
-        print(
-            f"forget: {error}: the service is running. Stop it (systemctl stop resume-collector),"
-            " run forget, then start it again; the next upload round publishes the removal.",
-            file=sys.stderr,
-        )
-        return EXIT_BUSY
+        return await _beside_the_service(config, texts, records, error.owner, dry_run, wait)
     chunks_lock = ChunksLock(data_dir / "chunks")
     stage_lock = StageLock(data_dir)
     try:
@@ -98,64 +106,43 @@ async def forget(
         if chunks_there:
             await asyncio.to_thread(roller._open_sync)
         await asyncio.to_thread(erasure.remove_stale_temporaries, data_dir, state)
+        # Requests queued for a service that stopped before serving them are served here.
+        queued = [] if dry_run else await asyncio.to_thread(pending, state)
+        texts = [*texts, *(t for _, r in queued for t in r.texts)]
+        records = [*records, *((s, i) for _, q in queued for s, i in q.records)]
 
-        before = await asyncio.to_thread(erasure.ForgottenList.load, state)
-        wanted = erasure.ForgottenList([*before.texts, *texts], before.records | set(records))
-        if not len(wanted):
-            print("forget: nothing to forget (give --match TEXT or --source NAME --record ID)")
-            return 2
-        found = await erasure.find(config, data_dir, wanted, log)
-        every = found.records | wanted.records
-        plan = erasure.Plan()
-        removed = await asyncio.to_thread(erasure.plan_formatted, data_dir, every, plan)
-        await asyncio.to_thread(erasure.plan_rewrite_cursors, state, plan, instance)
-        target = None
-        if config.upload.enabled:
-            target = build_target(config.upload, data_dir, log)
-        await asyncio.to_thread(
-            erasure.plan_chunks,
+        def report(found: erasure.Found, plan: erasure.Plan) -> None:
+            _report(found, plan, texts, dry_run=dry_run)
+
+        result = await erasure.erase(
             config,
             data_dir,
             state,
-            removed,
-            plan,
+            texts,
+            records,
+            log,
             instance=instance,
-            target=target,
+            dry_run=dry_run,
+            report=report,
         )
-        _report(found, plan, texts, records, dry_run=dry_run)
+        if result is None:
+            print("forget: nothing to forget (give --match TEXT or --source NAME --record ID)")
+            return 2
         if dry_run:
             return 0
-
-        # 2. Remembered before anything goes: a crash from here on loses no record key.
-        await asyncio.to_thread(erasure.remember, state, texts, found.records | set(records))
-        crash_point("forget_after_remember")
-        # 3. New versions beside the files, then one transaction, then the renames.
-        await asyncio.to_thread(erasure.write_new_versions, data_dir, plan)
-        crash_point("forget_before_commit")
-        await asyncio.to_thread(state.commit, plan.puts, dict(plan.counts))
-        crash_point("forget_after_commit")
-        await asyncio.to_thread(erasure.apply_all, data_dir, state, log)
         if chunks_there:
             entries = await asyncio.to_thread(Ledger(state).entries)
             await asyncio.to_thread(roller.finish_revisions, entries)
-        # 4. Clean up what nothing else refers to.
-        for path in found.raw_files:
-            path.unlink(missing_ok=True)
-        cached = await asyncio.to_thread(erasure.clean_cache, state, plan.answers)
-        if plan.names:
-            await asyncio.to_thread(formatted._write_reports, plan.names)
-        log.info(
-            "forget_done",
-            records=len(found.records | set(records)),
-            lines=plan.removed,
-            chunks=len(plan.chunks),
-            raw_files=len(found.raw_files),
-            cache_entries=cached,
-        )
+        if queued:
+            keys = [key for key, _ in queued]
+            answer = _answer(result.counts())
+            await asyncio.to_thread(state.commit, {DONE: dict.fromkeys(keys, answer)})
+            await asyncio.to_thread(state.delete, REQUESTS, keys)
+        log.info("forget_done", **result.counts(), queued_requests=len(queued))
         print(
             f"forget: done. The texts and record ids are remembered: a later fetch of them is"
-            f" dropped as opted_out. {len(plan.chunks)} chunk(s) wait for the next upload round."
-            " The dedupe fingerprints stay (the dedupe sets cannot remove keys)."
+            f" dropped as opted_out. {len(result.plan.chunks)} chunk(s) wait for the next upload"
+            " round. The dedupe fingerprints stay (the dedupe sets cannot remove keys)."
         )
         return 0
     finally:
@@ -165,20 +152,107 @@ async def forget(
         lock.release()
 
 
-def _report(
-    found: object,
-    plan: object,
+def _answer(counts: dict[str, int]) -> str:
+    import os
+    import time
+
+    import msgspec
+
+    from collector.erasure_requests import Answer
+
+    answer = Answer(**counts, served_by=os.getpid(), served_at=time.time())
+    return msgspec.json.encode(answer).decode()
+
+
+async def _beside_the_service(
+    config: Config,
     texts: list[str],
     records: list[tuple[str, str]],
-    *,
+    owner: str,
     dry_run: bool,
-) -> None:
-    from collector.erasure import Found, Plan
+    wait: float,
+) -> int:
+    """The service (pid `owner`) holds the data folder: list only, or queue the request for
+    it (collector/erasure_requests.py) and wait for its answer."""
+    import time
 
-    assert isinstance(found, Found) and isinstance(plan, Plan)
+    from collector import erasure
+    from collector.erasure_requests import RequestServer, answer_of, queue_request
+    from collector.logging import get_logger
+    from collector.state import open_state_store
+    from collector.state.base import instance_name
+    from collector.upload.component import upload_instance
+
+    data_dir = Path(config.service.data_dir)
+    if not RequestServer.serves(config) and not dry_run:
+        print(
+            f"forget: {data_dir} is in use by pid {owner}, a service that cannot serve a removal"
+            " while it runs (the rewrite stage runs in it, or the state is shared on Redis)."
+            " Stop it (systemctl stop resume-collector), run forget, then start it again.",
+            file=sys.stderr,
+        )
+        return EXIT_BUSY
+    if not dry_run and not texts and not records:
+        print("forget: nothing to forget (give --match TEXT or --source NAME --record ID)")
+        return 2
+    state = await asyncio.to_thread(open_state_store, config.state, instance_name(config))
+    try:
+        if dry_run:
+            # Read only: the files may grow meanwhile, never shrink (only an erasure does that).
+            try:
+                result = await erasure.erase(
+                    config,
+                    data_dir,
+                    state,
+                    texts,
+                    records,
+                    get_logger().bind(command="forget"),
+                    instance=upload_instance(config),
+                    dry_run=True,
+                    report=lambda found, plan: _report(found, plan, texts, dry_run=True),
+                )
+            except RuntimeError as error:  # a line half written as it was read
+                print(f"forget: {error}: the service is writing, try again", file=sys.stderr)
+                return EXIT_BUSY
+            if result is None:
+                print("forget: nothing to forget (give --match TEXT or --source NAME --record ID)")
+                return 2
+            return 0
+        key = await asyncio.to_thread(queue_request, state, texts, records)
+        print(
+            f"forget: the service (pid {owner}) holds {data_dir}: request {key} is queued;"
+            " the service serves it at its next checkpoint."
+        )
+        deadline = time.monotonic() + wait
+        while True:
+            answer = await asyncio.to_thread(answer_of, state, key)
+            if answer is not None:
+                print(
+                    f"forget: done by the service (pid {answer.served_by}): {answer.records}"
+                    f" record(s), {answer.lines} line(s) removed, {answer.chunks} chunk(s) wait"
+                    f" for the next upload round, {answer.raw_files} raw entr(ies) removed."
+                    " The texts and record ids are remembered: a later fetch is dropped as"
+                    " opted_out."
+                )
+                return 0
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        if wait > 0:
+            print(
+                f"forget: not served within {wait:g}s; request {key} stays queued and is served"
+                " by the service (or by `forget` run with the service stopped).",
+                file=sys.stderr,
+            )
+        return EXIT_QUEUED
+    finally:
+        await asyncio.to_thread(state.close)
+
+
+def _report(found: Found, plan: Plan, texts: list[str], *, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removing"
-    print(f"forget: {len(found.records | set(records))} record(s) match")
-    for source, record_id in sorted(found.records | set(records)):
+    print(f"forget: {len(found.records)} record(s) match")
+    for source, record_id in sorted(found.records):
         print(f"  record {source} {record_id}")
     for key, n in sorted(plan.lines.items()):
         print(f"  {verb} {n} line(s) from {key}")
@@ -211,6 +285,14 @@ def register(commands: Subparsers) -> None:
     sub.add_argument("--source", help="with --record: the source that fetched the record")
     sub.add_argument("--record", help="with --source: the record id (as in provenance)")
     sub.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    sub.add_argument(
+        "--wait",
+        type=float,
+        default=WAIT_DEFAULT,
+        metavar="SECONDS",
+        help="with the service running: how long to wait for it to serve the request"
+        f" (default {WAIT_DEFAULT:g}; 0: queue it and return, exit {EXIT_QUEUED})",
+    )
     sub.set_defaults(func=_forget)
 
 

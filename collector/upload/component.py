@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -123,6 +124,12 @@ class UploadComponent(Component):
 
     async def start(self, service: Service) -> None:
         self._task = asyncio.create_task(self._periodic(), name="uploader")
+
+    def paused(self) -> AbstractAsyncContextManager[None]:
+        """No upload round while `forget` revises chunks and the ledger under it."""
+        if not hasattr(self, "uploader"):
+            return contextlib.nullcontext()
+        return self.uploader.paused()
 
     async def _periodic(self) -> None:
         try:

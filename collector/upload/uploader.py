@@ -18,9 +18,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TypeVar
@@ -88,6 +89,10 @@ class Uploader:
         # With a shared (Redis) state: one round at a time across the instances too (a lease on
         # the target, collector/leases.py `UploadLease`).
         self.exclusive = exclusive
+
+    def paused(self) -> AbstractAsyncContextManager[None]:
+        """Held: no round starts, and one in progress is finished first."""
+        return _held(self._lock)
 
     def local_path(self, entry: ChunkEntry) -> Path:
         return self.chunks_root / entry.path
@@ -316,3 +321,9 @@ class Uploader:
             with attempt:
                 return await asyncio.to_thread(call)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+@contextlib.asynccontextmanager
+async def _held(lock: asyncio.Lock) -> AsyncIterator[None]:
+    async with lock:
+        yield
