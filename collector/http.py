@@ -116,6 +116,14 @@ class MalformedResponse(HttpError):
     """The body could not be decoded (truncated or not JSON), even after the retries."""
 
 
+class SourceStopping(Exception):
+    """The source's stop event (the drain) cut a retry's backoff short: the pass ends here.
+
+    Not an `HttpError`: a source that counts a failed request as a drop must not count this
+    one, since nothing failed; the runner ends the pass quietly and the next start fetches again
+    from the saved cursor."""
+
+
 class EtagStore(Protocol):
     """Where the client remembers the ETag of each GET (key: URL with sorted params)."""
 
@@ -195,9 +203,12 @@ class HttpClient:
         etags: EtagStore | None = None,
         throttle_hint: ThrottleHint | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.config = config
         self.log = log
+        # The source's stop event: set by the drain, it wakes a retry's backoff at once.
+        self.stop = stop
         self.auth = auth
         self.etags = etags
         self.throttle_hint = throttle_hint
@@ -336,7 +347,7 @@ class HttpClient:
             wait=self._wait,
             retry=retry_if_exception_type(_TRANSIENT),
             before_sleep=self._before_sleep(method, url, limit_key),
-            sleep=self._sleep,
+            sleep=self._backoff_sleep,
             reraise=True,
         )
         try:
@@ -355,6 +366,21 @@ class HttpClient:
             message = f"{reason}, gave up after {attempts} attempts"
             raise HttpError(0, url, message) from error
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """The wait before a retry, cut short by the source's stop event (`SourceStopping`)."""
+        if self.stop is None:
+            await self._sleep(seconds)
+            return
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({sleeping, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopped.cancel()
+        if self.stop.is_set():
+            raise SourceStopping(f"stopping: a retry's {seconds:.1f} s backoff cut short")
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None

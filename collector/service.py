@@ -29,6 +29,7 @@ from collector.datalock import DataDirBusy, DataDirLock
 from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
+from collector.http import SourceStopping
 from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
 from collector.optout import OptOutFile
@@ -124,6 +125,8 @@ class SourceRunner:
                 self.last_success = time.time()
             except asyncio.CancelledError:
                 raise
+            except SourceStopping as stopping:  # the drain woke a retry's backoff: no failure
+                self.log.info("source_pass_stopped", reason=str(stopping))
             except Exception as error:  # one source failing must not stop the others
                 self.log.exception("source_pass_failed", error=str(error))
                 failed = True

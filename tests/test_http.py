@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from collector.http import (
     MalformedResponse,
     MemoryEtagStore,
     ResponseTooLarge,
+    SourceStopping,
 )
 from collector.logging import get_logger
 from collector.ratelimit import QuotaExhausted
@@ -330,3 +332,27 @@ async def test_connection_refused_is_retried_then_reported() -> None:
         await http.close()
     assert caught.value.status == 0
     assert http.stats["retries"] == 3
+
+
+async def test_the_stop_event_cuts_a_retry_backoff_short() -> None:
+    with socket.socket() as sock:  # a port nobody listens on: every attempt is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    retry = RetryConfig(attempts=10, initial_wait=60, max_wait=60)
+    client = HttpClient(config(retry=retry), get_logger(), stop=stop)
+    try:
+        request = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/"))
+        for _ in range(200):  # the first attempt fails fast, then a backoff of a minute
+            if client.stats["retries"]:
+                break
+            await asyncio.sleep(0.01)
+        assert client.stats["retries"] == 1 and not request.done()
+        started = time.monotonic()
+        stop.set()
+        with pytest.raises(SourceStopping):
+            await asyncio.wait_for(request, 5)
+        assert time.monotonic() - started < 1
+        assert client.stats["requests"] == 1  # no further attempt once stopping
+    finally:
+        await client.close()

@@ -7,7 +7,9 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -397,3 +399,32 @@ def test_a_second_signal_exits_at_once_and_a_restart_loses_nothing(
         env=subprocess_env(),
     )
     assert sorted(bullets_written(data_dir, "local__big")) == sorted(expected)
+
+
+def test_sigterm_cuts_a_retry_backoff_short_and_exits_0(tmp_path: Path, data_dir: Path) -> None:
+    """A source retrying an unreachable host with a minute between attempts does not hold the
+    drain: SIGTERM wakes its backoff, the pass ends quietly, the daemon exits 0 at once."""
+    with socket.socket() as sock:  # a port nobody listens on: every attempt is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    body = f"""
+[[sources]]
+type = "stackexchange"
+name = "se-unreachable"
+base_url = "http://127.0.0.1:{port}/2.3"
+interval = 3600
+retry = {{ attempts = 10, initial_wait = 60, max_wait = 60 }}
+"""
+    config = write_config(tmp_path / "collector.toml", body, data_dir)  # shutdown_timeout 20
+    daemon = Daemon(config, tmp_path / "log")
+    try:
+        assert daemon.wait_event("http_retry")["wait"] >= 30
+        started = time.monotonic()
+        assert daemon.stop(timeout=30) == 0
+        assert time.monotonic() - started < 5  # not half the shutdown_timeout, nor the backoff
+    finally:
+        daemon.kill()
+    assert daemon.find("source_pass_stopped")
+    names = daemon.names()
+    assert "source_pass_failed" not in names
+    assert "stackexchange_request_failed" not in names  # nothing failed: it stopped

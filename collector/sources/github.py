@@ -83,7 +83,7 @@ class GitHubSource:
         self.token = os.environ.get(config.token_env, "") if config.token_env else ""
         if not self.token:
             self.log.info("github_no_token", env=config.token_env, note="code search needs one")
-        self.client = HttpClient(config, context.log, headers=API_HEADERS)
+        self.client = HttpClient(config, context.log, headers=API_HEADERS, stop=context.stop)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.etags: dict[str, str] = {}
         self.new_etags: dict[str, str] = {}

@@ -212,7 +212,7 @@ class KaggleSource:
                 origin=credentials.origin,
                 user=credentials.username or None,
             )
-        self.client = HttpClient(config, context.log, headers=headers)
+        self.client = HttpClient(config, context.log, headers=headers, stop=context.stop)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.limits = ExtractLimits(
             max_total_bytes=config.max_uncompressed_bytes,

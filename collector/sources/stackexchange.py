@@ -75,7 +75,9 @@ class StackExchangeSource:
         self.key = os.environ.get(config.key_env, "") if config.key_env else ""
         if config.key_env and not self.key:
             self.log.warning("stackexchange_key_missing", env=config.key_env)
-        self.client = HttpClient(config, context.log, throttle_hint=self._throttle_hint)
+        self.client = HttpClient(
+            config, context.log, throttle_hint=self._throttle_hint, stop=context.stop
+        )
         self._paused_until = 0.0  # the end of the last quota or ban logged
         self.archive = RawArchive(context.raw_dir, config.name, config.archive)
         self.quota_remaining: int | None = None
