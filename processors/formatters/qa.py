@@ -153,6 +153,8 @@ def html_to_text(fragment: str) -> str:
 
 def clean_title(title: str) -> str:
     return " ".join(html.unescape(title).split())
+
+
 def _credit(meta: dict[str, Any], answer_id: object) -> dict[str, Any]:
     """Provenance of a question with the answer chosen: the answer's link, both authors, and
     both licences when they differ (the source's `answer_origins`, collector/licences.py)."""
@@ -166,8 +168,6 @@ def _credit(meta: dict[str, Any], answer_id: object) -> dict[str, Any]:
         "license": " AND ".join(licences),
         "authors": [*meta.get("authors", []), *answer.get("authors", [])],
     }
-
-
 
 
 class QaFormatter:
