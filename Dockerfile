@@ -29,14 +29,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin collector \
-    && mkdir -p /data /config \
+    && mkdir -p /data /config /srv/resume-collector/inbox \
     && chown 10001:10001 /data
 COPY --from=build /opt/resume-collector /opt/resume-collector
 ENV PATH=/opt/resume-collector/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER 10001:10001
 WORKDIR /data
-VOLUME ["/data", "/config"]
+# The inbox where examples/production.toml reads it: mount the host's inbox here, read-only.
+VOLUME ["/data", "/config", "/srv/resume-collector/inbox"]
 # /metrics and /healthz when [metrics] enabled = true (host = "0.0.0.0" to publish the port).
 EXPOSE 9464
 STOPSIGNAL SIGTERM

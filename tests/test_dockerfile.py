@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import load_config
+from collector.sources.config import InboxSourceConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_VENV = "/opt/resume-collector"
@@ -108,12 +111,31 @@ def test_the_image_is_multi_stage_non_root_and_signal_ready() -> None:
     user = final.all("USER")[-1]
     assert user.split(":")[0] == str(IMAGE_UID)
     assert f"--uid {IMAGE_UID}" in runs
-    assert json.loads(final.all("VOLUME")[-1]) == ["/data", "/config"]
+    assert json.loads(final.all("VOLUME")[-1])[:2] == ["/data", "/config"]
     assert final.all("STOPSIGNAL") == ["SIGTERM"]
     entrypoint = exec_form(final.all("ENTRYPOINT")[-1])
     assert entrypoint[:2] == ["tini", "--"] and "tini=" in runs  # PID 1 forwards signals
     healthcheck = final.all("HEALTHCHECK")[-1]
     assert exec_form(healthcheck.split("CMD ", 1)[1])[:2] == ["resume-collector", "healthcheck"]
+
+
+def test_the_production_example_runs_in_the_image_unchanged() -> None:
+    """The CMD's config is in the /config volume; examples/production.toml's data paths are
+    relative (they land in the WORKDIR, the /data volume) and its inbox is a volume too."""
+    final = parse_dockerfile(DOCKERFILE.read_text())[-1]
+    volumes = [Path(v) for v in json.loads(final.all("VOLUME")[-1])]
+    workdir = Path(final.all("WORKDIR")[-1])
+    command = exec_form(final.all("CMD")[-1])
+    config_path = Path(command[command.index("--config") + 1])
+    assert config_path.parent in volumes
+    assert workdir in volumes
+    config = load_config(ROOT / "examples" / "production.toml")
+    for path in (config.service.data_dir, config.state.path):
+        assert not Path(path).is_absolute(), path
+    inboxes = [s.path for s in config.sources if isinstance(s, InboxSourceConfig)]
+    assert inboxes and all(Path(inbox) in volumes for inbox in inboxes)
+    made = " ".join(final.all("RUN"))
+    assert all(inbox in made for inbox in inboxes)  # made in the image, mounted over
 
 
 # --- the steps, replayed ----------------------------------------------------------------------

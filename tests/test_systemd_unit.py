@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
+from collector.sources.config import InboxSourceConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "resume-collector.service"
@@ -112,3 +113,48 @@ def test_the_unit_file_parses_as_ini() -> None:
     parser.optionxform = str  # type: ignore[assignment, method-assign]
     parser.read_string(UNIT.read_text())
     assert parser.sections() == ["Unit", "Service", "Install"]
+
+
+def install_steps() -> list[list[str]]:
+    """The `install ...` commands of the unit's header and of docs/operations.md, as words."""
+    lines = [line.lstrip("# ").strip() for line in UNIT.read_text().splitlines()]
+    lines += (ROOT / "docs" / "operations.md").read_text().splitlines()
+    return [line.split("#")[0].split() for line in lines if line.startswith("install ")]
+
+
+def test_the_documentation_is_a_page_the_install_steps_put_there() -> None:
+    (url,) = unit_settings()["Documentation"]
+    assert url.startswith("file:///"), url
+    installed = Path(url.removeprefix("file://"))
+    copies = [
+        words
+        for words in install_steps()
+        if "-t" in words and words[words.index("-t") + 1] == str(installed.parent)
+    ]
+    assert copies, f"no install step puts a page in {installed.parent}"
+    page = f"docs/{installed.name}"
+    assert all(page in words for words in copies)
+    assert (ROOT / page).is_file()  # the page comes from the checkout, not from pip
+
+
+def test_the_inbox_is_a_group_writable_folder_the_service_reads_through_its_group() -> None:
+    config = load_config(ROOT / "examples" / "production.toml")
+    (inbox,) = [s.path for s in config.sources if isinstance(s, InboxSourceConfig)]
+    assert Path(inbox).is_absolute()
+    assert not inbox.startswith("/var/lib/")  # a dynamic user's state is out of people's reach
+    made = [words for words in install_steps() if words[-1] == inbox and "-d" in words]
+    assert made, f"no install step makes {inbox}"
+    for words in made:  # the unit's header and docs/operations.md
+        mode = int(words[words.index("-m") + 1], 8)
+        group = words[words.index("-g") + 1]
+        assert mode & 0o070 == 0o070 and mode & 0o2000  # group-writable, files keep the group
+        assert mode & 0o007 == 0  # and nobody else's
+        assert unit_settings()["SupplementaryGroups"] == [group]
+
+
+def test_relative_paths_of_the_production_config_land_in_the_state_directory() -> None:
+    settings = unit_settings()
+    assert settings["WorkingDirectory"] == [f"/var/lib/{settings['StateDirectory'][0]}"]
+    config = load_config(ROOT / "examples" / "production.toml")
+    assert not Path(config.service.data_dir).is_absolute()
+    assert not Path(config.state.path).is_absolute()
