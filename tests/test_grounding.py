@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import msgspec
@@ -25,11 +24,9 @@ from processors.grounding import (
 )
 from processors.records import Example, Message, RawRecord
 from tests.conftest import (
-    ROOT,
-    collector_command,
     formatted_tasks,
     run_collector,
-    subprocess_env,
+    run_demo,
     write_config,
 )
 
@@ -317,22 +314,9 @@ _QUOTED = re.compile(r'"(.*)"', re.DOTALL)
 
 @pytest.mark.slow
 def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path) -> None:
-    out = tmp_path / "demo-output"
-    demo = (ROOT / "examples" / "demo.toml").read_text().replace('"demo-output/', f'"{out}/')
-    demo = demo.replace("requests_per_minute = 1200", "requests_per_minute = 60000")
-    config = tmp_path / "demo.toml"
-    config.write_text(demo)
-    done = subprocess.run(
-        collector_command("once", "--sandbox", "--config", str(config)),
-        env=subprocess_env(),
-        cwd=ROOT,  # the demo's inbox paths are relative to the repository
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    published = sorted((out / "training-data" / "published" / "data").glob("*/*.jsonl"))
-    task_of = formatted_tasks(out / "training-data")
+    _, data = run_demo(tmp_path)
+    published = sorted((data / "published" / "data").glob("*/*.jsonl"))
+    task_of = formatted_tasks(data)
     checked = 0
     for path in published:
         for raw in path.read_text().splitlines():
