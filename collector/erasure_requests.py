@@ -12,7 +12,10 @@ before it slips past:
 1. **Armed**: its texts and records join the live `ForgottenList` at once, so every batch
    processed from then on drops them as `opted_out`; the number of batches submitted so far
    is noted.
-2. **Served** once the writer has written every batch submitted before it was armed: with the
+2. **Served** once the writer has written every batch submitted before it was armed, and the
+   runners that read the service's own outputs (the rewrite stage reads `__pairs` files by
+   offset) are suspended with all they submitted written: an erasure moves their cursors, so
+   they start again from the saved ones afterwards. With the
    upload round held off (`Component.paused`), the sinks are closed, the same routine as the
    offline command runs (`collector/erasure.py` `erase`), the sinks are opened again (which
    re-reads the committed lengths and open chunks it changed, as a start would), the request
@@ -28,7 +31,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
@@ -94,6 +97,17 @@ class Writing(Protocol):
     def written(self) -> int: ...
 
 
+class Suspendable(Protocol):
+    """A runner whose cursors an erasure moves (collector/service.py `SourceRunner`)."""
+
+    def suspend(self) -> None: ...
+
+    @property
+    def suspended(self) -> bool: ...
+
+    def resume(self) -> None: ...
+
+
 class RequestServer:
     def __init__(
         self,
@@ -114,22 +128,23 @@ class RequestServer:
         self._armed: dict[str, int] = {}  # request key -> batches submitted when it was armed
         self._next_look = 0.0
 
-    @property
-    def can_serve(self) -> bool:
-        return self.serves(self.config)
+    def serves_in(self, mode: str) -> bool:
+        """`once` with the rewrite stage leaves requests for the next start: suspending the
+        stage there would look like its end to the wait for every source."""
+        return self.serves(self.config) and (mode == "run" or not self.config.rewrite.enabled)
 
     @staticmethod
     def serves(config: Config) -> bool:
-        """Not with the rewrite stage in this process: it reads `__pairs` files by offset and
-        keeps its cursors in memory, which an erasure under it would leave behind. Not with a
-        state shared on Redis: any instance would take a request meant for every one."""
-        return not config.rewrite.enabled and config.state.backend == "sqlite"
+        """Not with a state shared on Redis: any instance would take a request meant for
+        every one, and each holds its own files."""
+        return config.state.backend == "sqlite"
 
     async def between_checkpoints(
         self,
         pipeline: Writing,
         sinks: list[Sink],
         paused: Callable[[], AbstractAsyncContextManager[None]],
+        readers: Sequence[Suspendable] = (),
     ) -> None:
         """Called by the writer with nothing buffered; serves what is due, quickly otherwise."""
         now = time.monotonic()
@@ -147,12 +162,21 @@ class RequestServer:
         due = [(k, r) for k, r in requests if self._armed[k] <= pipeline.written]
         if not due:
             return
+        # The readers of our outputs stop first; the writer must go on meanwhile to write
+        # what they submitted, so this only asks, and a later call serves.
+        for reader in readers:
+            reader.suspend()
+        if not all(reader.suspended for reader in readers):
+            return
         try:
             await self._serve(due, sinks, paused)
         except Exception as error:  # the writer goes on; the request stays queued
             self.log.exception("forget_failed", requests=[k for k, _ in due], error=str(error))
             self._next_look = time.monotonic() + RETRY_SECONDS
             self._armed = {}
+        finally:
+            for reader in readers:
+                reader.resume()
 
     async def _serve(
         self,

@@ -96,9 +96,34 @@ class SourceRunner:
         self._quiet_since: float | None = None  # when the current run of idle passes began
         self._idle_passes = 0
         self.last_success: float | None = None
+        # The source reads files an erasure rewrites (the rewrite stage reads `__pairs` by
+        # offset): `forget` suspends it first, and it starts again from the moved cursors.
+        self.follows_erasure = False
+        self._stopping = False
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"source-{self.config.name}")
+
+    def suspend(self) -> None:
+        """End the current pass early and the runner with it; its batches still get written.
+
+        Only asks: `suspended` says when it is done (the task ends once the writer has
+        acknowledged everything the runner submitted). Never waits, so the writer may call it.
+        """
+        if self.task is not None and not self.task.done():
+            self.context.stop.set()
+
+    @property
+    def suspended(self) -> bool:
+        return self.task is None or self.task.done()
+
+    def resume(self) -> None:
+        """Start again after `suspend`, from the cursors saved in the state (not from memory:
+        what suspended it may have moved them). Not once the service stops it for good."""
+        if self._stopping or not self.suspended:
+            return
+        self.context.stop = asyncio.Event()
+        self.start()
 
     async def _run(self) -> None:
         prefix = f"{self.config.name}\x1f"
@@ -180,6 +205,7 @@ class SourceRunner:
 
     async def stop(self, grace: float) -> None:
         """Stop fetching, then wait until everything already fetched is durable."""
+        self._stopping = True
         self.context.stop.set()
         if self.task is not None:
             try:
@@ -299,9 +325,14 @@ class Service:
         # `forget` while the service runs: served between two checkpoints, in this process.
         assert self.forgotten is not None
         requests = RequestServer(self.config, self.data_dir, self.state, self.forgotten, self.log)
-        if requests.can_serve:
+        if requests.serves_in(self.mode):
             self.pipeline.writer.between_checkpoints.append(
-                lambda: requests.between_checkpoints(self.pipeline, self.sinks, self._paused)
+                lambda: requests.between_checkpoints(
+                    self.pipeline,
+                    self.sinks,
+                    self._paused,
+                    [r for r in self.runners.values() if r.follows_erasure],
+                )
             )
         self.pipeline.on_failure.append(self._pipeline_failed)
         self._install_signals()
@@ -500,12 +531,15 @@ class Service:
         chain: Chain,
         fetched_as: str = "fetched",
         optout: OptOutFile | None = None,
+        *,
+        follows_erasure: bool = False,
     ) -> SourceRunner:
         """Run a source through the pipeline; components use it for internal sources."""
         runner = SourceRunner(
             config, source, context, chain, self.pipeline, self.state, self.mode, optout
         )
         runner.fetched_as = fetched_as
+        runner.follows_erasure = follows_erasure
         runner.forgotten = self.forgotten  # the live list: `forget` may add to it
         self.runners[config.name] = runner
         runner.start()

@@ -269,6 +269,38 @@ async def test_a_spent_budget_pauses_the_daemon_stage_which_still_stops_cleanly(
     assert len(lines(data_dir / "formatted" / f"{NAME}__rewritten.jsonl")) == 2
 
 
+async def test_forget_with_the_stage_running_is_served_and_every_other_pair_is_rewritten_once(
+    tmp_path: Path, data_dir: Path, emulator: RunningApp
+) -> None:
+    email = "jane.doe@example.com"
+    texts = bullets(12)
+    texts[3] = f"Responsible for maintaining billing service number 3 with Jane Doe ({email})"
+    write_inbox(tmp_path / "inbox", texts)
+    config = config_file(tmp_path, data_dir, emulator.url)
+    formatted = data_dir / "formatted"
+    rewritten = formatted / f"{NAME}__rewritten.jsonl"
+    daemon = await Process.start(tmp_path / "run.log", "run", "--config", str(config))
+    try:
+        await wait_until(lambda: len(lines(rewritten)) == 12, what="12 rewritten lines")
+        code, out, err = await run_cli("forget", "--config", str(config), "--match", email)
+        assert code == 0, out + err
+        assert "done by the service" in out
+        assert daemon.events("forget_applied")[0]["records"] == 1
+        # The stage was suspended for the erasure and goes on from its moved cursor: the
+        # pairs after hers, and new ones, are rewritten once each, none skipped or repeated.
+        more = bullets(20, start=12)
+        write_inbox(tmp_path / "inbox", more)
+        await wait_until(lambda: len(lines(rewritten)) == 19, what="19 rewritten lines")
+        await asyncio.sleep(0.6)  # more passes: nothing more may come
+    finally:
+        assert await daemon.stop() == 0
+    kept = [text for text in texts if text != texts[3]] + more
+    assert sorted(originals(lines(rewritten))) == sorted(kept)
+    for path in formatted.glob(f"{NAME}*.jsonl"):
+        assert "number 3 " not in path.read_text(), path.name
+    assert_valid(lines(rewritten))
+
+
 # --- resume-collector rewrite FILE -----------------------------------------------------------
 
 

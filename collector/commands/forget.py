@@ -187,7 +187,7 @@ async def _beside_the_service(
     if not RequestServer.serves(config) and not dry_run:
         print(
             f"forget: {data_dir} is in use by pid {owner}, a service that cannot serve a removal"
-            " while it runs (the rewrite stage runs in it, or the state is shared on Redis)."
+            " while it runs (its state is shared on Redis)."
             " Stop it (systemctl stop resume-collector), run forget, then start it again.",
             file=sys.stderr,
         )

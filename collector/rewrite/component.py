@@ -82,6 +82,7 @@ class RewriteComponent(Component):
             context,
             rewrite_chain(self.config, pii),
             fetched_as="rewrite_read",
+            follows_erasure=True,
         )
 
     async def stop(self) -> None:
