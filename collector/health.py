@@ -68,7 +68,11 @@ def snapshot(service: Service) -> PipelineSnapshot | None:
         waiting=sum(runner.ack.outstanding for runner in service.runners.values()),
         work_queue=pipeline.work.qsize(),
         ordered_queue=pipeline.ordered.qsize(),
-        last_move=max(pipeline.last_progress, pipeline.writer.last_checkpoint),
+        # A writer waiting for disk space is not hung: it tries again on its backoff (and a
+        # restart would free no space); it says so in the log (`disk_full`).
+        last_move=max(
+            pipeline.last_progress, pipeline.writer.last_checkpoint, pipeline.writer.disk.last_try
+        ),
     )
 
 

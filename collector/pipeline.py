@@ -15,11 +15,13 @@ a slow writer stops the sources (backpressure) instead of filling memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from collector.diskfull import DiskWait, as_disk_full
 from collector.logging import Logger
 from collector.sinks.base import Sink
 from collector.sources.base import SourceBatch
@@ -215,6 +217,11 @@ class Writer:
         self.last_checkpoint = time.monotonic()
         # Called after every committed checkpoint (the service forwards it to its components).
         self.on_checkpoint: list[Callable[[], None]] = []
+        # Waits for space on a full disk (collector/diskfull.py); `hurry` shortens the waits.
+        self.disk = DiskWait(log)
+        self._hurried = asyncio.Event()
+        self._flushed: dict[str, dict[str, str]] = {}  # sinks' puts not committed yet
+        self._unconfirmed: list[Sink] = []  # sinks whose `committed` has not gone through
         # Awaited after each checkpoint the writer makes, with nothing buffered in the sinks
         # and no batch being written: the writer waits for them (`forget` served in-process).
         self.between_checkpoints: list[Callable[[], Awaitable[None]]] = []
@@ -283,25 +290,66 @@ class Writer:
         self._acks.append((item.ack, counts))
 
     async def checkpoint(self) -> None:
-        """Make every write durable, then save cursors, dedupe keys and counts in one commit."""
+        """Make every write durable, then save cursors, dedupe keys and counts in one commit.
+
+        A full disk does not stop the writer: it waits for space (`_until_written`) with
+        everything still buffered and tries again; the sources wait meanwhile, held by the
+        bounded queues. Each step is safe to repeat: a sink's flush is all or nothing, and a
+        commit that failed was rolled back."""
         if not self._acks and not any(sink.pending_bytes for sink in self.sinks):
             return
-        puts: dict[str, dict[str, str]] = {}
-        for sink in self.sinks:
-            for namespace, items in (await sink.flush()).items():
-                puts.setdefault(namespace, {}).update(items)
-        puts[CURSOR_NAMESPACE] = self._cursors
-        for namespace, items in self.deduplicator.take_pending().items():
-            puts.setdefault(namespace, {}).update(items)
-        await asyncio.to_thread(self.state.commit, puts, dict(self._counts))
-        self.deduplicator.committed()
+        await self._until_written(self._commit)
+        self._unconfirmed = list(self.sinks)
+        await self._until_written(self._confirm)
         acks, self._acks = self._acks, []
-        self._cursors, self._counts = {}, Counter()
-        self.checkpoints += 1
-        self.last_checkpoint = time.monotonic()
-        for sink in self.sinks:
-            await sink.committed()
         for ack, counts in acks:
             ack.acknowledged(counts)
         for callback in self.on_checkpoint:
             callback()
+
+    async def _commit(self) -> None:
+        for sink in self.sinks:
+            # Kept until committed: a sink that flushed before another met a full disk has
+            # nothing left to flush on the next try, but its lengths must still be saved.
+            for namespace, items in (await sink.flush()).items():
+                self._flushed.setdefault(namespace, {}).update(items)
+        puts = {namespace: dict(items) for namespace, items in self._flushed.items()}
+        puts[CURSOR_NAMESPACE] = self._cursors
+        for namespace, items in self.deduplicator.take_pending().items():
+            puts.setdefault(namespace, {}).update(items)
+        await asyncio.to_thread(self.state.commit, puts, dict(self._counts))
+        self._flushed = {}
+        self.deduplicator.committed()
+        self._cursors, self._counts = {}, Counter()
+        self.checkpoints += 1
+        self.last_checkpoint = time.monotonic()
+
+    async def _confirm(self) -> None:
+        """Tell each sink its flush is committed (it writes its reports, closes chunks); a
+        sink that met a full disk there is told again, and only it."""
+        while self._unconfirmed:
+            await self._unconfirmed[0].committed()
+            self._unconfirmed.pop(0)
+
+    async def _until_written(self, step: Callable[[], Awaitable[None]]) -> None:
+        """`step`, again and again while the disk is full, on the backoff of `self.disk`."""
+        while True:
+            try:
+                await step()
+            except Exception as error:
+                full = as_disk_full(error, "")
+                if full is None:
+                    raise
+                wait = self.disk.failed(full)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurried.wait(), wait)
+                self._hurried.clear()  # woken once; the waits after it are the short ones
+                continue
+            self.disk.succeeded()
+            return
+
+    def hurry(self) -> None:
+        """The service is stopping: a full disk is tried again every `FIRST_WAIT` seconds, and
+        at once if the writer is waiting now."""
+        self.disk.hurry()
+        self._hurried.set()

@@ -26,6 +26,7 @@ from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.datalock import DataDirBusy, DataDirLock
+from collector.diskfull import EXIT_DISK_FULL
 from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
@@ -395,10 +396,15 @@ class Service:
             async with self._reloading:  # a reload in progress finishes first; none starts now
                 await self._drain_unless_failed(timeout)
         except TimeoutError:
-            self.log.error("service_drain_timeout", timeout=timeout)
+            # Still waiting for disk space (collector/diskfull.py): a code of its own. What
+            # was not committed is cut back at the next start and fetched again.
+            full = self.pipeline.writer.disk.full
+            code = 1 if full is None else EXIT_DISK_FULL
+            where = {} if full is None else {"disk_full": full.filename}
+            self.log.error("service_drain_timeout", timeout=timeout, exit_code=code, **where)
             self.pipeline.abort()
             await self._abandon_leases("service_drain_timeout")
-            return 1
+            return code
         except PipelineFailed as error:
             # Nothing uncommitted is lost: the next start cuts back and fetches it again.
             cause = error.__cause__ or error
@@ -460,6 +466,7 @@ class Service:
     async def _drain(self, timeout: float) -> None:
         # One budget for the whole drain: what a step does not use, the next may.
         deadline = time.monotonic() + timeout
+        self.pipeline.writer.hurry()  # space that returns now must be seen before the deadline
         if self.leases is not None:
             await self.leases.freeze()
         runners = list(self.runners.values())

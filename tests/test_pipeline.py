@@ -111,7 +111,8 @@ class BrokenSink:
     def write(self, examples: list[Example]) -> None: ...
 
     async def flush(self) -> dict[str, dict[str, str]]:
-        raise OSError(28, "No space left on device")
+        # An I/O error, not a full disk: the writer waits for space (tests/test_disk_full.py).
+        raise OSError(5, "Input/output error")
 
     async def committed(self) -> None: ...
 
@@ -129,5 +130,5 @@ async def test_a_writer_that_dies_is_reported_and_stops_the_service(tmp_path: Pa
             break
         await asyncio.sleep(0.02)
     assert [type(e) for e in failures] == [OSError]
-    with pytest.raises(PipelineFailed, match="No space left"):
+    with pytest.raises(PipelineFailed, match="Input/output error"):
         await pipeline.drain()

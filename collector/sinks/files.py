@@ -9,12 +9,14 @@ kill -9.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 import structlog
 
+from collector.diskfull import as_disk_full
 from collector.state import StateStore
 
 NAMESPACE = "files"
@@ -25,6 +27,13 @@ NAMESPACE = "files"
 REPLACE_NAMESPACE = "files_replace"
 
 
+class FlushUndone(Exception):
+    """A flush failed and what it had written could not be cut back."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"{path}: cannot cut back a failed flush: {error}")
+
+
 class DurableFiles:
     def __init__(self, root: Path, state: StateStore, log: structlog.typing.FilteringBoundLogger):
         self.root = root
@@ -32,7 +41,7 @@ class DurableFiles:
         self.log = log
         self._lengths: dict[str, int] = {}  # key -> length once everything buffered is written
         self._buffers: dict[str, list[bytes]] = {}
-        self._handles: dict[str, BinaryIO] = {}
+        self._handles: dict[str, io.FileIO] = {}
         self.pending_bytes = 0
 
     def key(self, path: Path) -> str:
@@ -72,30 +81,80 @@ class DurableFiles:
         self.pending_bytes += len(data)
 
     def flush(self) -> dict[str, str]:
-        """Write and fsync everything buffered; the lengths to commit (sync: run in a thread)."""
-        new = [key for key in self._buffers if key not in self._lengths]
-        for key in new:
-            path = self.root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            length = path.stat().st_size if path.exists() else 0
-            self._lengths[key] = length
-        if new:
-            # Known to the state before a byte is written, so a crash right after is repaired.
-            self.state.commit({NAMESPACE: {key: str(self._lengths[key]) for key in new}})
-        for key, chunks in self._buffers.items():
-            handle = self._handles.get(key)
-            if handle is None:
-                handle = self._handles[key] = (self.root / key).open("ab")
-                _fsync_dir((self.root / key).parent)
-            data = b"".join(chunks)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            self._lengths[key] += len(data)
-        touched = {key: str(self._lengths[key]) for key in self._buffers}
+        """Write and fsync everything buffered; the lengths to commit (sync: run in a thread).
+
+        All or nothing: on an error (a full disk: `DiskFull`) every file is cut back to its
+        length before the flush and the buffers are kept, so the next flush writes each line
+        once and a reader never sees half a line. Lengths move only once every file is synced.
+        """
+        self._register_new()
+        written = self._write_buffers()
+        self._lengths.update(written)
         self._buffers.clear()
         self.pending_bytes = 0
-        return touched
+        return {key: str(length) for key, length in written.items()}
+
+    def _register_new(self) -> None:
+        """Files seen for the first time are known to the state before a byte is written to
+        them, so a crash right after is repaired (their lengths are taken only then)."""
+        new: dict[str, int] = {}
+        for key in self._buffers:
+            if key not in self._lengths:
+                path = self.root / key
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    new[key] = path.stat().st_size if path.exists() else 0
+                except OSError as error:
+                    full = as_disk_full(error, path)
+                    if full is None:
+                        raise
+                    raise full from error
+        if new:
+            self.state.commit({NAMESPACE: {key: str(length) for key, length in new.items()}})
+            self._lengths.update(new)
+
+    def _write_buffers(self) -> dict[str, int]:
+        """Append each file's buffer and fsync it; the new lengths. On any error the files
+        written so far (and the one being written) are cut back to their lengths before."""
+        started: list[str] = []
+        written: dict[str, int] = {}
+        try:
+            for key, chunks in self._buffers.items():
+                started.append(key)
+                handle = self._handle(key)
+                data = b"".join(chunks)
+                _write_all(handle, data)
+                os.fsync(handle.fileno())
+                written[key] = self._lengths[key] + len(data)
+        except OSError as error:
+            self._cut_back(started)
+            full = as_disk_full(error, self.root / started[-1])
+            if full is None:
+                raise
+            raise full from error
+        return written
+
+    def _handle(self, key: str) -> io.FileIO:
+        handle = self._handles.get(key)
+        if handle is None:
+            # Unbuffered: a write the disk refuses leaves nothing behind in a buffer that a
+            # later flush or close would write after the cut-back.
+            handle = self._handles[key] = (self.root / key).open("ab", buffering=0)
+            _fsync_dir((self.root / key).parent)
+        return handle
+
+    def _cut_back(self, keys: list[str]) -> None:
+        """Files back to their lengths before this flush (a partial write removed: it frees
+        its space, and the retry appends at the right place). If that fails too, the files
+        can no longer be vouched for: the error stops the writer, and the next start cuts
+        them back to their committed lengths."""
+        for key in keys:
+            handle = self._handles.get(key)
+            if handle is not None:
+                try:
+                    os.ftruncate(handle.fileno(), self._lengths[key])
+                except OSError as error:
+                    raise FlushUndone(self.root / key, error) from error
 
     def length(self, path: Path) -> int:
         key = self.key(path)
@@ -157,6 +216,17 @@ def _cut_torn_tail(path: Path, log: structlog.typing.FilteringBoundLogger, key: 
         handle.truncate(end)
         os.fsync(handle.fileno())
     log.info("output_repaired", file=key, cut_bytes=size - end)
+
+
+def _write_all(handle: io.FileIO, data: bytes) -> None:
+    """`data` to an unbuffered file, whole: a raw write may take only part of it (the part that
+    fitted on a nearly full disk), and the next write then says why it stopped."""
+    view = memoryview(data)
+    while view:
+        done = handle.write(view)
+        if not done:  # None (non-blocking, never here) or 0: the disk took nothing
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[done:]
 
 
 def _fsync_dir(path: Path) -> None:

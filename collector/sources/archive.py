@@ -29,14 +29,18 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
-from collector.http import HttpResponse
+from collector.diskfull import DiskFull, DiskWait, as_disk_full
+from collector.http import HttpResponse, SourceStopping
 from collector.sinks.naming import safe_part
 from processors.records import Drop, RawRecord
+
+if TYPE_CHECKING:
+    from collector.sources.base import SourceContext
 
 REDACTED = "[REDACTED]"
 # Query parameters and headers whose values are secrets (matched case-insensitively).
@@ -120,10 +124,20 @@ def archived(
 class RawArchive:
     """Writes and reads one source's archive folder."""
 
-    def __init__(self, raw_dir: Path, source: str, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        raw_dir: Path,
+        source: str,
+        enabled: bool = True,
+        context: SourceContext | None = None,
+    ) -> None:
         self.root = raw_dir / safe_part(source)
         self.source = source
         self.enabled = enabled
+        # A live source's archive (with its context) waits for space on a full disk; the
+        # commands (reprocess, forget) have nobody to wait for and get the error.
+        self.context = context
+        self.disk = DiskWait(context.log) if context is not None else None
         self._sequence = 0
 
     @classmethod
@@ -140,19 +154,45 @@ class RawArchive:
         if not self.enabled or not responses:
             return None
         entry = ArchiveEntry(self.source, kind, time.time(), responses, dict(note or {}))
-        return await asyncio.to_thread(self._write, entry)
+        while True:
+            try:
+                path = await asyncio.to_thread(self._write, entry)
+            except DiskFull as full:
+                if self.disk is None or self.context is None:
+                    raise
+                await self._wait_for_space(full, self.disk, self.context)
+                continue
+            if self.disk is not None:
+                self.disk.succeeded()
+            return path
+
+    async def _wait_for_space(self, full: DiskFull, disk: DiskWait, context: SourceContext) -> None:
+        """Hold the source (its batch is not yielded, so its cursor stays) until the next try;
+        a stop ends the pass instead: the next start fetches the batch again."""
+        wait = disk.failed(full)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(context.stop.wait(), wait)
+        if context.stop.is_set():
+            raise SourceStopping(f"stopping: the raw archive waits for space at {full.filename}")
 
     def _write(self, entry: ArchiveEntry) -> Path:
         self._sequence += 1
         stamp = time.gmtime(entry.saved_at)
         folder = self.root / time.strftime("%Y/%m/%d", stamp)
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%H%M%S', stamp)}-{time.time_ns()}-{self._sequence:06d}"
         path = folder / f"{name}-{safe_part(entry.kind)}.json.gz"
         part = path.with_name(path.name + ".part")
-        with gzip.open(part, "wb", compresslevel=6) as out:
-            out.write(msgspec.json.encode(entry))
-        os.replace(part, path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with gzip.open(part, "wb", compresslevel=6) as out:
+                out.write(msgspec.json.encode(entry))
+            os.replace(part, path)
+        except OSError as error:
+            part.unlink(missing_ok=True)  # half an entry: its space is what the retry needs
+            full = as_disk_full(error, part)
+            if full is None:
+                raise
+            raise full from error
         return path
 
     def files(self) -> list[Path]:

@@ -84,7 +84,7 @@ class GitHubSource:
         if not self.token:
             self.log.info("github_no_token", env=config.token_env, note="code search needs one")
         self.client = HttpClient(config, context.log, headers=API_HEADERS, stop=context.stop)
-        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.etags: dict[str, str] = {}
         self.new_etags: dict[str, str] = {}
         self.profiles: dict[str, str] = {}

@@ -97,7 +97,7 @@ class HuggingFaceSource:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.client = HttpClient(config, context.log, headers=headers, stop=context.stop)
-        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.rows_partial_pages = 0  # pages of viewer rows marked `partial`, since the start
         self.card_license = ""  # what the dataset card's `license` says, read with the sha
 

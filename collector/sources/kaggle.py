@@ -213,7 +213,7 @@ class KaggleSource:
                 user=credentials.username or None,
             )
         self.client = HttpClient(config, context.log, headers=headers, stop=context.stop)
-        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.limits = ExtractLimits(
             max_total_bytes=config.max_uncompressed_bytes,
             max_entries=config.max_entries,

@@ -79,7 +79,7 @@ class StackExchangeSource:
             config, context.log, throttle_hint=self._throttle_hint, stop=context.stop
         )
         self._paused_until = 0.0  # the end of the last quota or ban logged
-        self.archive = RawArchive(context.raw_dir, config.name, config.archive)
+        self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.quota_remaining: int | None = None
         self.quota_max: int | None = None
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from collector.diskfull import DiskFull, is_disk_full
 from collector.state.base import Counts, is_set_namespace
 from collector.state.runs import BLOOM_BITS, RunSets
 
@@ -86,31 +87,47 @@ class SqliteStateStore:
         return iter([(str(k), str(v)) for k, v in rows])
 
     def commit(self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None = None) -> None:
+        """Everything in one transaction, or nothing (a full disk: `DiskFull`, rolled back)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            applied = []
             try:
-                for namespace, items in puts.items():
-                    if is_set_namespace(namespace):
-                        applied.append(self._sets.stage(namespace, items.keys()))
-                        continue
-                    self._db.executemany(
-                        "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
-                        "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-                        ((namespace, k, v) for k, v in items.items()),
-                    )
-                if counts:
-                    self._db.executemany(
-                        "INSERT INTO counts (source, dataset, what, n) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (source, dataset, what) DO UPDATE SET n = n + excluded.n",
-                        ((s, d, w, n) for (s, d, w), n in counts.items() if n),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                applied = self._commit(puts, counts)
+            except sqlite3.OperationalError as error:
+                if is_disk_full(error):
+                    raise DiskFull(self.path, error) from error
                 raise
-            self._db.execute("COMMIT")
             for apply in applied:  # the sets' memory follows what is now on disk
                 apply()
+
+    def _commit(
+        self, puts: Mapping[str, Mapping[str, str]], counts: Counts | None
+    ) -> list[Callable[[], None]]:
+        self._db.execute("BEGIN IMMEDIATE")
+        applied = []
+        try:
+            for namespace, items in puts.items():
+                if is_set_namespace(namespace):
+                    applied.append(self._sets.stage(namespace, items.keys()))
+                    continue
+                self._db.executemany(
+                    "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                    ((namespace, k, v) for k, v in items.items()),
+                )
+            if counts:
+                self._db.executemany(
+                    "INSERT INTO counts (source, dataset, what, n) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (source, dataset, what) DO UPDATE SET n = n + excluded.n",
+                    ((s, d, w, n) for (s, d, w), n in counts.items() if n),
+                )
+            # Inside the try: in WAL mode the pages are written at COMMIT, so that is where a
+            # full disk is met, and the transaction must not stay open after it.
+            self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back by itself already (a full disk, an I/O error).
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return applied
 
     def delete(self, namespace: str, keys: Iterable[str]) -> None:
         if is_set_namespace(namespace):
