@@ -26,6 +26,8 @@ from collector.diskfull import EXIT_DISK_FULL, DiskFull, DiskWait
 from collector.http import HttpResponse, SourceStopping
 from collector.logging import get_logger
 from collector.sinks.files import DurableFiles
+from collector.sinks.formatted import FormattedSink
+from collector.sinks.naming import output_name
 from collector.sources.archive import RawArchive, archived
 from collector.sources.base import SourceContext
 from collector.state.sqlite import SqliteStateStore
@@ -245,6 +247,28 @@ async def test_a_stop_while_the_archive_waits_for_space_ends_the_pass_without_th
     with pytest.raises(SourceStopping):
         await asyncio.wait_for(saving, 10)
     assert archive.files() == []
+
+
+async def test_a_clean_report_the_full_disk_refused_is_written_at_the_next_try(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    state = SqliteStateStore(tmp_path / "state.sqlite3")  # off the small disk
+    try:
+        sink = FormattedSink(small_disk, state, get_logger())
+        await sink.open()
+        state.commit({}, {("box", "local/a", "written"): 3})
+        sink.note_drops("box", "local/a")
+        filler = fill(small_disk)
+        with pytest.raises(DiskFull):
+            await sink.committed()
+        assert not list(small_disk.rglob("*.tmp"))  # half a report is removed at once
+        filler.unlink()
+        await sink.committed()
+    finally:
+        state.close()
+    name = output_name("box", "local/a")
+    report = json.loads((small_disk / "formatted" / f"{name}__clean_report.json").read_text())
+    assert report["written"] == 3
 
 
 def _response(body: bytes) -> HttpResponse:

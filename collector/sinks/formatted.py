@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from collector.diskfull import as_disk_full
 from collector.licences import OWN, attribution_text, authors_of, requires_attribution
 from collector.sinks.files import DurableFiles
 from collector.sinks.naming import output_name
@@ -171,7 +172,11 @@ class FormattedSink:
     async def committed(self) -> None:
         if self._touched:
             touched, self._touched = self._touched, set()
-            await asyncio.to_thread(self._write_reports, touched)
+            try:
+                await asyncio.to_thread(self._write_reports, touched)
+            except OSError:  # a full disk: written at the next try, the counts are committed
+                self._touched |= touched
+                raise
 
     def _write_reports(self, names: set[str]) -> None:
         # A run whose every record was dropped has written no line, so no folder yet.
@@ -206,8 +211,15 @@ class FormattedSink:
             )
             path = self.dir / f"{name}__clean_report.json"
             tmp = path.with_suffix(".json.tmp")
-            tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
-            os.replace(tmp, path)
+            try:
+                tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+                os.replace(tmp, path)
+            except OSError as error:
+                tmp.unlink(missing_ok=True)  # half a report: its space is what a retry needs
+                full = as_disk_full(error, path)
+                if full is None:
+                    raise
+                raise full from error
 
     async def close(self) -> None:
         self.files.close()
