@@ -36,7 +36,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +72,7 @@ OPERATIONAL_FIELDS = frozenset(
         "retry",
         "timeout",
         "max_response_bytes",
+        "weight",
     }
 )
 
@@ -130,22 +131,27 @@ return out
 """
 
 
-# ARGV: prefix, member, ttl in ms, then the source keys `member` is configured with. Announces
-# them (each in its interest set and in the fleet's set of sources), then returns the whole
-# fleet's view, flat: per live source key, its key, its holder ("" when free), the number of
-# live interested instances and their names. Every instance places from the same view.
+# ARGV: prefix, member, ttl in ms, then the source keys `member` is configured with, each
+# followed by its weight. Announces them (each in its interest set, in the fleet's set of
+# sources, and its weight in the fleet's hash of weights), then returns the whole fleet's view,
+# flat: per live source key, its key, its holder ("" when free), its weight (1 when none was
+# announced), the number of live interested instances and their names. Every instance places
+# from the same view.
 _FLEET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, member, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local fleet = prefix .. ':sources'
-for i = 4, #ARGV do
+local weights = prefix .. ':weights'
+for i = 4, #ARGV, 2 do
     local key = prefix .. ':interest:' .. ARGV[i]
     redis.call('ZADD', key, now + ttl, member)
     redis.call('PEXPIRE', key, ttl * 4)
     redis.call('ZADD', fleet, now + ttl, ARGV[i])
+    redis.call('HSET', weights, ARGV[i], ARGV[i + 1])
 end
 redis.call('PEXPIRE', fleet, ttl * 4)
+redis.call('PEXPIRE', weights, ttl * 4)
 redis.call('ZREMRANGEBYSCORE', fleet, '-inf', now)
 local out = {}
 for _, source in ipairs(redis.call('ZRANGE', fleet, 0, -1)) do
@@ -155,6 +161,7 @@ for _, source in ipairs(redis.call('ZRANGE', fleet, 0, -1)) do
     local holder = redis.call('GET', prefix .. ':lease:source:' .. source) or ''
     out[#out + 1] = source
     out[#out + 1] = holder
+    out[#out + 1] = redis.call('HGET', weights, source) or '1'
     out[#out + 1] = #members
     for _, m in ipairs(members) do out[#out + 1] = m end
 end
@@ -195,24 +202,58 @@ def _score(source: str, instance: str) -> bytes:
     return hashlib.blake2b(f"{source}|{instance}".encode(), digest_size=8).digest()
 
 
+def _rank(source: str, instance: str) -> bytes:
+    """Sorts the highest `_score` first."""
+    return bytes(255 - b for b in _score(source, instance))
+
+
+def weighted_share(weights: Sequence[int], instances: int) -> int:
+    """The load (sum of weights) an instance takes sources up to: the total over the instances,
+    rounded up, after setting aside each source heavier than that (it gets an instance to itself,
+    so the others share what is left). Unit weights: ceil(sources / instances)."""
+    remaining = sorted(weights, reverse=True)
+    left = instances
+    share = -(-sum(remaining) // left)
+    while left > 1 and remaining and remaining[0] > share:
+        remaining.pop(0)
+        left -= 1
+        share = -(-sum(remaining) // left)
+    return max(1, share)
+
+
 def balanced_placement(
-    interest: dict[str, list[str]], holders: dict[str, str | None]
+    interest: Mapping[str, Sequence[str]],
+    holders: Mapping[str, str | None],
+    weights: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """source -> the instance that should run it: rendezvous hashing with bounded loads.
 
-    `interest`: per source, the live instances configured with it; `holders`: who runs it now.
-    No instance gets more than ceil(sources / instances) (unless only instances at that bound
-    are configured with a source). A source stays with its holder while the holder is live and
-    under the bound, so an instance joining moves only the sources above the new bound, and an
-    instance leaving moves only its own; every other source goes to the instance with the
-    highest hash of (source, instance) among those under the bound. Deterministic: every
-    instance computes the same placement from the same view.
+    `interest`: per source, the live instances configured with it; `holders`: who runs it now;
+    `weights`: how much work each source is (1 when absent); an instance's load is the sum of
+    its sources' weights. With W the total weight and k the instances:
+
+    - a holder keeps its sources, heaviest first and then those it ranks highest, while its load
+      before each is under ceil(W / k): an instance joining moves only sources from instances
+      above the new share, one leaving moves only its own, and a placement is stable (placing
+      again from it changes nothing);
+    - every other source, heaviest first, goes to the instance with the highest hash of
+      (source, instance) that it fits on (load + weight <= `weighted_share`), else, when it fits
+      nowhere, to the least loaded instance.
+
+    So no instance's load exceeds ceil(W / k) + (the heaviest weight - 1); with unit weights no
+    instance runs more than ceil(sources / instances). (Unless only instances at that bound are
+    configured with a source.) Deterministic: every instance computes the same placement from
+    the same view.
     """
+    weights = weights or {}
     sources = sorted(s for s, members in interest.items() if members)
     instances = sorted({i for s in sources for i in interest[s]})
     if not sources:
         return {}
-    bound = -(-len(sources) // len(instances))
+    weight = {s: max(1, weights.get(s, 1)) for s in sources}
+    total = sum(weight.values())
+    even = -(-total // len(instances))
+    share = weighted_share(list(weight.values()), len(instances))
     placed: dict[str, str] = {}
     load = dict.fromkeys(instances, 0)
     kept: dict[str, list[str]] = {}
@@ -221,17 +262,19 @@ def balanced_placement(
         if holder is not None and holder in interest[source]:
             kept.setdefault(holder, []).append(source)
     for holder, held in sorted(kept.items()):
-        # Above the bound, a holder keeps the sources it ranks highest.
-        for source in sorted(held, key=lambda s, h=holder: _score(s, h), reverse=True)[:bound]:  # type: ignore[misc]
-            placed[source] = holder
-            load[holder] += 1
-    for source in sources:
+        # In the order a fresh placement adds them: what was placed is kept as it is.
+        for source in sorted(held, key=lambda s, h=holder: (-weight[s], _rank(s, h))):  # type: ignore[misc]
+            if load[holder] < even:
+                placed[source] = holder
+                load[holder] += weight[source]
+    for source in sorted(sources, key=lambda s: -weight[s]):  # stable: by name within a weight
         if source in placed:
             continue
-        ranked = sorted(interest[source], key=lambda i, s=source: _score(s, i), reverse=True)  # type: ignore[misc]
-        target = next((i for i in ranked if load[i] < bound), ranked[0])
+        ranked = sorted(interest[source], key=lambda i, s=source: _rank(s, i))  # type: ignore[misc]
+        fits = [i for i in ranked if load[i] + weight[source] <= share]
+        target = fits[0] if fits else min(ranked, key=lambda i: load[i])
         placed[source] = target
-        load[target] += 1
+        load[target] += weight[source]
     return placed
 
 
@@ -307,24 +350,23 @@ class LeaseStore:
             )
         return {s: [str(m) for m in members] for s, members in zip(sources, reply, strict=True)}
 
-    async def fleet(
-        self, sources: Sequence[str], member: str, ttl: float
-    ) -> tuple[dict[str, list[str]], dict[str, str | None]]:
-        """Announce `member`'s interest in `sources`; every live source of the fleet with its
-        live interested instances, and its holder's instance (None when free)."""
+    async def fleet(self, sources: Mapping[str, int], member: str, ttl: float) -> FleetView:
+        """Announce `member`'s interest in `sources` (source key -> weight); every live source
+        of the fleet with its live interested instances, its holder and its weight."""
+        args: list[str | int] = [self.prefix, member, _ms(ttl)]
+        for source, weight in sources.items():
+            args += [source, weight]
         async with asyncio.timeout(self.timeout):
-            reply: list[Any] = await self._fleet(
-                keys=[], args=[self.prefix, member, _ms(ttl), *sources]
-            )
-        interest: dict[str, list[str]] = {}
-        holders: dict[str, str | None] = {}
+            reply: list[Any] = await self._fleet(keys=[], args=args)
+        view = FleetView()
         at = 0
         while at < len(reply):
-            source, holder, count = str(reply[at]), str(reply[at + 1]), int(reply[at + 2])
-            interest[source] = [str(m) for m in reply[at + 3 : at + 3 + count]]
-            holders[source] = owner_instance(holder) if holder else None
-            at += 3 + count
-        return interest, holders
+            source, holder, count = str(reply[at]), str(reply[at + 1]), int(reply[at + 3])
+            view.interest[source] = [str(m) for m in reply[at + 4 : at + 4 + count]]
+            view.holders[source] = owner_instance(holder) if holder else None
+            view.weights[source] = int(reply[at + 2])
+            at += 4 + count
+        return view
 
     @contextlib.asynccontextmanager
     async def hold(
@@ -373,6 +415,30 @@ class LeaseStore:
             held.lost.set()
             if log is not None:
                 log.error("lease_lost", lease=held.name)
+
+
+@dataclass
+class FleetView:
+    """What one fleet round read: per live source key, the live instances configured with it,
+    its holder's instance (None when free) and its weight."""
+
+    interest: dict[str, list[str]] = field(default_factory=dict)
+    holders: dict[str, str | None] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PlacementView:
+    """Placement as one instance sees it, for `/metrics`: the sources configured here, those
+    whose lease it holds, those the placement gives it; per live instance of the fleet, the
+    number of sources placed on it and their summed weights; the share (bound) of the load."""
+
+    instance: str
+    wanted: list[str]
+    held: list[str]
+    placed: list[str]
+    fleet: dict[str, tuple[int, int]]
+    share: int
 
 
 @dataclass
@@ -451,6 +517,8 @@ class SourceLeases:
         # Where every source of the fleet should run (source key -> instance), and what the
         # last `placement` log said.
         self.placement: dict[str, str] = {}
+        self.fleet = FleetView()
+        self.share = 0
         self._placed: tuple[list[str], list[str]] = ([], [])
 
     @classmethod
@@ -616,23 +684,26 @@ class SourceLeases:
         if self._frozen or (self.mode == "once" and not first):
             return
         keys = {name: source_key(config) for name, config in self.wanted.items()}
-        live, holders = await self.store.fleet(list(keys.values()), self.instance, self.ttl)
-        self._place(keys, live, holders)
+        weights = {keys[name]: config.weight for name, config in self.wanted.items()}
+        view = await self.store.fleet(weights, self.instance, self.ttl)
+        self._place(keys, view)
         for name in list(self.wanted):
             if name not in self.held and name not in self._halting:
-                await self._maybe_take(name, keys[name], live.get(keys[name], []), first)
+                await self._maybe_take(name, keys[name], view.holders.get(keys[name]), first)
                 # Starting a source may take a while (the first one loads the processors):
                 # keep what is held renewed in between.
                 await self._renew(stale_after=self.ttl / 3)
         if self.mode == "run":
-            self._maybe_shed(keys, live)
+            self._maybe_shed(keys)
 
-    def _place(
-        self, keys: dict[str, str], live: dict[str, list[str]], holders: dict[str, str | None]
-    ) -> None:
-        self.placement = balanced_placement(live, holders)
+    def _place(self, keys: dict[str, str], view: FleetView) -> None:
+        self.fleet = view
+        self.placement = balanced_placement(view.interest, view.holders, view.weights)
         mine = sorted(n for n, k in keys.items() if self.placement.get(k) == self.instance)
-        instances = sorted({i for members in live.values() for i in members})
+        instances = sorted({i for members in view.interest.values() for i in members})
+        self.share = weighted_share(
+            [view.weights.get(k, 1) for k in self.placement], max(1, len(instances))
+        )
         if (mine, instances) != self._placed:
             self._placed = (mine, instances)
             self.log.info(
@@ -640,8 +711,25 @@ class SourceLeases:
                 sources=mine,
                 fleet_sources=len(self.placement),
                 instances=instances,
-                bound=-(-len(self.placement) // max(1, len(instances))),
+                bound=self.share,
+                fleet={i: n for i, (n, _) in self.placement_view().fleet.items()},
             )
+
+    def placement_view(self) -> PlacementView:
+        """Where the last round placed the fleet's sources, as this instance sees it."""
+        keys = {name: source_key(config) for name, config in self.wanted.items()}
+        fleet: dict[str, tuple[int, int]] = {}
+        for key, instance in sorted(self.placement.items()):
+            count, load = fleet.get(instance, (0, 0))
+            fleet[instance] = (count + 1, load + self.fleet.weights.get(key, 1))
+        return PlacementView(
+            instance=self.instance,
+            wanted=sorted(self.wanted),
+            held=sorted(self.held),
+            placed=sorted(n for n, k in keys.items() if self.placement.get(k) == self.instance),
+            fleet=fleet,
+            share=self.share,
+        )
 
     async def _renew(self, stale_after: float) -> None:
         """Renew the instance lease and the source leases not renewed for `stale_after` s."""
@@ -700,22 +788,27 @@ class SourceLeases:
         if name not in self._halting:
             self._halting[name] = asyncio.create_task(stop(), name=f"halt-{name}")
 
-    async def _maybe_take(self, name: str, key: str, live: list[str], first: bool) -> None:
+    async def _maybe_take(self, name: str, key: str, holder: str | None, first: bool) -> None:
         config = self.wanted[name]
         now = time.monotonic()
         free_since = self._free_since.setdefault(name, now)
+        if holder is not None:
+            # Held elsewhere when this round read the fleet: not free. Without this, a source
+            # handed over to its preferred owner could be grabbed by a third instance that had
+            # not tried it for a TTL, and would then have to move twice.
+            self._free_since[name] = free_since = now
         preferred = self.placement.get(key)
         # `once` takes whatever is free; `run` leaves a source to its preferred owner unless
         # nobody has taken it for a whole TTL (the preferred one may be unable to).
         waiting = now - free_since < self.ttl
         if self.mode == "run" and preferred not in (None, self.instance) and waiting:
             return
-        taken, holder = await self.store.acquire(self._names(name, key), self.owner, self.ttl)
+        taken, owner = await self.store.acquire(self._names(name, key), self.owner, self.ttl)
         if not taken:
             self._free_since[name] = now  # held by someone: not free
-            if self._warned.get(name) != holder:
-                self._warned[name] = holder
-                self.log.info("source_owned_elsewhere", source=name, holder=holder)
+            if self._warned.get(name) != owner:
+                self._warned[name] = owner
+                self.log.info("source_owned_elsewhere", source=name, holder=owner)
             return
         self._free_since.pop(name, None)
         self._warned.pop(name, None)
@@ -740,7 +833,7 @@ class SourceLeases:
             self.log.warning("lease_start_too_slow", source=name, seconds=round(spent, 3))
             self._lose(name)
 
-    def _maybe_shed(self, keys: dict[str, str], live: dict[str, list[str]]) -> None:
+    def _maybe_shed(self, keys: dict[str, str]) -> None:
         """Hand over one source whose preferred owner is another live instance."""
         now = time.monotonic()
         for name, held in self.held.items():

@@ -16,6 +16,10 @@ What else is exported, by pulling, so that no other module depends on this one:
   limiter (`client.rate_wait_seconds`), tokens left in the bucket, the quota the server last
   reported (`client.rate_remaining`, or the source's own `quota_remaining` when the API reports
   it in the body, as Stack Exchange does) and the seconds left in a server-ordered pause;
+- with the Redis backend, the placement of sources over the instances (`collector/leases.py`):
+  per source configured here, whether this instance holds its lease and whether the placement
+  gives it to this instance; per live instance of the fleet, the sources placed on it and
+  their summed weights; the share (bound) no instance's load goes above;
 - any component or source with a `telemetry() -> Mapping[str, float]` method: each item as
   `resume_collector_{component name}_{key}` (e.g. the uploader's `pending_chunks` and
   `lag_seconds` become `resume_collector_upload_pending_chunks`, `..._upload_lag_seconds`),
@@ -39,6 +43,7 @@ from collector import __version__
 from collector.components import Component, Event
 from collector.config import ConfigError, MetricsConfig
 from collector.health import Health, PipelineMonitor
+from collector.leases import PlacementView
 from collector.logging import Logger, get_logger
 
 if TYPE_CHECKING:
@@ -70,6 +75,7 @@ class LiveView:
     last_checkpoint_age: float
     sources: list[SourceView]
     components: dict[str, dict[str, float]]
+    placement: PlacementView | None = None  # with the Redis backend only
 
 
 def _http_clients(source: object) -> Iterator[Any]:
@@ -146,6 +152,7 @@ def live_view(service: Service, monitor: PipelineMonitor, state: str) -> LiveVie
         last_checkpoint_age=time.monotonic() - pipeline.writer.last_checkpoint,
         sources=[_source_view(name, runner) for name, runner in sorted(service.runners.items())],
         components={c.name: t for c in service.components if (t := _telemetry(c))},
+        placement=None if service.leases is None else service.leases.placement_view(),
     )
 
 
@@ -175,6 +182,8 @@ class ServiceCollector:
             yield from self._pipeline(self.live)
             yield from self._sources(self.live)
             yield from self._components(self.live)
+            if self.live.placement is not None:
+                yield from self._placement(self.live.placement)
         info = GaugeMetricFamily(f"{PREFIX}_info", "the running version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -304,6 +313,41 @@ class ServiceCollector:
                 extra[key].add_metric(name, value)
         yield from (running, passes, success, *http.values(), waited, tokens, remaining, paused)
         yield from extra.values()
+
+    def _placement(self, view: PlacementView) -> Iterator[Metric]:
+        leased = GaugeMetricFamily(
+            f"{PREFIX}_source_leased",
+            "1 while this instance holds the source's lease (it runs here), 0 if it is "
+            "configured here but runs elsewhere or nowhere",
+            labels=["source"],
+        )
+        placed = GaugeMetricFamily(
+            f"{PREFIX}_source_placed",
+            "1 if the fleet's placement gives the source to this instance",
+            labels=["source"],
+        )
+        for name in view.wanted:
+            leased.add_metric([name], int(name in view.held))
+            placed.add_metric([name], int(name in view.placed))
+        count = GaugeMetricFamily(
+            f"{PREFIX}_placement_sources",
+            "sources the fleet's placement gives each live instance (as this instance sees it)",
+            labels=["instance"],
+        )
+        load = GaugeMetricFamily(
+            f"{PREFIX}_placement_load",
+            "summed weights of the sources placed on each live instance",
+            labels=["instance"],
+        )
+        for instance, (n, weight) in sorted(view.fleet.items()):
+            count.add_metric([instance], n)
+            load.add_metric([instance], weight)
+        yield from (leased, placed, count, load)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_placement_share",
+            "the load (summed source weights) an instance takes sources up to",
+            value=view.share,
+        )
 
     def _components(self, live: LiveView) -> Iterator[Metric]:
         for component, values in sorted(live.components.items()):

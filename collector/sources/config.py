@@ -51,6 +51,10 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_
     # Keep every response that produced records under `{data_dir}/raw/{name}/` (gzip JSON), so
     # `resume-collector reprocess` can rebuild the output without fetching.
     archive: bool = True
+    # How much work the source is, for placing sources over instances sharing a Redis
+    # (docs/scale-out.md): an instance takes sources up to its share of the summed weights.
+    # Give a source the same weight in every config that has it.
+    weight: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
 
 
 class InboxSourceConfig(SourceConfig, tag="inbox", frozen=True):
