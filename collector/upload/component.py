@@ -5,7 +5,8 @@
 - `start` reconciles the ledger with the target, then every `upload.interval` seconds marks the
   chunks older than `max_age` (they close at the next checkpoint) and uploads what is pending;
 - `stop` (after the pipeline drained) closes what is due (in `once`, every open chunk: a single
-  pass publishes what it collected) and uploads, within half the shutdown timeout.
+  pass publishes what it collected) and uploads, within half the shutdown timeout; a commit
+  still under way then is abandoned (`upload_abandoned`), and the next start reconciles it.
 """
 
 from __future__ import annotations
@@ -165,9 +166,10 @@ class UploadComponent(Component):
                 open_chunks=len(self.roller.open_chunks()),
             )
         except TimeoutError:
-            # Nothing is lost: pending chunks wait on disk, and a commit that landed meanwhile
-            # is found by the next start's reconcile.
-            self.log.error("upload_shutdown_timeout", seconds=grace)
+            self._abandoned(grace)
+        except asyncio.CancelledError:  # the service's drain deadline came first
+            self._abandoned(grace)
+            raise
         finally:
             if self._task is not None and not self._task.done():
                 self._task.cancel()
@@ -175,3 +177,17 @@ class UploadComponent(Component):
             self.lock.release()
             if self.lease is not None:
                 await self.lease.close()
+
+    def _abandoned(self, grace: float) -> None:
+        """The deadline came first. Nothing is lost: the chunks stay pending on disk and in the
+        ledger, and a commit under way is left to finish or not in a thread nobody waits for
+        (`collector/upload/uploader.py` `_abandonable`): the next start's reconcile finds its
+        chunks in the target, or commits them, as after a crash. So the exit is not a failure:
+        a warning, and the service's exit code stays 0 (docs/operations.md)."""
+        self.log.warning(
+            "upload_abandoned",
+            seconds=grace,
+            chunks=self.uploader.in_flight,
+            pending=self.uploader.pending_chunks,
+            next_start="reconcile",
+        )

@@ -251,6 +251,15 @@ class HubTarget:
         # Unchanged, the card is dropped by the client: no empty commit is made.
         content = card(_kept(chunks, conflicts))
         operations.append(CommitOperationAdd(path_in_repo=CARD_PATH, path_or_fileobj=content))
+        # One file at a time, in this thread: given several LFS files at once, the client
+        # uploads them from a thread pool of its own, whose threads the interpreter joins at
+        # exit, so an upload that hangs would hold a shutdown past its deadline (the uploader
+        # leaves this thread behind, `_abandonable`; it cannot leave the pool's). The commit
+        # below then sends only what is not uploaded yet.
+        for operation in operations:
+            self.api.preupload_lfs_files(
+                self.repo_id, [operation], repo_type="dataset", num_threads=1
+            )
         info = self.api.create_commit(
             self.repo_id,
             operations,
