@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -55,6 +55,10 @@ from collector.state import StateStore
 from processors.optout import REASON as OPTED_OUT
 from processors.optout import OptOutList
 from processors.records import Drop, RawRecord
+
+if TYPE_CHECKING:
+    from collector.upload.chunks import OpenChunk
+    from collector.upload.ledger import ChunkEntry
 
 NAMESPACE = "forgotten"
 DROP = "forgotten"  # the counter `drop:forgotten`: lines removed on request
@@ -332,16 +336,28 @@ def plan_rewrite_cursors(state: StateStore, plan: Plan, instance: str) -> None:
 
 def _filter_chunk(
     lines: list[bytes], removed: dict[bytes, str]
-) -> tuple[list[bytes], Counter[str]]:
+) -> tuple[list[bytes], Counter[str], set[int]]:
+    """The lines kept, the removed ones per origin, and the positions of the removed ones."""
     kept: list[bytes] = []
     gone: Counter[str] = Counter()
-    for line in lines:
+    at: set[int] = set()
+    for position, line in enumerate(lines):
         origin = removed.get(line)
         if origin is None:
             kept.append(line)
         else:
             gone[origin] += 1
-    return kept, gone
+            at.add(position)
+    return kept, gone, at
+
+
+def _without(lines: list[bytes], at: set[int]) -> list[bytes] | None:
+    """A provenance chunk's lines without those at the positions removed from its data chunk
+    (its lines are not unique: several examples may have the same provenance), or None when
+    it is not line for line with its data chunk."""
+    if not at or max(at) >= len(lines):
+        return None
+    return [line for position, line in enumerate(lines) if position not in at]
 
 
 def plan_chunks(
@@ -354,75 +370,141 @@ def plan_chunks(
     instance: str,
     target: Any,
 ) -> None:
-    """New versions of open, pending and published chunks without the removed lines."""
-    from collector.upload.chunks import OPEN_NAMESPACE, OpenChunk
-    from collector.upload.ledger import NAMESPACE as LEDGER
-    from collector.upload.ledger import Ledger, Origin
-    from collector.upload.ledger import encode as encode_entry
+    """New versions of open, pending and published chunks without the removed lines, and of
+    the provenance chunks beside them without the lines at the same positions."""
+    from collector.upload.chunks import DATA, OPEN_NAMESPACE, PROVENANCE, OpenChunk
+    from collector.upload.chunks import companion_path as provenance_of_chunk
+    from collector.upload.ledger import Ledger
 
     if not removed:
         return
     root = data_dir / "chunks"
     prefix = f"{instance}\x1f" if instance else ""
     decode_open = msgspec.json.Decoder(OpenChunk).decode
-    for key, value in list(state.scan(OPEN_NAMESPACE, prefix)):
-        chunk = decode_open(value.encode())
-        if not chunk.records:
+    opened = {key: decode_open(value.encode()) for key, value in state.scan(OPEN_NAMESPACE, prefix)}
+    for key, chunk in opened.items():
+        if not chunk.records or chunk.folder != DATA:
             continue
         path = root / "open" / chunk.split / chunk.name
-        kept, gone = _filter_chunk(_lines(path), removed)
+        lines = _lines(path)
+        kept, gone, at = _filter_chunk(lines, removed)
         if not gone:
             continue
-        content = b"".join(kept)
-        file_key = path.relative_to(data_dir).as_posix()
-        plan.changes.append(Change(file_key, content, sum(gone.values())))
-        plan.lines[file_key] = sum(gone.values())
-        plan.chunks[chunk.repo_path] = sum(gone.values())
-        chunk.records, chunk.bytes = len(kept), len(content)
-        for origin, n in gone.items():
-            left = chunk.origins.get(origin, 0) - n
-            if left > 0:
-                chunk.origins[origin] = left
-            else:
-                chunk.origins.pop(origin, None)
-        plan.put(OPEN_NAMESPACE, key, msgspec.json.encode(chunk).decode())
-        plan.put(FILES_NAMESPACE, file_key, str(len(content)))
-    for entry in Ledger(state).entries(instance=instance):
-        if entry.status not in ("pending", "committed", "revising"):
-            continue
+        companion_key = f"{prefix}{PROVENANCE}/{chunk.key}"
+        companion = opened.get(companion_key)
+        if companion is not None and (companion.seq, companion.records) == (chunk.seq, len(lines)):
+            companion_file = root / "open" / PROVENANCE / chunk.split / chunk.name
+            companion_kept = _without(_lines(companion_file), at)
+            if companion_kept is not None:
+                _revise_open(
+                    plan,
+                    data_dir,
+                    companion_key,
+                    companion,
+                    companion_file,
+                    companion_kept,
+                    gone,
+                    count=False,
+                )
+        _revise_open(plan, data_dir, key, chunk, path, kept, gone, count=True)
+    entries = {e.path: e for e in Ledger(state).entries(instance=instance, folder=None)}
+
+    def content_of(entry: ChunkEntry) -> bytes:
         local = root / entry.path
         if entry.status == "committed" and not local.is_file():
             data = target.read(entry.path, entry.commit) if target is not None else None
             if data is None:
                 raise RuntimeError(f"{entry.path}: published, and not readable from the target")
-        else:
-            data = local.read_bytes() if local.is_file() else b""
-        kept, gone = _filter_chunk(data.splitlines(keepends=True), removed)
+            return bytes(data)
+        return local.read_bytes() if local.is_file() else b""
+
+    for entry in entries.values():
+        if entry.folder != DATA or entry.status not in REVISABLE:
+            continue
+        lines = content_of(entry).splitlines(keepends=True)
+        kept, gone, at = _filter_chunk(lines, removed)
         if not gone:
             continue
-        content = b"".join(kept)
-        file_key = local.relative_to(data_dir).as_posix()
-        plan.changes.append(Change(file_key, content, sum(gone.values())))
+        companion_entry = entries.get(provenance_of_chunk(entry.path))
+        if companion_entry is not None and companion_entry.status in REVISABLE:
+            companion_lines = content_of(companion_entry).splitlines(keepends=True)
+            companion_kept = _without(companion_lines, at)
+            if companion_kept is not None and len(companion_lines) == len(lines):
+                _revise_entry(plan, data_dir, companion_entry, companion_kept, gone, count=False)
+        _revise_entry(plan, data_dir, entry, kept, gone, count=True)
+
+
+REVISABLE = ("pending", "committed", "revising")
+
+
+def _revise_open(
+    plan: Plan,
+    data_dir: Path,
+    key: str,
+    chunk: OpenChunk,
+    path: Path,
+    kept: list[bytes],
+    gone: Counter[str],
+    *,
+    count: bool,
+) -> None:
+    """An open chunk's new version: its file, its counts. `count`: a data chunk, whose
+    removed lines are the request's (a provenance chunk's only follow them)."""
+    from collector.upload.chunks import OPEN_NAMESPACE
+
+    content = b"".join(kept)
+    file_key = path.relative_to(data_dir).as_posix()
+    plan.changes.append(Change(file_key, content, sum(gone.values())))
+    if count:
+        plan.lines[file_key] = sum(gone.values())
+        plan.chunks[chunk.repo_path] = sum(gone.values())
+    chunk.records, chunk.bytes = len(kept), len(content)
+    for origin, n in gone.items():
+        left = chunk.origins.get(origin, 0) - n
+        if left > 0:
+            chunk.origins[origin] = left
+        else:
+            chunk.origins.pop(origin, None)
+    plan.put(OPEN_NAMESPACE, key, msgspec.json.encode(chunk).decode())
+    plan.put(FILES_NAMESPACE, file_key, str(len(content)))
+
+
+def _revise_entry(
+    plan: Plan,
+    data_dir: Path,
+    entry: ChunkEntry,
+    kept: list[bytes],
+    gone: Counter[str],
+    *,
+    count: bool,
+) -> None:
+    """A closed chunk's new version, `revising` in the ledger until it is in place."""
+    from collector.upload.ledger import NAMESPACE as LEDGER
+    from collector.upload.ledger import Origin
+    from collector.upload.ledger import encode as encode_entry
+
+    content = b"".join(kept)
+    file_key = (data_dir / "chunks" / entry.path).relative_to(data_dir).as_posix()
+    plan.changes.append(Change(file_key, content, sum(gone.values())))
+    if count:
         plan.lines[file_key] = sum(gone.values())
         plan.chunks[entry.path] = sum(gone.values())
-        if not entry.revision:
-            # Pending may mean committed with the answer lost (a crash before the ledger): the
-            # target may hold this content, and the new version may go over it.
-            entry.replaces_oid, entry.replaces_sha256 = entry.oid, entry.sha256
-        elif entry.status == "committed":
-            entry.replaces_oid, entry.replaces_sha256 = entry.oid, entry.sha256
-        entry.revision += 1
-        origins = {f"{o.source}\x1f{o.dataset}": o.records for o in entry.origins}
-        for origin, n in gone.items():
-            origins[origin] = origins.get(origin, 0) - n
-        entry.origins = [
-            Origin(*_pair(origin), n) for origin, n in sorted(origins.items()) if n > 0
-        ]
-        entry.records, entry.bytes = len(kept), len(content)
-        entry.removed += sum(gone.values())
-        entry.oid, entry.sha256 = _digests(content)
-        entry.status = "revising"
-        plan.put(LEDGER, entry.path, encode_entry(entry))
+    if not entry.revision:
+        # Pending may mean committed with the answer lost (a crash before the ledger): the
+        # target may hold this content, and the new version may go over it.
+        entry.replaces_oid, entry.replaces_sha256 = entry.oid, entry.sha256
+    elif entry.status == "committed":
+        entry.replaces_oid, entry.replaces_sha256 = entry.oid, entry.sha256
+    entry.revision += 1
+    origins = {f"{o.source}\x1f{o.dataset}": o.records for o in entry.origins}
+    for origin, n in gone.items():
+        origins[origin] = origins.get(origin, 0) - n
+    entry.origins = [Origin(*_pair(origin), n) for origin, n in sorted(origins.items()) if n > 0]
+    entry.records, entry.bytes = len(kept), len(content)
+    entry.removed += sum(gone.values())
+    entry.oid, entry.sha256 = _digests(content)
+    entry.status = "revising"
+    plan.put(LEDGER, entry.path, encode_entry(entry))
 
 
 def _pair(origin: str) -> tuple[str, str]:

@@ -149,6 +149,48 @@ async def test_only_training_lines_go_in_chunks_named_by_split_and_origin(
     assert not list((tmp_path / "chunks" / "open").rglob("*.jsonl"))
 
 
+async def test_each_chunk_has_its_provenance_beside_it_line_for_line_without_internal_ids(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    chunks = roller(tmp_path, state, max_records=2)
+    await chunks.open()
+    credited = example(1)
+    credited.meta = {
+        "license": "CC-BY-SA-4.0",
+        "url": "https://workplace.stackexchange.com/a/5228",
+        "authors": [{"name": "Lukas Novak", "url": "https://workplace.stackexchange.com/users/1"}],
+    }
+    own = example(2)
+    own.meta = {"license": "MIT", "url": "https://github.com/someone/resume"}
+    rewritten = example(3, rewritten=True)
+    rewritten.meta = {"license": "CC0-1.0", "rewrite_model": "some-model"}
+    chunks.write([credited, own, example(4, kind="pairs"), rewritten])
+    await chunks.close_now(everything=True)
+    data = {e.path for e in Ledger(state).entries("pending")}
+    beside = {e.path for e in Ledger(state).entries("pending", folder="provenance")}
+    assert beside == {"provenance/" + path.removeprefix("data/") for path in data}
+    about = lines(tmp_path / "chunks" / "provenance/train/local__advice-00001.jsonl")
+    assert len(about) == len(lines(tmp_path / "chunks" / "data/train/local__advice-00001.jsonl"))
+    # Credit where the licence asks for it; no link to a record whose licence does not (it may
+    # point at the person it is about), and never the collector's own ids.
+    assert about[0]["license"] == "CC-BY-SA-4.0"
+    assert about[0]["url"] == "https://workplace.stackexchange.com/a/5228"
+    assert about[0]["authors"][0]["name"] == "Lukas Novak"
+    assert "Lukas Novak" in about[0]["attribution"]
+    assert about[1] == {"source": "inbox", "dataset": "local/advice", "license": "MIT"}
+    rewritten_about = lines(
+        tmp_path / "chunks" / "provenance/train/local__advice__rewritten-00001.jsonl"
+    )
+    assert rewritten_about == [
+        {
+            "source": "inbox",
+            "dataset": "local/advice",
+            "license": "CC0-1.0",
+            "rewritten_by": "some-model",
+        }
+    ]
+
+
 async def test_origins_are_counted_per_source_and_dataset(
     tmp_path: Path, state: SqliteStateStore
 ) -> None:

@@ -250,7 +250,8 @@ def test_forget_killed_midway_and_run_again_finishes_and_loses_nothing(
     once(config)
     assert_forgotten(data_dir, emulator)
     for path in emulator.files(REPO):
-        assert len(emulator.writes(REPO, path)) <= 2  # the revised chunk: once more, no more
+        if path != "README.md":  # the card changes with every commit
+            assert len(emulator.writes(REPO, path)) <= 2  # a revised chunk: once more, no more
 
 
 def test_forget_queues_the_request_when_the_data_folder_is_held_and_names_the_holder(

@@ -244,6 +244,9 @@ async def test_once_rewrites_the_pairs_of_the_same_run_drops_invalid_answers_and
     assert report["pairs"] == 8
     provenance = lines(data_dir / "formatted" / f"{NAME}__rewritten__provenance.jsonl")
     assert [p["source"] for p in provenance] == ["inbox"] * 5
+    # A rewritten line keeps its bullet's licence (and would keep its credit).
+    bullets_licence = lines(data_dir / "formatted" / f"{NAME}__pairs.jsonl")[0]["license"]
+    assert bullets_licence and {p["license"] for p in provenance} == {bullets_licence}
     assert fake.completions == 8
     # The training line uses the source recipe's prompts, not the rewrite prompt.
     assert out[0]["messages"][0]["content"].endswith("Context: Site reliability")

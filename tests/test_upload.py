@@ -120,12 +120,18 @@ def chunk_paths(state: SqliteStateStore) -> list[str]:
 
 def assert_each_chunk_once(emulator: HubEmulator, state: SqliteStateStore) -> None:
     files = emulator.files(REPO)
-    for entry in Ledger(state).entries():
+    entries = Ledger(state).entries(folder=None)  # the chunks and the provenance beside them
+    for entry in entries:
         assert entry.status == "committed", entry.path
         assert emulator.writes(REPO, entry.path) == [entry.commit], entry.path
         assert git_blob_oid(files[entry.path]) == entry.oid, entry.path
     data = [path for path in files if path.startswith("data/")]
     assert sorted(data) == chunk_paths(state)
+    beside = sorted(path for path in files if path.startswith("provenance/"))
+    assert beside == sorted("provenance/" + path.removeprefix("data/") for path in data)
+    for path in data:
+        ours = files["provenance/" + path.removeprefix("data/")]
+        assert len(ours.splitlines()) == len(files[path].splitlines())
 
 
 # Two records of 2.6 MB: every chunk is above the real Hub's LFS threshold.
@@ -147,16 +153,17 @@ async def test_pending_chunks_go_in_bounded_commits_with_the_card(
 ) -> None:
     emulator, url = hub
     await make_chunks(tmp_path, state, 5)
-    config = make_config(url, max_files_per_commit=3)
+    # Five files in a commit: the card, two chunks and the provenance beside each.
+    config = make_config(url, max_files_per_commit=5)
     report = await uploader(config, state, tmp_path).run()
     assert (report.committed, report.commits, report.pending) == (5, 3, 0)
     commits = emulator.commits(REPO)
     assert [c.title for c in commits[:3]] == [
-        "Add 1 chunk (2 records)",
-        "Add 2 chunks (4 records)",
-        "Add 2 chunks (4 records)",
+        "Add 1 chunk (2 records) with their provenance",
+        "Add 2 chunks (4 records) with their provenance",
+        "Add 2 chunks (4 records) with their provenance",
     ]
-    assert all(len(c.tree) - len(commits[i + 1].tree) <= 3 for i, c in enumerate(commits[:3]))
+    assert all(len(c.tree) - len(commits[i + 1].tree) <= 5 for i, c in enumerate(commits[:3]))
     assert emulator.writes(REPO, "README.md") == [c.oid for c in reversed(commits[:3])]
     assert_each_chunk_once(emulator, state)
     assert not list((tmp_path / "chunks" / "data").rglob("*.jsonl"))  # committed: removed
@@ -267,7 +274,8 @@ async def test_the_commit_budget_holds_across_restarts(
     emulator, url = hub
     emulator.max_commits_per_hour = 2  # the Hub would refuse a third: it must never be asked
     await make_chunks(tmp_path, state, 4)
-    config = make_config(url, max_files_per_commit=2, max_commits_per_hour=2)
+    # Three files in a commit: the card, one chunk and its provenance.
+    config = make_config(url, max_files_per_commit=3, max_commits_per_hour=2)
     clock = Clock(2_000_000.0)
     emulator.clock = clock
     first = uploader(config, state, tmp_path, clock)

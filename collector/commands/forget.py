@@ -131,7 +131,7 @@ async def forget(
         if dry_run:
             return 0
         if chunks_there:
-            entries = await asyncio.to_thread(Ledger(state).entries)
+            entries = await asyncio.to_thread(lambda: Ledger(state).entries(folder=None))
             await asyncio.to_thread(roller.finish_revisions, entries)
         if queued:
             keys = [key for key, _ in queued]

@@ -56,6 +56,10 @@ class Pair(msgspec.Struct, frozen=True):
     record_id: str
     recipe: str = "pairs"  # the recipe whose prompt asks for the rewrite
     group: str = ""  # the pair's dedupe group, so its rewrite lands in the same split
+    # The bullet's origin (its provenance), which the rewritten line keeps.
+    license: str = ""
+    url: str = ""
+    authors: list[dict[str, str]] = []
 
 
 class Outcome(msgspec.Struct, frozen=True):

@@ -56,6 +56,9 @@ class _PairLine(msgspec.Struct):
     dataset: str = ""
     record_id: str = ""
     group: str = ""
+    license: str = ""
+    url: str = ""
+    authors: list[dict[str, str]] = []
 
 
 _decode_pair = msgspec.json.Decoder(_PairLine).decode
@@ -235,7 +238,14 @@ class RewriteSource:
             },
             cursor=str(end),
             fetched_at=time.time(),
-            meta={"rewrite_model": outcome.answer.model or self.config.model, "group": pair.group},
+            meta={
+                "rewrite_model": outcome.answer.model or self.config.model,
+                "group": pair.group,
+                # The bullet's licence and credit carry over to the line rewritten from it.
+                **({"license": pair.license} if pair.license else {}),
+                **({"url": pair.url} if pair.url else {}),
+                **({"authors": pair.authors} if pair.authors else {}),
+            },
         )
 
     async def _budget_pause(self) -> bool:
@@ -327,6 +337,9 @@ class RewriteSource:
                 record_id=raw.record_id or record_id,
                 recipe=recipe.name if recipe is not None else "pairs",
                 group=raw.group,
+                license=raw.license,
+                url=raw.url,
+                authors=raw.authors,
             )
             pairs.append((pair, end))
             if len(pairs) >= self.config.batch_size:

@@ -36,6 +36,10 @@ class PairLine(msgspec.Struct):
     split: str
     # The pair's dedupe group: its rewrite joins the same group, hence the same split.
     group: str = ""
+    # Where the bullet came from, so that its rewrite is credited as the bullet would be.
+    license: str = ""
+    url: str = ""
+    authors: list[Author] = []
 
 
 class Author(msgspec.Struct):
@@ -82,6 +86,39 @@ def provenance_of(example: Example) -> ProvenanceLine:
         else attribution_text(url, credited, license),
         rewritten_by=str(meta.get("rewrite_model") or "") if example.rewritten else "",
         task=example.task,
+    )
+
+
+class PublishedProvenance(msgspec.Struct, omit_defaults=True):
+    """An example's provenance as published beside it (`provenance/{split}/...`, line for line
+    with `data/{split}/...`): its origin, licence and task, and the credit its licence asks for.
+
+    Nothing else: the record ids and groups are the collector's own (an id may spell a login or
+    a file name), and a link or an author is given only where the licence requires credit: a
+    link to a record of someone else's would point back at the person it is about.
+    """
+
+    source: str
+    dataset: str
+    license: str = ""
+    task: str = ""
+    url: str = ""
+    authors: list[Author] = []
+    attribution: str = ""
+    rewritten_by: str = ""
+
+
+def published_provenance(line: ProvenanceLine) -> PublishedProvenance:
+    credited = requires_attribution(line.license)
+    return PublishedProvenance(
+        line.source,
+        line.dataset,
+        license=line.license,
+        task=line.task,
+        url=line.url if credited else "",
+        authors=line.authors if credited else [],
+        attribution=line.attribution if credited else "",
+        rewritten_by=line.rewritten_by,
     )
 
 
@@ -148,6 +185,7 @@ class FormattedSink:
             name, training, provenance, pairs = self._file_keys(example)
             self._touched.add(name)
             if example.kind == "pairs":
+                origin = provenance_of(example)
                 line = PairLine(
                     bullet=str(example.meta.get("bullet", "")),
                     context=str(example.meta.get("context", "")),
@@ -156,6 +194,9 @@ class FormattedSink:
                     record_id=example.record_id,
                     split=example.split,
                     group=example.group_key,
+                    license=origin.license,
+                    url=origin.url,
+                    authors=origin.authors,
                 )
                 self.files.append(pairs, encode(line) + b"\n")
                 continue

@@ -19,6 +19,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from collector.config import Config
 from collector.licences import UNKNOWN, hub_license, requires_attribution, spdx
+from collector.upload.chunks import DATA, PROVENANCE
 from collector.upload.ledger import ChunkEntry
 from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
 from processors.grounding import DROP_REASON as GROUNDING_DROP
@@ -72,6 +73,8 @@ def build_card(
 ) -> str:
     """The card for a repo that holds exactly `entries` (committed, or in this commit)."""
     upload = config.upload
+    described = {e.path.removeprefix(PROVENANCE) for e in entries if e.folder == PROVENANCE}
+    entries = [e for e in entries if e.folder == DATA]  # what the counts are of
     configured = {s.name: spdx(s.license) for s in config.sources}
     stated: dict[tuple[str, str], set[str]] = defaultdict(set)
     for source, dataset, what, n in counts:
@@ -110,6 +113,18 @@ def build_card(
                 "data_files": [{"split": s, "path": f"data/{s}/*.jsonl"} for s in splits],
             }
         ]
+    provenance_splits = split_order(
+        e.split for e in entries if e.path.removeprefix(DATA) in described
+    )
+    if provenance_splits:
+        extra["configs"].append(
+            {
+                "config_name": "provenance",
+                "data_files": [
+                    {"split": s, "path": f"provenance/{s}/*.jsonl"} for s in provenance_splits
+                ],
+            }
+        )
     data = DatasetCardData(
         pretty_name=upload.pretty_name,
         language=list(upload.language),
@@ -125,12 +140,17 @@ def build_card(
         "cleaned by resume-collector. Every line of every file is one example,",
         '`{"messages": [{"role": ..., "content": ...}, ...]}`, and nothing else. Files are',
         "immutable chunks named `data/{split}/{owner}__{dataset}-{seq}.jsonl`; a name ending in",
-        "`__rewritten` holds answers written by an LLM.",
+        "`__rewritten` holds answers written by an LLM. Beside each,",
+        "`provenance/{split}/{owner}__{dataset}-{seq}.jsonl` has one line per example, in the",
+        "same order: its source, licence, task type (`task`), the model that wrote a rewritten",
+        "answer (`rewritten_by`), and the link, authors and credit line where the licence",
+        "requires credit.",
         "",
         "```python",
         "from datasets import load_dataset",
         "",
         f'dataset = load_dataset("{upload.repo_id or "path/to/this/folder"}")',
+        f'provenance = load_dataset("{upload.repo_id or "path/to/this/folder"}", "provenance")',
         "```",
         "",
         "## Splits",
@@ -206,12 +226,12 @@ def _attribution(
         return [*lines, "No source's licence requires crediting its authors."]
     lines += [
         "These sources' licences require crediting the authors. Every example's provenance",
-        "line (`{owner}__{dataset}__provenance.jsonl`, one line per example, in order) gives",
-        "its link (`url`), its licence, its authors' public profile names with links",
-        "(`authors`) and a credit line (`attribution`); a Stack Exchange example credits the",
-        "question's and the answer's authors and links the answer, as Stack Exchange's",
-        "attribution rules ask. Keep that credit with any copy, under the same licence where",
-        "it says ShareAlike (CC BY-SA).",
+        "line (`provenance/{split}/...`, the same file name as its data file, one line per",
+        "example, in order) gives its link (`url`), its licence, its authors' public profile",
+        "names with links (`authors`) and a credit line (`attribution`); a Stack Exchange",
+        "example credits the question's and the answer's authors and links the answer, as",
+        "Stack Exchange's attribution rules ask. Keep that credit with any copy, under the",
+        "same licence where it says ShareAlike (CC BY-SA).",
         "",
     ]
     return lines + _table(["source", "dataset", "license"], [list(c) for c in credited], 3)

@@ -8,6 +8,11 @@ included. Per (split, output name) one chunk is open at a time under
 `chunks/data/{split}/{stem}-{seq:05d}.jsonl`, its path in the published repo. Only training
 lines (`{"messages": [...]}`) go in; `pairs` examples never do.
 
+Beside each data chunk a provenance chunk (`provenance/{split}/{stem}-{seq:05d}.jsonl`, one
+line per training line, in the same order: `sinks/formatted.py` `PublishedProvenance`) is
+filled in step and closes with it; it is an entry of the ledger like any chunk, so it is
+published exactly once too. A data chunk opened before provenance chunks existed has none.
+
 Closing is crash-safe in three steps:
 1. the checkpoint that holds the chunk's last line also records it as `closing` in the ledger
    and moves its output name to the next sequence number (one transaction);
@@ -36,7 +41,7 @@ from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles, apply_replacements
 from collector.sinks.files import _fsync_dir as fsync_dir
-from collector.sinks.formatted import file_stem
+from collector.sinks.formatted import file_stem, provenance_of, published_provenance
 from collector.sinks.naming import safe_part
 from collector.state import StateStore
 from collector.upload.config import UploadConfig
@@ -46,6 +51,15 @@ from collector.upload.ledger import encode as encode_entry
 from processors.records import Example
 
 OPEN_NAMESPACE = "chunks"
+DATA = "data"
+PROVENANCE = "provenance"
+
+
+def companion_path(repo_path: str) -> str:
+    """The provenance chunk's path beside a data chunk's (`data/...` -> `provenance/...`)."""
+    return PROVENANCE + repo_path.removeprefix(DATA)
+
+
 _NAME = re.compile(r"^(?P<stem>.+)-(?P<seq>\d{5,})\.jsonl$")
 
 
@@ -59,10 +73,12 @@ class OpenChunk(msgspec.Struct):
     bytes: int = 0
     opened_at: float = 0.0
     origins: dict[str, int] = {}  # "source\x1fdataset" -> records
+    folder: str = "data"  # "data", or "provenance" for the companion of a data chunk
 
     @property
     def key(self) -> str:
-        return f"{self.split}/{self.stem}"
+        base = f"{self.split}/{self.stem}"
+        return base if self.folder == DATA else f"{self.folder}/{base}"
 
     @property
     def name(self) -> str:
@@ -70,7 +86,7 @@ class OpenChunk(msgspec.Struct):
 
     @property
     def repo_path(self) -> str:
-        return f"data/{self.split}/{self.name}"
+        return f"{self.folder}/{self.split}/{self.name}"
 
 
 def git_blob_oid(path: Path) -> str:
@@ -130,8 +146,9 @@ class ChunkRoller:
 
     # --- paths ------------------------------------------------------------------------------
 
-    def open_path(self, split: str, stem: str, seq: int) -> Path:
-        return self.open_dir / split / f"{stem}-{seq:05d}.jsonl"
+    def open_path(self, split: str, stem: str, seq: int, folder: str = DATA) -> Path:
+        base = self.open_dir if folder == DATA else self.open_dir / folder
+        return base / split / f"{stem}-{seq:05d}.jsonl"
 
     def closed_path(self, repo_path: str) -> Path:
         return self.root / repo_path
@@ -139,7 +156,7 @@ class ChunkRoller:
     def _file_key(self, chunk: OpenChunk) -> str:
         key = self._keys.get(chunk.key)
         if key is None or key[0] != chunk.seq:
-            path = self.open_path(chunk.split, chunk.stem, chunk.seq)
+            path = self.open_path(chunk.split, chunk.stem, chunk.seq, chunk.folder)
             key = self._keys[chunk.key] = (chunk.seq, self.files.key(path))
         return key[1]
 
@@ -150,10 +167,10 @@ class ChunkRoller:
 
     def _open_sync(self) -> None:
         self.open_dir.mkdir(parents=True, exist_ok=True)
-        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        (self.root / DATA).mkdir(parents=True, exist_ok=True)
         for key, value in self.state.scan(OPEN_NAMESPACE, self._prefix):
             self._open[key.removeprefix(self._prefix)] = self._decode_open(value.encode())
-        entries = self.ledger.entries()
+        entries = self.ledger.entries(folder=None)
         closing = [e for e in entries if e.status == "closing" and e.instance == self.instance]
         if closing:
             self._finish(closing)
@@ -161,7 +178,8 @@ class ChunkRoller:
         self.finish_revisions(entries)
         self.files.recover(self.open_dir)
         for entry in entries:
-            self._raise_floor(f"{entry.split}/{entry.stem}", entry.seq)
+            if entry.folder == DATA:
+                self._raise_floor(f"{entry.split}/{entry.stem}", entry.seq)
         for chunk in self._open.values():
             self._raise_floor(chunk.key, chunk.seq - (0 if chunk.records else 1))
         self._check_open_files()
@@ -171,8 +189,12 @@ class ChunkRoller:
 
     def _check_open_files(self) -> None:
         """Numbers already on disk are never reused; an open chunk must match its file."""
-        known = {self.open_path(c.split, c.stem, c.seq) for c in self._open.values() if c.records}
-        for folder in (self.open_dir, self.root / "data"):
+        known = {
+            self.open_path(c.split, c.stem, c.seq, c.folder)
+            for c in self._open.values()
+            if c.records
+        }
+        for folder in (self.open_dir, self.root / DATA):
             for path in folder.glob("*/*.jsonl"):
                 match = _NAME.match(path.name)
                 if match is None:
@@ -180,10 +202,13 @@ class ChunkRoller:
                 self._raise_floor(f"{path.parent.name}/{match['stem']}", int(match["seq"]))
                 if folder == self.open_dir and path not in known:
                     self._stray(path)
+        for path in (self.open_dir / PROVENANCE).glob("*/*.jsonl"):
+            if path not in known:
+                self._stray(path)
         for chunk in self._open.values():
             if not chunk.records:
                 continue
-            path = self.open_path(chunk.split, chunk.stem, chunk.seq)
+            path = self.open_path(chunk.split, chunk.stem, chunk.seq, chunk.folder)
             size = path.stat().st_size if path.exists() else -1
             if size != chunk.bytes:
                 # Removed or changed by hand: the state cannot vouch for its count any more.
@@ -221,6 +246,16 @@ class ChunkRoller:
             if not chunk.records:
                 chunk.opened_at = now
                 chunk.origins = {}
+                self._open[self._companion_key(chunk)] = OpenChunk(
+                    chunk.split, chunk.stem, chunk.seq, opened_at=now, folder=PROVENANCE
+                )
+            companion = self._companion(chunk)
+            if companion is not None:
+                about = self._encode_line(published_provenance(provenance_of(example))) + b"\n"
+                self.files.append(self._file_key(companion), about)
+                companion.records += 1
+                companion.bytes += len(about)
+                self._dirty.add(companion.key)
             self.files.append(self._file_key(chunk), line)
             chunk.records += 1
             chunk.bytes += len(line)
@@ -264,6 +299,18 @@ class ChunkRoller:
 
     # --- closing ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _companion_key(chunk: OpenChunk) -> str:
+        return f"{PROVENANCE}/{chunk.key}"
+
+    def _companion(self, chunk: OpenChunk) -> OpenChunk | None:
+        """The provenance chunk in step with a data chunk (same number, a line for each of its
+        lines so far), or None: a chunk opened before there were any goes without."""
+        companion = self._open.get(self._companion_key(chunk))
+        if companion is None or companion.seq != chunk.seq or companion.records != chunk.records:
+            return None
+        return companion
+
     def _chunk(self, split: str, stem: str) -> OpenChunk:
         key = f"{split}/{stem}"
         chunk = self._open.get(key)
@@ -278,24 +325,14 @@ class ChunkRoller:
 
     def _close(self, chunk: OpenChunk) -> OpenChunk:
         """Close `chunk` (durable with the next checkpoint); the chunk that follows it."""
-        origins = []
-        for origin, records in sorted(chunk.origins.items()):
-            source, _, dataset = origin.partition("\x1f")
-            origins.append(Origin(source, dataset, records))
-        self._closing.append(
-            ChunkEntry(
-                path=chunk.repo_path,
-                split=chunk.split,
-                stem=chunk.stem,
-                seq=chunk.seq,
-                records=chunk.records,
-                bytes=chunk.bytes,
-                origins=origins,
-                status="closing",
-                closed_at=self.clock(),
-                instance=self.instance,
+        companion = self._companion(chunk)
+        if companion is not None:
+            self._closing.append(self._entry(companion))
+            self._open[companion.key] = OpenChunk(
+                chunk.split, chunk.stem, chunk.seq + 1, folder=PROVENANCE
             )
-        )
+            self._dirty.add(companion.key)
+        self._closing.append(self._entry(chunk))
         self._raise_floor(chunk.key, chunk.seq)
         following = self._open[chunk.key] = OpenChunk(chunk.split, chunk.stem, chunk.seq + 1)
         self._dirty.add(chunk.key)
@@ -305,11 +342,29 @@ class ChunkRoller:
         )
         return following
 
+    def _entry(self, chunk: OpenChunk) -> ChunkEntry:
+        origins = []
+        for origin, records in sorted(chunk.origins.items()):
+            source, _, dataset = origin.partition("\x1f")
+            origins.append(Origin(source, dataset, records))
+        return ChunkEntry(
+            path=chunk.repo_path,
+            split=chunk.split,
+            stem=chunk.stem,
+            seq=chunk.seq,
+            records=chunk.records,
+            bytes=chunk.bytes,
+            origins=origins,
+            status="closing",
+            closed_at=self.clock(),
+            instance=self.instance,
+        )
+
     def _finish(self, entries: Iterable[ChunkEntry]) -> None:
         """Steps 2 and 3 of closing (sync: run in a thread); safe to repeat after a crash."""
         done = []
         for entry in entries:
-            source = self.open_path(entry.split, entry.stem, entry.seq)
+            source = self.open_path(entry.split, entry.stem, entry.seq, entry.folder)
             target = self.closed_path(entry.path)
             # Stop tracking first: a crash before the rename leaves a complete file that the
             # next start renames (a closed chunk never received a line after its checkpoint).
@@ -336,8 +391,9 @@ class ChunkRoller:
         revising = [e for e in entries if e.status == "revising" and e.instance == self.instance]
         if not revising:
             return
-        data = self.files.key(self.root / "data")
-        apply_replacements(self.files.root, self.state, f"{data}/", self.log)
+        for folder in (DATA, PROVENANCE):
+            key = self.files.key(self.root / folder)
+            apply_replacements(self.files.root, self.state, f"{key}/", self.log)
         done = []
         for entry in revising:
             path = self.closed_path(entry.path)
@@ -354,6 +410,8 @@ class ChunkRoller:
         """Chunks older than `max_age` (or every open chunk) close at the next checkpoint."""
         now = self.clock()
         for key, chunk in self._open.items():
+            if chunk.folder != DATA:
+                continue  # a provenance chunk closes with its data chunk
             if chunk.records and (everything or now - chunk.opened_at >= self.config.max_age):
                 self._due.add(key)
         return len(self._due)
@@ -363,10 +421,10 @@ class ChunkRoller:
         if not self.mark_due(everything=everything) and not self._closing:
             return 0
         puts = await self.flush()
-        closed = len(self._committing)
+        closed = sum(1 for entry in self._committing if entry.folder == DATA)
         await asyncio.to_thread(self.state.commit, puts)
         await self.committed()
         return closed
 
     def open_chunks(self) -> list[OpenChunk]:
-        return [c for c in self._open.values() if c.records]
+        return [c for c in self._open.values() if c.records and c.folder == DATA]

@@ -48,7 +48,7 @@ class Origin(msgspec.Struct, frozen=True):
 
 
 class ChunkEntry(msgspec.Struct):
-    path: str  # in the repo: data/{split}/{stem}-{seq:05d}.jsonl
+    path: str  # in the repo: data/{split}/{stem}-{seq:05d}.jsonl (or provenance/...)
     split: str
     stem: str
     seq: int
@@ -71,6 +71,11 @@ class ChunkEntry(msgspec.Struct):
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
 
+    @property
+    def folder(self) -> str:
+        """`data` for training lines, `provenance` for the lines published beside them."""
+        return self.path.split("/", 1)[0]
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ChunkEntry)
@@ -89,10 +94,18 @@ class Ledger:
         self.state = state
 
     def entries(
-        self, status: Status | None = None, *, instance: str | None = None
+        self,
+        status: Status | None = None,
+        *,
+        instance: str | None = None,
+        folder: str | None = "data",
     ) -> list[ChunkEntry]:
-        """Entries with that status (any: None) of that instance (any: None)."""
+        """Entries with that status (any: None) of that instance (any: None), in that folder:
+        `data` (the training chunks, what a reader counts), `provenance` (the files published
+        beside them, each in step with its data chunk) or None for both (what is uploaded)."""
         found = [decode(value) for _, value in self.state.scan(NAMESPACE)]
+        if folder is not None:
+            found = [e for e in found if e.folder == folder]
         if status is not None:
             found = [e for e in found if e.status == status]
         if instance is not None:

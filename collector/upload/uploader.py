@@ -5,10 +5,8 @@
 - Commits to the Hub stay within `max_commits_per_hour` over any sliding hour; the times are
   kept in the state store, so a restart does not reset the budget. A 429 whose `Retry-After`
   is longer than a retry wait pauses the uploader until then.
-- The blocking client runs in a daemon thread of its own per call (`_abandonable`); tenacity
-  retries a commit on 429, 5xx, timeouts and 412/409 (a commit landed since the head was read:
-  the next attempt re-reads it). A call still running when the shutdown deadline comes is left
-  behind, as a crash would leave it: its chunks stay pending for the next start's reconcile.
+- The blocking client runs in a thread; tenacity retries a commit on 429, 5xx, timeouts and
+  412/409 (a commit landed since the head was read: the next attempt re-reads it).
 - Exactly once: the ledger marks a chunk committed (with its commit id) only after the commit
   returned; a crash or a lost answer in between is reconciled by looking the chunks up in the
   target: at start (`reconcile`), and at every attempt (the target reports chunks already
@@ -20,11 +18,8 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import contextvars
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -39,6 +34,7 @@ from collector.leases import LeaseBusy
 from collector.logging import Logger
 from collector.state import StateStore
 from collector.upload.card import build_card
+from collector.upload.chunks import DATA
 from collector.upload.crashpoints import crash_point
 from collector.upload.ledger import COMMITS_NAMESPACE, ChunkEntry, Ledger
 from collector.upload.targets import CommitResult, Target
@@ -90,8 +86,6 @@ class Uploader:
         self.committed_chunks = 0  # by this process
         self.commits = 0
         self.failures = 0
-        # The chunks of the commit under way (kept when it is abandoned: they stay pending).
-        self.in_flight: list[str] = []
         self._lock = asyncio.Lock()  # one round at a time
         # With a shared (Redis) state: one round at a time across the instances too (a lease on
         # the target, collector/leases.py `UploadLease`).
@@ -125,7 +119,9 @@ class Uploader:
             return await self._reconcile()
 
     async def _reconcile(self) -> int:
-        entries = await asyncio.to_thread(self.ledger.entries, None, instance=self.instance)
+        entries = await asyncio.to_thread(
+            self.ledger.entries, None, instance=self.instance, folder=None
+        )
         await asyncio.to_thread(self._remove_committed_files, entries)
         pending = [e for e in entries if e.status == "pending"]
         if not pending:
@@ -150,7 +146,7 @@ class Uploader:
         if changed:
             await asyncio.to_thread(self.ledger.put, changed)
             await asyncio.to_thread(self._remove_committed_files, changed)
-        found = sum(1 for e in changed if e.status == "committed")
+        found = sum(1 for e in changed if e.status == "committed" and e.folder == DATA)
         self.log.info("upload_reconciled", pending=len(pending), found_in_target=found)
         return found
 
@@ -179,8 +175,11 @@ class Uploader:
 
     async def _run(self, progress: Progress | None) -> UploadReport:
         report = UploadReport()
-        entries = await asyncio.to_thread(self.ledger.entries, "pending", instance=self.instance)
-        pending = sorted(entries, key=lambda e: e.path)
+        entries = await asyncio.to_thread(
+            self.ledger.entries, "pending", instance=self.instance, folder=None
+        )
+        # A chunk and the provenance beside it go in the same commit where they fit.
+        pending = sorted(entries, key=lambda e: (e.path.removeprefix(e.folder), e.folder))
         pending = await asyncio.to_thread(self._drop_lost, pending)
         self._note_pending(pending)
         per_commit = self.upload.max_files_per_commit - 1
@@ -191,11 +190,9 @@ class Uploader:
                 self.log.info("upload_paused", seconds=round(wait, 1), pending=len(pending))
                 break
             batch, pending = pending[:per_commit], pending[per_commit:]
-            self.in_flight = [e.path for e in batch]
             try:
                 result = await self._commit(batch)
             except Exception as error:
-                self.in_flight = []
                 retry_after = self.target.retry_after(error)
                 if retry_after is not None:
                     self.paused_until = self.clock() + retry_after
@@ -207,13 +204,14 @@ class Uploader:
                 break
             crash_point("after_commit")
             await asyncio.to_thread(self._record, batch, result)
-            self.in_flight = []
-            done = [e for e in batch if e.status == "committed"]
+            # Counted as a reader counts: training chunks; their provenance files go along.
+            chunks = [e for e in batch if e.folder == DATA]
+            done = [e for e in chunks if e.status == "committed"]
             records = sum(e.records for e in done)
             report.committed += len(done)
             report.records += records
             report.commits += int(result.created)
-            report.conflicts += len(batch) - len(done)
+            report.conflicts += len(chunks) - len(done)
             self.log.info(
                 "chunks_committed",
                 commit=result.commit,
@@ -223,15 +221,15 @@ class Uploader:
                 conflicts=len(result.conflicts),
             )
             if progress is not None:
-                progress(len(batch), records)
-        report.pending = len(pending)
+                progress(len(chunks), records)
+        report.pending = sum(1 for e in pending if e.folder == DATA)
         self._note_pending(pending)
         self.committed_chunks += report.committed
         self.commits += report.commits
         return report
 
     def _note_pending(self, pending: list[ChunkEntry]) -> None:
-        self.pending_chunks = len(pending)
+        self.pending_chunks = sum(1 for e in pending if e.folder == DATA)
         self.oldest_pending = min((e.closed_at for e in pending), default=0.0)
 
     def telemetry(self) -> dict[str, float]:
@@ -259,17 +257,20 @@ class Uploader:
 
         def card(entries: list[ChunkEntry]) -> bytes:
             # Re-read at each attempt: another instance may have committed in between.
-            committed = self.ledger.entries("committed")
+            committed = self.ledger.entries("committed", folder=None)
             return build_card(self.config, committed + entries, counts).encode()
 
-        records = sum(e.records for e in batch)
-        message = f"Add {len(batch)} chunk{'s' if len(batch) != 1 else ''} ({records} records)"
-        revised = [e for e in batch if e.revision]
+        data = [e for e in batch if e.folder == DATA]
+        records = sum(e.records for e in data)
+        message = f"Add {len(data)} chunk{'s' if len(data) != 1 else ''} ({records} records)"
+        if len(data) < len(batch):
+            message += " with their provenance"
+        revised = [e for e in data if e.revision]
         if revised:
             message = (
                 f"Remove records on request from {len(revised)} chunk"
                 f"{'s' if len(revised) != 1 else ''}"
-                + (f"; add {len(batch) - len(revised)}" if len(revised) < len(batch) else "")
+                + (f"; add {len(data) - len(revised)}" if len(revised) < len(data) else "")
             )
         chunks = [(entry, self.local_path(entry)) for entry in batch]
         return await self._retrying(lambda: self.target.commit(chunks, card, message), "commit")
@@ -329,36 +330,8 @@ class Uploader:
         )
         async for attempt in retrying:
             with attempt:
-                return await _abandonable(call)
+                return await asyncio.to_thread(call)
         raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-async def _abandonable(call: Callable[[], T]) -> T:
-    """`call` in a daemon thread of its own, which the awaiting task may cancel and leave behind.
-
-    Not `asyncio.to_thread`: a request to the target may hang as long as `upload.timeout` (300 s
-    by default), and the default executor's threads are joined when `asyncio.run` ends and again
-    at interpreter exit, so a commit abandoned at the shutdown deadline held the exit until its
-    answer came (issue #20: 97 s with `shutdown_timeout = 20`). A daemon thread is not waited
-    for. Leaving it is safe: the ledger marks chunks committed only once the commit's answer
-    came back here and `_record` wrote it, so an abandoned commit is one the next start
-    reconciles (landed: found in the target; not landed: committed again). What the thread
-    might touch once the state store is closed fails in that thread, unseen.
-    """
-    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
-    context = contextvars.copy_context()  # the log's bound fields, as `to_thread` passes them
-
-    def work() -> None:
-        if not outcome.set_running_or_notify_cancel():
-            return  # cancelled before it started
-        try:
-            outcome.set_result(context.run(call))
-        except BaseException as error:  # handed to the awaiting task (if it still waits)
-            outcome.set_exception(error)
-
-    threading.Thread(target=work, name="upload-target-call", daemon=True).start()
-    # Cancelling the wrapper leaves the thread running; a loop closed by then is not called.
-    return await asyncio.wrap_future(outcome)
 
 
 @contextlib.asynccontextmanager
