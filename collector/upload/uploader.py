@@ -5,8 +5,10 @@
 - Commits to the Hub stay within `max_commits_per_hour` over any sliding hour; the times are
   kept in the state store, so a restart does not reset the budget. A 429 whose `Retry-After`
   is longer than a retry wait pauses the uploader until then.
-- The blocking client runs in a thread; tenacity retries a commit on 429, 5xx, timeouts and
-  412/409 (a commit landed since the head was read: the next attempt re-reads it).
+- The blocking client runs in a daemon thread of its own per call (`_abandonable`); tenacity
+  retries a commit on 429, 5xx, timeouts and 412/409 (a commit landed since the head was read:
+  the next attempt re-reads it). A call still running when the shutdown deadline comes is left
+  behind, as a crash would leave it: its chunks stay pending for the next start's reconcile.
 - Exactly once: the ledger marks a chunk committed (with its commit id) only after the commit
   returned; a crash or a lost answer in between is reconciled by looking the chunks up in the
   target: at start (`reconcile`), and at every attempt (the target reports chunks already
@@ -18,8 +20,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -86,6 +91,8 @@ class Uploader:
         self.committed_chunks = 0  # by this process
         self.commits = 0
         self.failures = 0
+        # The chunks of the commit under way (kept when it is abandoned: they stay pending).
+        self.in_flight: list[str] = []
         self._lock = asyncio.Lock()  # one round at a time
         # With a shared (Redis) state: one round at a time across the instances too (a lease on
         # the target, collector/leases.py `UploadLease`).
@@ -190,9 +197,11 @@ class Uploader:
                 self.log.info("upload_paused", seconds=round(wait, 1), pending=len(pending))
                 break
             batch, pending = pending[:per_commit], pending[per_commit:]
+            self.in_flight = [e.path for e in batch]
             try:
                 result = await self._commit(batch)
             except Exception as error:
+                self.in_flight = []
                 retry_after = self.target.retry_after(error)
                 if retry_after is not None:
                     self.paused_until = self.clock() + retry_after
@@ -204,6 +213,7 @@ class Uploader:
                 break
             crash_point("after_commit")
             await asyncio.to_thread(self._record, batch, result)
+            self.in_flight = []
             # Counted as a reader counts: training chunks; their provenance files go along.
             chunks = [e for e in batch if e.folder == DATA]
             done = [e for e in chunks if e.status == "committed"]
@@ -330,8 +340,36 @@ class Uploader:
         )
         async for attempt in retrying:
             with attempt:
-                return await asyncio.to_thread(call)
+                return await _abandonable(call)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+async def _abandonable(call: Callable[[], T]) -> T:
+    """`call` in a daemon thread of its own, which the awaiting task may cancel and leave behind.
+
+    Not `asyncio.to_thread`: a request to the target may hang as long as `upload.timeout` (300 s
+    by default), and the default executor's threads are joined when `asyncio.run` ends and again
+    at interpreter exit, so a commit abandoned at the shutdown deadline held the exit until its
+    answer came (issue #20: 97 s with `shutdown_timeout = 20`). A daemon thread is not waited
+    for. Leaving it is safe: the ledger marks chunks committed only once the commit's answer
+    came back here and `_record` wrote it, so an abandoned commit is one the next start
+    reconciles (landed: found in the target; not landed: committed again). What the thread
+    might touch once the state store is closed fails in that thread, unseen.
+    """
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+    context = contextvars.copy_context()  # the log's bound fields, as `to_thread` passes them
+
+    def work() -> None:
+        if not outcome.set_running_or_notify_cancel():
+            return  # cancelled before it started
+        try:
+            outcome.set_result(context.run(call))
+        except BaseException as error:  # handed to the awaiting task (if it still waits)
+            outcome.set_exception(error)
+
+    threading.Thread(target=work, name="upload-target-call", daemon=True).start()
+    # Cancelling the wrapper leaves the thread running; a loop closed by then is not called.
+    return await asyncio.wrap_future(outcome)
 
 
 @contextlib.asynccontextmanager
