@@ -177,12 +177,14 @@ async def test_each_chunk_has_its_provenance_beside_it_line_for_line_without_int
     assert about[0]["url"] == "https://workplace.stackexchange.com/a/5228"
     assert about[0]["authors"][0]["name"] == "Lukas Novak"
     assert "Lukas Novak" in about[0]["attribution"]
-    assert about[1] == {"source": "inbox", "dataset": "local/advice", "license": "MIT"}
+    nothing = {"task": "", "url": "", "authors": [], "attribution": "", "rewritten_by": ""}
+    assert about[1] == {**nothing, "source": "inbox", "dataset": "local/advice", "license": "MIT"}
     rewritten_about = lines(
         tmp_path / "chunks" / "provenance/train/local__advice__rewritten-00001.jsonl"
     )
     assert rewritten_about == [
         {
+            **nothing,
             "source": "inbox",
             "dataset": "local/advice",
             "license": "CC0-1.0",

@@ -336,8 +336,9 @@ def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path
                 digits = re.findall(r"(?<![A-Za-z\d])\d+", PLACEHOLDER.sub(" ", answer))
                 for run in digits:
                     assert run in given_text.replace(",", "") or run in have, (path.name, answer)
-    # The sandbox LLM only prefixes "Successfully": those trivial rewrites are dropped
-    # (processors/quality.py), the curated bullets and the real-looking rewrites remain.
+    # The sandbox LLM prefixes "Successfully" to a bullet without a weak opening: those trivial
+    # rewrites are dropped (processors/quality.py), the curated bullets and the rewrites with
+    # words of their own remain.
     assert checked >= 15
 
 

@@ -4,7 +4,6 @@ to a bullet that are no bullet, and job postings' duty lines."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from processors.config import QualityConfig, RewriteCheckConfig
 from processors.quality import STOCK_WORDS, STOP_WORDS, QualityCheck, input_text, new_words
 from processors.records import Example, Message, RawRecord
 from processors.rewrite import RewriteChecker, RewrittenFormatter
-from tests.conftest import ROOT, collector_command, subprocess_env
+from tests.conftest import run_demo
 
 CHECK = QualityCheck(QualityConfig())
 BULLETS = st.sampled_from(
@@ -267,22 +266,10 @@ def test_the_thresholds_are_checked_at_load() -> None:
 
 
 def test_the_demo_publishes_no_trivial_rewrite(tmp_path: Path) -> None:
-    """The sandbox LLM only prefixes "Successfully": none of that is published."""
-    out = tmp_path / "demo-output"
-    demo = (ROOT / "examples" / "demo.toml").read_text().replace('"demo-output/', f'"{out}/')
-    demo = demo.replace("requests_per_minute = 1200", "requests_per_minute = 60000")
-    config = tmp_path / "demo.toml"
-    config.write_text(demo)
-    done = subprocess.run(
-        collector_command("once", "--sandbox", "--config", str(config)),
-        env=subprocess_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    published = sorted((out / "training-data" / "published" / "data").glob("*/*.jsonl"))
+    """The sandbox LLM prefixes "Successfully" to a bullet without a weak opening: none of
+    that is published; its real rewrites are."""
+    _, data_dir = run_demo(tmp_path)
+    published = sorted((data_dir / "published" / "data").glob("*/*.jsonl"))
     rewrites = 0
     for path in published:
         for raw in path.read_text().splitlines():
@@ -297,8 +284,7 @@ def test_the_demo_publishes_no_trivial_rewrite(tmp_path: Path) -> None:
                 assert len(new_words(input_text(user), answer)) >= 3, (path.name, answer)
     assert rewrites > 0
     reports = [
-        json.loads(p.read_text())
-        for p in (out / "training-data" / "formatted").glob("*__clean_report.json")
+        json.loads(p.read_text()) for p in (data_dir / "formatted").glob("*__clean_report.json")
     ]
     assert sum(r["drop_reasons"].get("trivial_rewrite", 0) for r in reports) > 0
 

@@ -591,7 +591,7 @@ async def test_the_source_reads_only_the_committed_part_of_a_pairs_file(
     assert [r.id for r in records] == ["r0", "r1", "r2"]
     assert batches[-1].cursors == {"formatted/own__data__pairs.jsonl": str(committed)}
     assert records[0].source == "src" and records[0].dataset == "own/data"
-    answer = improve("Responsible for maintaining service number 0", placeholders=True)
+    answer = improve("Responsible for maintaining service number 0", placeholders=True, role="SRE")
     assert records[0].payload["improved"] == answer
     assert chat_of(app).completions == 3
     telemetry = source.telemetry()

@@ -201,7 +201,7 @@ async def test_every_pair_is_rewritten_exactly_once_across_kill_9_and_restart(
     out = lines(rewritten)
     assert sorted(originals(out)) == sorted(texts)  # every pair, once
     assert [line["messages"][2]["content"] for line in out] == [
-        improve(text, placeholders=True) for text in originals(out)
+        improve(text, placeholders=True, role="Site reliability") for text in originals(out)
     ]
     answered = chat(emulator).answered
     assert sum(answered.values()) == 30  # paid once each: the held two were never answered

@@ -74,8 +74,14 @@ def _past(gerund: str) -> str:
     return (stem[:-1] if stem.endswith("e") else stem) + "ed"
 
 
-def improve(bullet: str, placeholders: bool = False) -> str:
-    """The emulator's rewrite: a strong opening, no new facts, no new numbers."""
+def improve(bullet: str, placeholders: bool = False, role: str = "") -> str:
+    """The emulator's rewrite: no new facts, no new numbers.
+
+    A bullet with a weak opening gets a strong verb and a purpose clause naming whom the work
+    served (the role context of the prompt, when there is one): enough new words that the
+    quality check keeps it, so the demo shows rewritten rows. Any other bullet only gets
+    "Successfully" in front, the trivial rewrite the quality check exists to drop.
+    """
     text = " ".join(bullet.split()).rstrip(".;, ")
     lower = text.lower()
     for weak, strong in sorted(_OPENINGS, key=lambda pair: -len(pair[0])):
@@ -86,12 +92,23 @@ def improve(bullet: str, placeholders: bool = False) -> str:
                 text = f"{_past(first.lower()).capitalize()} {tail}".strip()
             else:
                 text = strong + rest
+            team = f"the {role.strip().rstrip('.')} team" if role.strip() else "the team"
+            text += f", keeping it dependable for {team} and the people it serves"
             break
     else:
         text = "Successfully " + text[:1].lower() + text[1:] if text else "Delivered the work"
     if placeholders:
         text += ", improving results by [X]%"
     return text[:1].upper() + text[1:] + "."
+
+
+_ROLE = re.compile(r"^Role context:[ \t]*(.*)$", re.MULTILINE)
+
+
+def role_of(content: str) -> str:
+    """The role context a rewrite prompt gives (`Role context: ...`), else ""."""
+    found = _ROLE.search(content)
+    return found.group(1).strip() if found else ""
 
 
 def bullet_of(content: str) -> str:
@@ -271,7 +288,10 @@ def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Applica
             emulator.admitted += 1
         answer = emulator.answers.get(bullet)
         if answer is None:
-            answer = improve(bullet, placeholders="placeholder" in system.lower())
+            prompt = users[-1] if users else ""
+            answer = improve(
+                bullet, placeholders="placeholder" in system.lower(), role=role_of(prompt)
+            )
         completion_tokens = len(answer) // 4 + 1
         emulator.requests_window.take(now, 1)
         emulator.tokens_window.take(now, prompt_tokens + completion_tokens)

@@ -89,13 +89,15 @@ def provenance_of(example: Example) -> ProvenanceLine:
     )
 
 
-class PublishedProvenance(msgspec.Struct, omit_defaults=True):
+class PublishedProvenance(msgspec.Struct):
     """An example's provenance as published beside it (`provenance/{split}/...`, line for line
     with `data/{split}/...`): its origin, licence and task, and the credit its licence asks for.
 
     Nothing else: the record ids and groups are the collector's own (an id may spell a login or
     a file name), and a link or an author is given only where the licence requires credit: a
-    link to a record of someone else's would point back at the person it is about.
+    link to a record of someone else's would point back at the person it is about. Every line
+    has every field (empty where there is nothing to say), so that every file has the columns
+    the card declares (collector/upload/card.py `PROVENANCE_FEATURES`).
     """
 
     source: str

@@ -38,6 +38,20 @@ _SIZES = [
 ]
 
 
+def _strings(*names: str) -> list[dict[str, Any]]:
+    return [{"name": name, "dtype": "string"} for name in names]
+
+
+# The columns of each config, declared so that `datasets` casts every file to them instead of
+# guessing from the first one (an `authors` list that is empty in one file and not in another).
+MESSAGES_FEATURES = [{"name": "messages", "list": _strings("role", "content")}]
+PROVENANCE_FEATURES = [
+    *_strings("source", "dataset", "license", "task", "url"),
+    {"name": "authors", "list": _strings("name", "url")},
+    *_strings("attribution", "rewritten_by"),
+]
+
+
 def size_category(records: int) -> str:
     for bound, name in _SIZES:
         if records < bound:
@@ -116,7 +130,10 @@ def build_card(
     provenance_splits = split_order(
         e.split for e in entries if e.path.removeprefix(DATA) in described
     )
+    if splits:
+        extra["dataset_info"] = [{"config_name": "default", "features": MESSAGES_FEATURES}]
     if provenance_splits:
+        extra["dataset_info"].append({"config_name": "provenance", "features": PROVENANCE_FEATURES})
         extra["configs"].append(
             {
                 "config_name": "provenance",
