@@ -26,7 +26,7 @@ from collector import shared_limits
 from collector.components import Component, build_components
 from collector.config import Config, ConfigError, load_config
 from collector.datalock import DataDirBusy, DataDirLock
-from collector.diskfull import EXIT_DISK_FULL
+from collector.diskfull import EXIT_DISK_FULL, DiskWait, as_disk_full
 from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
@@ -101,6 +101,8 @@ class SourceRunner:
         # offset): `forget` suspends it first, and it starts again from the moved cursors.
         self.follows_erasure = False
         self._stopping = False
+        # A pass that met a full disk (a dataset download): `disk_full` once, passes on a backoff.
+        self.disk = DiskWait(self.log)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"source-{self.config.name}")
@@ -140,6 +142,7 @@ class SourceRunner:
             errors = ERRORS.counts[self.config.name]
             fetched_before = self.ack.counts["fetched"]
             failed = False
+            pause = self.config.interval
             try:
                 async for batch in self.source.fetch(cursors):
                     cursors.update(batch.cursors)
@@ -154,8 +157,14 @@ class SourceRunner:
             except SourceStopping as stopping:  # the drain woke a retry's backoff: no failure
                 self.log.info("source_pass_stopped", reason=str(stopping))
             except Exception as error:  # one source failing must not stop the others
-                self.log.exception("source_pass_failed", error=str(error))
+                full = as_disk_full(error, self.context.raw_dir)
+                if full is None:
+                    self.log.exception("source_pass_failed", error=str(error))
+                else:  # the next pass tries again from the same cursors, once there is room
+                    pause = max(pause, self.disk.failed(full))
                 failed = True
+            if not failed:
+                self.disk.succeeded()
             self.passes += 1
             if failed or ERRORS.counts[self.config.name] > errors:
                 self.failed_passes += 1
@@ -164,7 +173,7 @@ class SourceRunner:
             if self.mode == "once":
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.interval)
+                await asyncio.wait_for(stop.wait(), pause)
 
     def _process(self, batch: SourceBatch) -> ProcessedBatch:
         records, opted_out = batch.records, list[Drop]()

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,18 @@ import structlog
 from collector.diskfull import EXIT_DISK_FULL, DiskFull, DiskWait
 from collector.http import HttpResponse, SourceStopping
 from collector.logging import get_logger
+from collector.service import SourceRunner
 from collector.sinks.files import DurableFiles
 from collector.sinks.formatted import FormattedSink
 from collector.sinks.naming import output_name
 from collector.sources.archive import RawArchive, archived
-from collector.sources.base import SourceContext
+from collector.sources.base import SourceBatch, SourceContext
+from collector.sources.config import InboxSourceConfig
 from collector.state.sqlite import SqliteStateStore
+from processors.config import RecipeConfig
 from tests.conftest import collector_command, subprocess_env, wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
+from tests.test_pipeline import batch, chain, make_pipeline
 
 DISK_SIZE = "16m"
 
@@ -282,6 +286,49 @@ async def _until(predicate: Any, timeout: float = 20) -> None:
 
 
 # --- the pieces, without root --------------------------------------------------------------------
+
+
+class DownloadOnFullDisk:
+    """A source whose first two passes meet a full disk saving a download, as a Kaggle or
+    Hugging Face source's dataset file does; the third yields its batch, the next nothing."""
+
+    name = "box"
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.passes = 0
+
+    async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
+        self.passes += 1
+        if self.passes <= 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.where))
+        if self.passes == 3:
+            yield batch(1)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_source_pass_that_meets_a_full_disk_is_logged_once_and_tried_again(
+    tmp_path: Path,
+) -> None:
+    pipeline = make_pipeline(tmp_path)
+    source = DownloadOnFullDisk(tmp_path / "raw" / "box" / "dataset.zip")
+    context = SourceContext(data_dir=tmp_path, log=get_logger().bind(source="box"))
+    config = InboxSourceConfig(name="box", interval=0.01, recipe=RecipeConfig(name="pairs"))
+    runner = SourceRunner(config, source, context, chain(), pipeline, pipeline.writer.state, "run")
+    with structlog.testing.capture_logs() as logs:
+        runner.start()
+        await _until(lambda: runner.ack.counts["fetched"] == 1)
+        await runner.stop(5)
+        await pipeline.drain()
+    events = [e["event"] for e in logs]
+    assert events.count("disk_full") == 1
+    assert "source_pass_failed" not in events
+    full = next(e for e in logs if e["event"] == "disk_full")
+    assert full["path"] == str(source.where) and full["source"] == "box"
+    assert events.count("disk_space_returned") == 1
+    assert source.passes >= 3
 
 
 class NearlyFullDisk(DurableFiles):
