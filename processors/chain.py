@@ -1,5 +1,8 @@
 """The per-record stages run by the service's workers:
-format -> fix encoding -> anonymize -> ground -> validate -> quality.
+(credit check) -> format -> fix encoding -> anonymize -> ground -> validate -> quality.
+
+A record whose licence's credit would name the person it is about is not formatted at all
+(processors/credit.py).
 
 Deduplication and splitting depend on what came before, so the writer runs them in order.
 Encoding is repaired before anonymizing (a name or an email broken by mojibake would slip
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 from processors.anonymize import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
+from processors.credit import REASON as CREDIT_REASON
+from processors.credit import credit_identifies_subject
 from processors.formatters import build_formatter
 from processors.grounding import GroundingCheck
 from processors.quality import QualityCheck
@@ -54,6 +59,9 @@ class ProcessorChain:
         out = ProcessedBatch(examples=[], drops=[])
         run = self.stages.run
         for record in records:
+            if credit_identifies_subject(record.meta):
+                out.drops.append(Drop(record.source, record.dataset, record.id, CREDIT_REASON))
+                continue
             examples, drops = self.formatter.format(record)
             out.drops.extend(drops)
             for example in examples:

@@ -338,6 +338,9 @@ class GitHubSource:
                 id=key,
                 payload=resume,
                 meta={
+                    # A resume in its owner's repository is about its author: a licence that
+                    # asks for credit cannot be honoured without naming them (processors/credit.py).
+                    "about_author": True,
                     "person_names": list(dict.fromkeys(n for n in names if n)),
                     "repo": file.repo,
                     "path": file.path,
