@@ -292,7 +292,13 @@ class ChunkRoller:
     async def committed(self) -> None:
         if self._committing:
             closing, self._committing = self._committing, []
-            await asyncio.to_thread(self._finish, closing)
+            try:
+                await asyncio.to_thread(self._finish, closing)
+            except Exception:
+                # A full disk, say: the writer retries the checkpoint, and `_finish` is safe
+                # to repeat, so the closing is finished then rather than at the next start.
+                self._committing = closing + self._committing
+                raise
 
     async def close(self) -> None:
         self.files.close()
