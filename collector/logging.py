@@ -135,13 +135,15 @@ def configure_logging(
         logger_factory=lambda *args: _LineLogger(OUTPUT),
         cache_logger_on_first_use=False,
     )
-    # Other libraries' warnings: same format, same redaction.
+    # Other libraries' warnings: same format, same redaction, and one event name
+    # (`library_log`, their free text in `message`) so that events stay names one can count.
     handler = _OutputHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
+                _library_event,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
             processors=[
@@ -155,6 +157,15 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(max(logging.WARNING, _SETTINGS.level))
+
+
+def _library_event(
+    logger: Any, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """A library's message (pypdf's "EOF marker not found") is a sentence, not an event name."""
+    event_dict["message"] = event_dict.get("event")
+    event_dict["event"] = "library_log"
+    return event_dict
 
 
 def route_lines(writer: Callable[[str], None] | None) -> None:
