@@ -613,10 +613,11 @@ class SourceLeases:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         sources = sorted(self.held)
-        self.log.error("leases_abandoned", reason=reason, sources=sources)
         for name, held in list(self.held.items()):
             await self._release(name, held)
         self.held.clear()
+        # Logged once they are released: whoever reads the event may count on it.
+        self.log.error("leases_abandoned", reason=reason, sources=sources)
         with contextlib.suppress(*REDIS_ERRORS):
             await self.store.interest(
                 [source_key(c) for c in self.wanted.values()], self.instance, self.ttl, False
