@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# The rule lives with the processors, which need it too (processors/credit.py).
+from processors.credit import requires_attribution as requires_attribution
+
 UNKNOWN = "unknown"
 # An inbox with no `license`: the operator's own material, published under the operator's terms.
 OWN = "LicenseRef-operator-own"
@@ -45,12 +48,6 @@ def spdx(text: object) -> str:
         parts = re.split(r"[\s-]+", match[1].upper())
         return "-".join(["CC", *parts, match[2]])
     return name
-
-
-def requires_attribution(license: str) -> bool:
-    """Whether reusing the content requires crediting its authors (CC BY*, ODC-By)."""
-    lowered = license.lower()
-    return lowered.startswith("cc-by") or lowered.startswith("odc-by")
 
 
 def hub_license(license: str) -> str:

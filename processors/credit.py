@@ -21,9 +21,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 REASON = "credit_would_identify"
-# Licences that require crediting the author (as collector/licences.py `requires_attribution`).
-_CREDITED = ("cc-by", "odc-by")
 _WORD = re.compile(r"[^\W_]+")
+
+
+def requires_attribution(license: str) -> bool:
+    """Whether reusing the content requires crediting its authors (CC BY*, ODC-By). The one
+    home of the rule: the published provenance and the card use it too (collector/licences.py)."""
+    lowered = license.lower()
+    return lowered.startswith("cc-by") or lowered.startswith("odc-by")
 
 
 def _words(text: str) -> set[str]:
@@ -43,8 +48,8 @@ def credit_identifies_subject(meta: Mapping[str, Any]) -> bool:
     """Whether publishing the credit the record's licence requires would name its subject: a
     name of the person (every word of it, each of two letters or more) is among the words of
     an author's name, profile link or the record's link."""
-    licence = str(meta.get("license") or "").casefold()
-    if meta.get("about_author") is not True or not licence.startswith(_CREDITED):
+    licence = str(meta.get("license") or "")
+    if meta.get("about_author") is not True or not requires_attribution(licence):
         return False
     names = meta.get("person_names")
     subjects = [
