@@ -372,7 +372,7 @@ def plan_chunks(
 ) -> None:
     """New versions of open, pending and published chunks without the removed lines, and of
     the provenance chunks beside them without the lines at the same positions."""
-    from collector.upload.chunks import DATA, OPEN_NAMESPACE, PROVENANCE, OpenChunk
+    from collector.upload.chunks import DATA, OPEN_NAMESPACE, OpenChunk
     from collector.upload.chunks import companion_path as provenance_of_chunk
     from collector.upload.ledger import Ledger
 
@@ -385,15 +385,15 @@ def plan_chunks(
     for key, chunk in opened.items():
         if not chunk.records or chunk.folder != DATA:
             continue
-        path = root / "open" / chunk.split / chunk.name
+        path = root / chunk.open_file
         lines = _lines(path)
         kept, gone, at = _filter_chunk(lines, removed)
         if not gone:
             continue
-        companion_key = f"{prefix}{PROVENANCE}/{chunk.key}"
+        companion_key = prefix + chunk.companion_key
         companion = opened.get(companion_key)
         if companion is not None and (companion.seq, companion.records) == (chunk.seq, len(lines)):
-            companion_file = root / "open" / PROVENANCE / chunk.split / chunk.name
+            companion_file = root / companion.open_file
             companion_kept = _without(_lines(companion_file), at)
             if companion_kept is not None:
                 _revise_open(

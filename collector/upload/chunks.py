@@ -60,6 +60,12 @@ def companion_path(repo_path: str) -> str:
     return PROVENANCE + repo_path.removeprefix(DATA)
 
 
+def open_file(split: str, stem: str, seq: int, folder: str = DATA) -> str:
+    """Where a chunk fills, relative to the chunks folder (`open/...`, `open/provenance/...`)."""
+    base = "open" if folder == DATA else f"open/{folder}"
+    return f"{base}/{split}/{stem}-{seq:05d}.jsonl"
+
+
 _NAME = re.compile(r"^(?P<stem>.+)-(?P<seq>\d{5,})\.jsonl$")
 
 
@@ -87,6 +93,15 @@ class OpenChunk(msgspec.Struct):
     @property
     def repo_path(self) -> str:
         return f"{self.folder}/{self.split}/{self.name}"
+
+    @property
+    def open_file(self) -> str:
+        return open_file(self.split, self.stem, self.seq, self.folder)
+
+    @property
+    def companion_key(self) -> str:
+        """The key of the provenance chunk filled in step with this data chunk."""
+        return f"{PROVENANCE}/{self.key}"
 
 
 def git_blob_oid(path: Path) -> str:
@@ -147,8 +162,7 @@ class ChunkRoller:
     # --- paths ------------------------------------------------------------------------------
 
     def open_path(self, split: str, stem: str, seq: int, folder: str = DATA) -> Path:
-        base = self.open_dir if folder == DATA else self.open_dir / folder
-        return base / split / f"{stem}-{seq:05d}.jsonl"
+        return self.root / open_file(split, stem, seq, folder)
 
     def closed_path(self, repo_path: str) -> Path:
         return self.root / repo_path
@@ -156,7 +170,7 @@ class ChunkRoller:
     def _file_key(self, chunk: OpenChunk) -> str:
         key = self._keys.get(chunk.key)
         if key is None or key[0] != chunk.seq:
-            path = self.open_path(chunk.split, chunk.stem, chunk.seq, chunk.folder)
+            path = self.root / chunk.open_file
             key = self._keys[chunk.key] = (chunk.seq, self.files.key(path))
         return key[1]
 
@@ -189,11 +203,7 @@ class ChunkRoller:
 
     def _check_open_files(self) -> None:
         """Numbers already on disk are never reused; an open chunk must match its file."""
-        known = {
-            self.open_path(c.split, c.stem, c.seq, c.folder)
-            for c in self._open.values()
-            if c.records
-        }
+        known = {self.root / c.open_file for c in self._open.values() if c.records}
         for folder in (self.open_dir, self.root / DATA):
             for path in folder.glob("*/*.jsonl"):
                 match = _NAME.match(path.name)
@@ -208,7 +218,7 @@ class ChunkRoller:
         for chunk in self._open.values():
             if not chunk.records:
                 continue
-            path = self.open_path(chunk.split, chunk.stem, chunk.seq, chunk.folder)
+            path = self.root / chunk.open_file
             size = path.stat().st_size if path.exists() else -1
             if size != chunk.bytes:
                 # Removed or changed by hand: the state cannot vouch for its count any more.
@@ -246,7 +256,7 @@ class ChunkRoller:
             if not chunk.records:
                 chunk.opened_at = now
                 chunk.origins = {}
-                self._open[self._companion_key(chunk)] = OpenChunk(
+                self._open[chunk.companion_key] = OpenChunk(
                     chunk.split, chunk.stem, chunk.seq, opened_at=now, folder=PROVENANCE
                 )
             companion = self._companion(chunk)
@@ -305,14 +315,10 @@ class ChunkRoller:
 
     # --- closing ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _companion_key(chunk: OpenChunk) -> str:
-        return f"{PROVENANCE}/{chunk.key}"
-
     def _companion(self, chunk: OpenChunk) -> OpenChunk | None:
         """The provenance chunk in step with a data chunk (same number, a line for each of its
         lines so far), or None: a chunk opened before there were any goes without."""
-        companion = self._open.get(self._companion_key(chunk))
+        companion = self._open.get(chunk.companion_key)
         if companion is None or companion.seq != chunk.seq or companion.records != chunk.records:
             return None
         return companion
