@@ -242,9 +242,9 @@ class RewriteSource:
                 "rewrite_model": outcome.answer.model or self.config.model,
                 "group": pair.group,
                 # The bullet's licence and credit carry over to the line rewritten from it.
-                **({"license": pair.license} if pair.license else {}),
-                **({"url": pair.url} if pair.url else {}),
-                **({"authors": pair.authors} if pair.authors else {}),
+                "license": pair.license,
+                "url": pair.url,
+                "authors": pair.authors,
             },
         )
 
