@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from collector.components import Component
 from collector.config import Config
+from collector.datalock import FolderBusy, FolderLock
 from collector.leases import UploadLease
 from collector.logging import Logger
 from collector.upload.chunks import ChunkRoller
@@ -40,38 +39,15 @@ def upload_instance(config: Config) -> str:
     return instance_name(config)
 
 
-class ChunksBusy(RuntimeError):
-    """Another process (the daemon, or `resume-collector upload`) owns the chunks folder."""
+# Another process (the daemon, or `resume-collector upload`) owns the chunks folder.
+ChunksBusy = FolderBusy
 
 
-class ChunksLock:
-    """An advisory lock on `chunks/`: one roller per data folder. Released by the OS on kill."""
+class ChunksLock(FolderLock):
+    """One roller per data folder: a lock on `chunks/.lock` (collector/datalock.py)."""
 
     def __init__(self, root: Path) -> None:
-        self.path = root / ".lock"
-        self._handle: TextIO | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise ChunksBusy(f"{self.path.parent} is in use by pid {owner}") from error
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
-
-    def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        super().__init__(root, ".lock")
 
 
 class UploadComponent(Component):
