@@ -10,11 +10,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from aiohttp import web
 
 from collector.sandbox.hub import HubEmulator
 from collector.upload.targets import use_lfs_transfer
+from tests.conftest import write_config
 
 TOKEN = "hf_emulator_token"
 
@@ -71,3 +73,29 @@ def running_hub(hub: HubEmulator | None = None) -> Iterator[tuple[HubEmulator, s
         yield hub, server.url
     finally:
         server.stop()  # its shutdown lets any held request go
+
+
+def inbox_config(
+    tmp_path: Path, data_dir: Path, inbox: Path, upload: str, sources: str = ""
+) -> Path:
+    """A daemon's config: one inbox of pairs (`box`, CC BY) published as `[upload]` says, and
+    `sources` (more `[[sources]]` tables) after it."""
+    return write_config(
+        tmp_path / "config.toml",
+        f"""
+[upload]
+{upload}
+
+[[sources]]
+type = "inbox"
+name = "box"
+path = "{inbox}"
+interval = 0.2
+batch_size = 10
+license = "CC-BY-4.0"
+
+[sources.recipe]
+name = "pairs"
+{sources}""",
+        data_dir,
+    )

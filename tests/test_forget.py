@@ -27,7 +27,7 @@ from collector.upload.ledger import Ledger
 from processors.records import RawRecord
 from tests.conftest import collector_command, subprocess_env, write_config
 from tests.daemon_process import SANDBOX_SOURCES, Daemon
-from tests.hub_support import TOKEN, running_hub
+from tests.hub_support import TOKEN, inbox_config, running_hub
 
 REPO = "alice/resume-instructions"
 TOKEN_ENV = "RESUME_COLLECTOR_TEST_HF_TOKEN"
@@ -60,10 +60,7 @@ def write_inbox(path: Path, numbers: range) -> None:
 def make_config(tmp_path: Path, data_dir: Path, url: str, *, github: bool = False) -> Path:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
-    return write_config(
-        tmp_path / "config.toml",
-        f"""
-[upload]
+    upload = f"""
 repo_id = "{REPO}"
 endpoint = "{url}"
 token_env = "{TOKEN_ENV}"
@@ -71,21 +68,9 @@ max_records = 4
 max_age = 1.0  # the few lines written after a forget are published without waiting
 interval = 0.3
 retry = {{ initial_wait = 0.05, max_wait = 0.5 }}
-
-[[sources]]
-type = "inbox"
-name = "box"
-path = "{inbox}"
-interval = 0.2
-batch_size = 10
-license = "CC-BY-4.0"
-
-[sources.recipe]
-name = "pairs"
 """
-        + ("\n[[sources]]" + SANDBOX_SOURCES.split("[[sources]]")[2] if github else ""),
-        data_dir,
-    )
+    more = "\n[[sources]]" + SANDBOX_SOURCES.split("[[sources]]")[2] if github else ""
+    return inbox_config(tmp_path, data_dir, inbox, upload, more)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -32,8 +32,8 @@ from collector.upload.ledger import Ledger
 from collector.upload.targets import FolderTarget, HubTarget, Target
 from collector.upload.uploader import Uploader
 from tests import redis_server
-from tests.conftest import Clock, collector_command, subprocess_env, wait_for, write_config
-from tests.hub_support import TOKEN, running_hub
+from tests.conftest import Clock, collector_command, subprocess_env, wait_for
+from tests.hub_support import TOKEN, inbox_config, running_hub
 from tests.test_chunks import example
 
 REPO = "alice/resume-instructions"
@@ -462,28 +462,6 @@ async def test_the_folder_target_loads_with_datasets_by_files_and_by_the_card(
 
 
 # --- the daemon and the command ---------------------------------------------------------------
-
-
-def inbox_config(tmp_path: Path, data_dir: Path, inbox: Path, upload: str) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        f"""
-[upload]
-{upload}
-
-[[sources]]
-type = "inbox"
-name = "box"
-path = "{inbox}"
-interval = 0.2
-batch_size = 10
-license = "CC-BY-4.0"
-
-[sources.recipe]
-name = "pairs"
-""",
-        data_dir,
-    )
 
 
 def write_pairs(path: Path, count: int) -> None:

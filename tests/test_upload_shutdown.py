@@ -19,9 +19,9 @@ from huggingface_hub.utils._http import default_client_factory
 from collector.sandbox.hub import HubEmulator, HubFault
 from collector.state.sqlite import SqliteStateStore
 from collector.upload.ledger import Ledger
-from tests.conftest import wait_for, write_config
+from tests.conftest import wait_for
 from tests.daemon_process import Daemon, write_pairs
-from tests.hub_support import TOKEN, running_hub
+from tests.hub_support import TOKEN, inbox_config, running_hub
 
 REPO = "alice/resume-instructions"
 TOKEN_ENV = "RESUME_COLLECTOR_TEST_HF_TOKEN"
@@ -46,10 +46,7 @@ def make_config(tmp_path: Path, data_dir: Path, url: str) -> Path:
     inbox.mkdir(exist_ok=True)
     # The request timeout is the default (300 s): what an operator has, and far longer than
     # the drain. A retry would wait 0.05 s: the deadline, not the backoff, is under test.
-    path = write_config(
-        tmp_path / "config.toml",
-        f"""
-[upload]
+    upload = f"""
 repo_id = "{REPO}"
 endpoint = "{url}"
 token_env = "{TOKEN_ENV}"
@@ -57,19 +54,8 @@ max_records = 4
 max_age = 0.5
 interval = 0.3
 retry = {{ initial_wait = 0.05, max_wait = 0.5 }}
-
-[[sources]]
-type = "inbox"
-name = "box"
-path = "{inbox}"
-interval = 0.2
-batch_size = 10
-
-[sources.recipe]
-name = "pairs"
-""",
-        data_dir,
-    )
+"""
+    path = inbox_config(tmp_path, data_dir, inbox, upload)
     text = path.read_text().replace(
         "shutdown_timeout = 20", f"shutdown_timeout = {SHUTDOWN_TIMEOUT}"
     )
