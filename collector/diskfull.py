@@ -17,12 +17,13 @@ returns; the bounded queues hold the sources still (see collector/pipeline.py).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -64,6 +65,21 @@ def as_disk_full(error: BaseException, path: str | Path) -> DiskFull | None:
         return None
     named = error.filename if isinstance(error, OSError) and error.filename else path
     return DiskFull(named, error)
+
+
+@contextlib.contextmanager
+def replacing(temporary: Path, named: Path) -> Iterator[None]:
+    """Around writing `temporary` and moving it into place: on failure the half-written
+    temporary goes (its space is what a retry needs), and a full disk leaves as `DiskFull`
+    naming `named`."""
+    try:
+        yield
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        full = as_disk_full(error, named)
+        if full is None:
+            raise
+        raise full from error
 
 
 def free_bytes(path: str | Path) -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from collector.diskfull import as_disk_full
+from collector.diskfull import replacing
 from collector.licences import OWN, attribution_text, authors_of, requires_attribution
 from collector.sinks.files import DurableFiles
 from collector.sinks.naming import output_name
@@ -254,15 +254,9 @@ class FormattedSink:
             )
             path = self.dir / f"{name}__clean_report.json"
             tmp = path.with_suffix(".json.tmp")
-            try:
+            with replacing(tmp, path):
                 tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
                 os.replace(tmp, path)
-            except OSError as error:
-                tmp.unlink(missing_ok=True)  # half a report: its space is what a retry needs
-                full = as_disk_full(error, path)
-                if full is None:
-                    raise
-                raise full from error
 
     async def close(self) -> None:
         self.files.close()

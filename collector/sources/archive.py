@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
-from collector.diskfull import DiskFull, DiskWait, as_disk_full
+from collector.diskfull import DiskFull, DiskWait, replacing
 from collector.http import HttpResponse, SourceStopping
 from collector.sinks.naming import safe_part
 from processors.records import Drop, RawRecord
@@ -182,17 +182,11 @@ class RawArchive:
         name = f"{time.strftime('%H%M%S', stamp)}-{time.time_ns()}-{self._sequence:06d}"
         path = folder / f"{name}-{safe_part(entry.kind)}.json.gz"
         part = path.with_name(path.name + ".part")
-        try:
+        with replacing(part, part):
             folder.mkdir(parents=True, exist_ok=True)
             with gzip.open(part, "wb", compresslevel=6) as out:
                 out.write(msgspec.json.encode(entry))
             os.replace(part, path)
-        except OSError as error:
-            part.unlink(missing_ok=True)  # half an entry: its space is what the retry needs
-            full = as_disk_full(error, part)
-            if full is None:
-                raise
-            raise full from error
         return path
 
     def files(self) -> list[Path]:
