@@ -389,7 +389,7 @@ def test_the_rewrite_command_refuses_bad_arguments_and_a_running_stage(
     pairs = data_dir / "formatted" / f"{NAME}__pairs.jsonl"
     pairs.write_text("")
     lock = StageLock(data_dir)
-    assert lock.acquire()  # as the daemon's stage holds it
+    lock.acquire()  # as the daemon's stage holds it
     try:
         assert main(["rewrite", str(pairs), "-c", str(config)]) == 2
     finally:

@@ -61,7 +61,7 @@ async def forget(
     wait: float = WAIT_DEFAULT,
 ) -> int:
     from collector import erasure
-    from collector.datalock import DataDirBusy, DataDirLock
+    from collector.datalock import DataDirBusy, DataDirLock, FolderBusy
     from collector.erasure_requests import DONE, REQUESTS, pending
     from collector.filemodes import apply_file_modes
     from collector.logging import get_logger
@@ -89,7 +89,9 @@ async def forget(
         lock.release()
         print(f"forget: {error} (`resume-collector upload`?): try again", file=sys.stderr)
         return EXIT_BUSY
-    if not stage_lock.acquire():
+    try:
+        stage_lock.acquire()
+    except FolderBusy:
         chunks_lock.release()
         lock.release()
         print("forget: `resume-collector rewrite` is running on this data folder", file=sys.stderr)

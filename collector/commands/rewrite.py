@@ -66,6 +66,7 @@ def _rewrite(args: argparse.Namespace) -> int:
 async def _main(config: Config, path: Path, *, restart: bool, progress: bool) -> int:
     from tqdm import tqdm
 
+    from collector.datalock import FolderBusy
     from collector.logging import get_logger
     from collector.pipeline import CURSOR_NAMESPACE, Pipeline, cursor_key
     from collector.rewrite.source import RUNNER_NAME
@@ -87,10 +88,12 @@ async def _main(config: Config, path: Path, *, restart: bool, progress: bool) ->
     service = config.service
     data_dir = Path(service.data_dir)
     lock = StageLock(data_dir)
-    if not lock.acquire():
+    try:
+        lock.acquire()
+    except FolderBusy as busy:
         print(
-            f"{lock.path} is held: the daemon's rewrite stage is running on this data folder; "
-            "stop it (or set rewrite.enabled = false) and try again",
+            f"{lock.path} is held (pid {busy.owner}): the daemon's rewrite stage is running on"
+            " this data folder; stop it (or set rewrite.enabled = false) and try again",
             file=sys.stderr,
         )
         return 2

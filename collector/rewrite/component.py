@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.components import Component
+from collector.datalock import FolderBusy
 from collector.rewrite.source import RUNNER_NAME
 from collector.rewrite.stage import (
     StageLock,
@@ -46,8 +47,11 @@ class RewriteComponent(Component):
         data_dir = Path(service.config.service.data_dir)
         log = service.log.bind(source=RUNNER_NAME)
         lock = StageLock(data_dir)
-        if not lock.acquire():
-            log.error("rewrite_locked", lock=str(lock.path), hint="a rewrite command is running")
+        try:
+            lock.acquire()
+        except FolderBusy as busy:
+            hint = "a rewrite command is running"
+            log.error("rewrite_locked", lock=str(lock.path), pid=busy.owner, hint=hint)
             return
         self.lock = lock
         wait_for: list[Any] = []

@@ -7,13 +7,13 @@ the same way, with the same cache, budget, checks and cursors.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from collector.config import Config
+from collector.datalock import FolderLock
 from collector.rewrite.budget import DailyBudget
 from collector.rewrite.client import ChatClient
 from collector.rewrite.rewriter import Rewriter
@@ -118,30 +118,12 @@ def build_source(
     )
 
 
-class StageLock:
+class StageLock(FolderLock):
     """One rewrite stage per data folder: the daemon's, or a `rewrite` command's, not both.
 
     Both append to the same `__rewritten` files through their own committed lengths; two at once
-    would corrupt them. An advisory `flock`, released by the kernel if the process dies.
+    would corrupt them. `acquire` raises `FolderBusy` naming the holder's pid.
     """
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / LOCK_FILE
-        self._handle: IO[bytes] | None = None
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("ab")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        super().__init__(data_dir, LOCK_FILE)
