@@ -1,5 +1,8 @@
 """The per-record stages run by the service's workers:
-(credit check) -> format -> fix encoding -> anonymize -> ground -> validate -> quality.
+(credit check) -> format -> repair encoding -> anonymize -> ground -> validate -> quality.
+
+Each step after formatting is a `Step`: `run(example)` changes the example in place and returns
+its drop reason, or None.
 
 A record whose licence's credit would name the person it is about is not formatted at all
 (processors/credit.py).
@@ -13,6 +16,8 @@ will be written.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from processors.anonymize import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.credit import REASON as CREDIT_REASON
@@ -24,8 +29,21 @@ from processors.records import Drop, Example, ProcessedBatch, RawRecord
 from processors.validate import EncodingRepair, Validator
 
 
+class Step(Protocol):
+    """One per-example step: changes the example in place, and says why it drops it, if it does.
+
+    A step returns its drop reason rather than counting it: the reasons travel with the batch to
+    the writer, which counts them in the same transaction as the batch's output and cursor
+    (a count kept in a worker process would be lost with it, or counted twice on a replay).
+    """
+
+    name: str
+
+    def run(self, example: Example) -> str | None: ...
+
+
 class ExampleStages:
-    """Everything after formatting, for one example: usable on examples read from a file."""
+    """The steps after formatting, in order; usable on examples read from a file."""
 
     def __init__(self, config: ProcessingConfig, grounding: GroundingCheck | None = None) -> None:
         """`grounding`: the check of the recipe's answers (None: its answers are not checked)."""
@@ -34,26 +52,34 @@ class ExampleStages:
         self.grounding = grounding
         self.quality = QualityCheck(config.quality)
         self.validator = Validator(config.validate)
+        steps: list[Step | None] = [
+            self.repair,
+            self.anonymizer,
+            grounding,
+            self.validator,
+            self.quality,
+        ]
+        self.steps: tuple[Step, ...] = tuple(step for step in steps if step is not None)
 
     def run(self, example: Example) -> str | None:
-        """Repairs, anonymizes and grounds the example in place; the drop reason, or None
-        (quality: an answer that teaches nothing is dropped, processors/quality.py)."""
-        self.repair.fix(example)
-        self.anonymizer.anonymize_example(example)
-        if self.grounding is not None:
-            reason = self.grounding.run(example)
+        """Runs every step on the example in place; the first drop reason, or None to keep it."""
+        for step in self.steps:
+            reason = step.run(example)
             if reason is not None:
                 return reason
-        reason = self.validator.check(example)
-        if reason is not None:
-            return reason
-        return self.quality.run(example)
+        return None
 
 
 class ProcessorChain:
-    def __init__(self, recipe: RecipeConfig, config: ProcessingConfig) -> None:
+    def __init__(
+        self,
+        recipe: RecipeConfig,
+        config: ProcessingConfig,
+        grounding: GroundingCheck | None = None,
+    ) -> None:
+        """`grounding`: a check of the answers other than the recipe's own."""
         self.formatter = build_formatter(recipe)
-        self.stages = ExampleStages(config, GroundingCheck.for_recipe(recipe))
+        self.stages = ExampleStages(config, grounding or GroundingCheck.for_recipe(recipe))
 
     def run(self, records: list[RawRecord]) -> ProcessedBatch:
         out = ProcessedBatch(examples=[], drops=[])

@@ -230,9 +230,6 @@ class MinHasher:
             i = j
         return out
 
-    def band_keys(self, signature: np.ndarray) -> list[str]:
-        return self.band_key_batch(signature[None, :])[0]
-
     def band_key_batch(self, signatures: np.ndarray) -> list[list[str]]:
         """LSH band keys per signature: the band number and a 64-bit hash of its rows."""
         bands, rows = self.bands, self.rows

@@ -22,6 +22,8 @@ from functools import cache
 from importlib.resources import files
 from typing import Protocol
 
+from processors.markers import MARKER
+
 _split = str.split
 # The languages the model tells apart (its labels, ISO 639-1 where one exists).
 KNOWN_LANGUAGES = frozenset(
@@ -38,8 +40,7 @@ KNOWN_LANGUAGES = frozenset(
 )
 SAMPLE_CHARS = 200
 _NOT_PROSE = re.compile(
-    r"```.*?(?:```|$)|`[^`\n]*`|https?://\S+|www\.\S+|\[[A-Z#.]{1,8}(?:_\d+)?\][%+]?|[\d_]+",
-    re.DOTALL,
+    rf"```.*?(?:```|$)|`[^`\n]*`|https?://\S+|www\.\S+|{MARKER.pattern}|[\d_]+", re.DOTALL
 )
 # Most texts have no code, link or token: then only the figures go, by a pattern ten times faster.
 _FIGURES = re.compile(r"[\d_]+")

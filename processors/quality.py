@@ -36,6 +36,7 @@ from difflib import SequenceMatcher
 from processors.config import QualityConfig
 from processors.formatters.job_posting import REQUIREMENT_OPENERS
 from processors.language import LanguageCheck
+from processors.markers import MARKER
 from processors.records import Example
 
 # A request to rewrite the user's own text, at the start of the user message.
@@ -47,7 +48,6 @@ _REWRITE = re.compile(
 )
 _split = str.split
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
-_TOKEN = re.compile(r"\[[A-Z#.]{1,8}(?:_\d+)?\][%+]?")
 # The text a transformation works on: quoted in the user message, else what follows the
 # instruction's colon or first line.
 _QUOTED = re.compile(r'"""(.+?)"""|"(.+?)"|“(.+?)”', re.DOTALL)
@@ -128,7 +128,7 @@ _OUTCOME = re.compile(
 
 def words(text: str) -> list[str]:
     """The lower-case words of `text`, without the anonymizer's tokens and placeholders."""
-    return [w.lower() for w in _WORD.findall(_TOKEN.sub(" ", text))]
+    return [w.lower() for w in _WORD.findall(MARKER.sub(" ", text))]
 
 
 def input_text(user: str) -> str:

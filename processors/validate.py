@@ -43,6 +43,8 @@ FTFY_CONFIG = ftfy.TextFixerConfig(
 class EncodingRepair:
     """Repairs mojibake in an example's text in place; counts what it changed."""
 
+    name = "repair"
+
     def __init__(self, config: ValidateConfig) -> None:
         self.enabled = config.fix_encoding
         self.repaired = 0
@@ -57,9 +59,10 @@ class EncodingRepair:
             fixed = _INVISIBLE.sub("", fixed.replace("\xa0", " "))
         return fixed
 
-    def fix(self, example: Example) -> Example:
+    def run(self, example: Example) -> None:
+        """Repairs the example in place; never drops it."""
         if not self.enabled:
-            return example
+            return
         changed = False
         messages = example.messages
         for index, message in enumerate(messages):
@@ -80,10 +83,13 @@ class EncodingRepair:
         if changed:
             example.messages = messages
             self.repaired += 1
-        return example
 
 
 class Validator:
+    """Drops an example that breaks the chat schema or the configured lengths."""
+
+    name = "validate"
+
     def __init__(self, config: ValidateConfig) -> None:
         self.config = config
         # Few role sequences ever occur: each one's verdict is worked out once.
@@ -93,7 +99,7 @@ class Validator:
             for role in ROLES
         }
 
-    def check(self, example: Example) -> str | None:
+    def run(self, example: Example) -> str | None:
         """The drop reason, or None when the example is fit to write."""
         messages = example.messages
         roles = tuple(m.role for m in messages)

@@ -197,7 +197,7 @@ def test_consistent_names_number_each_person_within_a_record() -> None:
         dataset="d",
         record_id="1",
     )
-    anonymizer.anonymize_example(example)
+    anonymizer.run(example)
     assert example.messages[0].content == "[NAME_1] and [NAME_2] wrote this."
     assert example.messages[1].content == "Thanks to [NAME_2], then [NAME_1]."
 
@@ -211,7 +211,7 @@ def test_example_uses_person_names_from_meta_and_anonymizes_a_pending_bullet() -
         kind="pairs",
         meta={"person_names": ["qwxz"], "bullet": "qwxz built the API"},
     )
-    ANON.anonymize_example(example)
+    ANON.run(example)
     assert example.messages[0].content == "Improve: [NAME] built the API ([EMAIL])"
     assert example.meta["bullet"] == "[NAME] built the API"
 
@@ -311,7 +311,7 @@ def test_a_record_is_anonymized_as_a_whole_message_by_message() -> None:
         dataset="d",
         record_id="1",
     )
-    ANON.anonymize_example(example)
+    ANON.run(example)
     assert [m.content for m in example.messages] == [
         "You are a resume writer. Context: data",
         "[NAME]\nData Engineer\nImprove: built pipelines with [NAME]",
@@ -376,7 +376,7 @@ def test_a_person_found_in_one_message_is_removed_from_the_others() -> None:
         dataset="d",
         record_id="1",
     )
-    ANON.anonymize_example(example)
+    ANON.run(example)
     text = "\n".join(m.content for m in example.messages)
     assert surviving_parts(text, "Zorvani", "Quillvard") == [], text
 
@@ -459,7 +459,7 @@ def test_the_last_check_replaces_and_counts_a_name_the_rendering_laid_bare() -> 
         dataset="d",
         record_id="1",
     )
-    anonymizer.anonymize_example(example)
+    anonymizer.run(example)
     assert example.messages[0].content == "[NAME]\nData Engineer\nRef: [ADDRESS][NAME]"
     assert example.residual == {"name": 1}
     clean = Example(
@@ -468,7 +468,8 @@ def test_the_last_check_replaces_and_counts_a_name_the_rendering_laid_bare() -> 
         dataset="d",
         record_id="2",
     )
-    assert ANON.anonymize_example(clean).residual == {}
+    ANON.run(clean)
+    assert clean.residual == {}
 
 
 def test_every_reference_is_a_name_whatever_its_shape() -> None:

@@ -395,7 +395,7 @@ def test_sample_datasets_give_valid_clean_pairs_lines(recipe: str, path: str) ->
         examples, _ = formatter.format(record(row, rid=str(index)))
         for example in examples:
             produced += 1
-            assert validator.check(example) is None
+            assert validator.run(example) is None
             assert example.kind == "pairs"
             assert not any(mark in example.meta["bullet"] for mark in MOJIBAKE)
     assert produced >= len(rows)

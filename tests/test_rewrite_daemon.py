@@ -172,7 +172,7 @@ def assert_valid(rewritten: list[dict[str, Any]]) -> None:
     for line in rewritten:
         messages = [Message(m["role"], m["content"]) for m in line["messages"]]
         example = Example(messages, "inbox", "local/bullets", "x", rewritten=True)
-        assert validator.check(example) is None, line
+        assert validator.run(example) is None, line
 
 
 async def test_every_pair_is_rewritten_exactly_once_across_kill_9_and_restart(

@@ -23,13 +23,13 @@ def example(*messages: Message, kind: str = "train") -> Example:
 
 
 def test_a_well_formed_example_passes() -> None:
-    assert VALIDATOR.check(example(SYSTEM, USER, ASSISTANT)) is None
-    assert VALIDATOR.check(example(USER, ASSISTANT, USER, ASSISTANT)) is None
+    assert VALIDATOR.run(example(SYSTEM, USER, ASSISTANT)) is None
+    assert VALIDATOR.run(example(USER, ASSISTANT, USER, ASSISTANT)) is None
 
 
 def test_a_pairs_example_ends_with_the_user_turn() -> None:
-    assert VALIDATOR.check(example(SYSTEM, USER, kind="pairs")) is None
-    assert VALIDATOR.check(example(SYSTEM, USER, ASSISTANT, kind="pairs")) == "bad_role_order"
+    assert VALIDATOR.run(example(SYSTEM, USER, kind="pairs")) is None
+    assert VALIDATOR.run(example(SYSTEM, USER, ASSISTANT, kind="pairs")) == "bad_role_order"
 
 
 @pytest.mark.parametrize(
@@ -50,19 +50,19 @@ def test_a_pairs_example_ends_with_the_user_turn() -> None:
     ],
 )
 def test_each_failure_has_its_reason(messages: tuple[Message, ...], reason: str) -> None:
-    assert VALIDATOR.check(example(*messages)) == reason
+    assert VALIDATOR.run(example(*messages)) == reason
 
 
 def test_lengths_are_configurable_per_role() -> None:
     strict = Validator(ValidateConfig(min_chars={"assistant": 100}, max_chars={"user": 20}))
-    assert strict.check(example(USER, ASSISTANT)) == "user_too_long"
+    assert strict.run(example(USER, ASSISTANT)) == "user_too_long"
     short_user = Message("user", "Improve: did API")
-    assert strict.check(example(short_user, ASSISTANT)) == "assistant_too_short"
+    assert strict.run(example(short_user, ASSISTANT)) == "assistant_too_short"
 
 
 def test_too_many_tokens_is_counted_over_all_messages() -> None:
     validator = Validator(ValidateConfig(max_total_tokens=20))
-    assert validator.check(example(SYSTEM, USER, ASSISTANT)) == "too_many_tokens"
+    assert validator.run(example(SYSTEM, USER, ASSISTANT)) == "too_many_tokens"
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_a_jsonl_line_with_accepted_extra_keys_is_read() -> None:
         ]
     }
     read, error = VALIDATOR.check_line(line)
-    assert error is None and read is not None and VALIDATOR.check(read) is None
+    assert error is None and read is not None and VALIDATOR.run(read) is None
 
 
 @pytest.mark.parametrize(
@@ -108,10 +108,10 @@ def test_a_jsonl_line_with_accepted_extra_keys_is_read() -> None:
 def test_mojibake_is_repaired_in_the_example(broken: str, repaired: str) -> None:
     repair = EncodingRepair(ValidateConfig())
     ex = example(USER, Message("assistant", broken))
-    repair.fix(ex)
+    repair.run(ex)
     assert ex.messages[1].content == repaired
     assert repair.repaired == 1
-    assert VALIDATOR.check(ex) is None
+    assert VALIDATOR.run(ex) is None
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_repair_keeps_what_llm_data_needs(kept: str) -> None:
 def test_repair_switched_off_leaves_mojibake_in_place() -> None:
     repair = EncodingRepair(ValidateConfig(fix_encoding=False))
     ex = example(USER, Message("assistant", "Didnâ€™t stop"))
-    repair.fix(ex)
+    repair.run(ex)
     assert ex.messages[1].content == "Didnâ€™t stop"
 
 
@@ -141,5 +141,5 @@ def test_repair_fixes_a_pending_bullet_too() -> None:
     repair = EncodingRepair(ValidateConfig())
     ex = example(SYSTEM, USER, kind="pairs")
     ex.meta = {"bullet": "Didnâ€™t stop"}
-    repair.fix(ex)
+    repair.run(ex)
     assert ex.meta["bullet"] == "Didn’t stop"

@@ -351,7 +351,8 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             example, reason = validator.check_line(line)
             if example is not None:
-                reason = validator.check(repair.fix(example))
+                repair.run(example)
+                reason = validator.run(example)
         if reason is None:
             valid += 1
             continue

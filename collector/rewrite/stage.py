@@ -54,14 +54,15 @@ def rewrite_chain(config: Config, pii: PiiScanner | None = None) -> ProcessorCha
     that teaches nothing (`trivial_rewrite`, `near_copy`) is dropped by the checker, with the
     quality step's own test, before it becomes a line.
     """
-    chain = ProcessorChain(REWRITE_RECIPE, config.processing)
-    pii = pii or pii_scanner(config.processing.anonymize)
-    checker = RewriteChecker(config.rewrite.checks, pii, config.processing.quality)
-    chain.formatter = RewrittenFormatter(checker, recipes_of(config))
     actions: dict[str, GroundingAction] = {
         s.name: recipe_grounding(s.recipe) or "mask" for s in config.sources
     }
-    chain.stages.grounding = GroundingCheck("mask", per_source=actions)
+    chain = ProcessorChain(
+        REWRITE_RECIPE, config.processing, GroundingCheck("mask", per_source=actions)
+    )
+    pii = pii or pii_scanner(config.processing.anonymize)
+    checker = RewriteChecker(config.rewrite.checks, pii, config.processing.quality)
+    chain.formatter = RewrittenFormatter(checker, recipes_of(config))
     return chain
 
 

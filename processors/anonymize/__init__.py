@@ -8,6 +8,6 @@ runs them in that order.
 """
 
 from processors.anonymize.anonymizer import Anonymizer
-from processors.anonymize.spans import TOKEN_PATTERN, RecordNames, strip_tokens
+from processors.anonymize.spans import TOKEN_PATTERN, RecordNames
 
-__all__ = ["TOKEN_PATTERN", "Anonymizer", "RecordNames", "strip_tokens"]
+__all__ = ["TOKEN_PATTERN", "Anonymizer", "RecordNames"]

@@ -49,6 +49,8 @@ class Detector:
 class Anonymizer:
     """Replaces personal information with tokens. Pure and thread-safe once built."""
 
+    name = "anonymize"
+
     def __init__(self, config: AnonymizeConfig, lexicon: NameLexicon | None = None) -> None:
         self.config = config
         phones = PhoneDetector(config.phone_regions)  # checks the regions even when off
@@ -83,10 +85,11 @@ class Anonymizer:
         record = record or RecordNames(numbered=self.config.consistent_names)
         return self._record([text], known, record)[0]
 
-    def anonymize_example(self, example: Example) -> Example:
-        """The example with every message (and a pending bullet) anonymized, in place."""
+    def run(self, example: Example) -> None:
+        """Anonymizes every message of the example (and a pending bullet) in place; never drops
+        it."""
         if not self.config.enabled:
-            return example
+            return
         meta = example.meta
         known: tuple[str, ...] = ()
         bullet = None
@@ -112,7 +115,6 @@ class Anonymizer:
             m if c is m.content else Message(m.role, c)
             for m, c in zip(example.messages, out, strict=True)
         ]
-        return example
 
     # -- one record ------------------------------------------------------------------------
     def _record(

@@ -101,8 +101,3 @@ def lines_of(text: str) -> Iterator[tuple[int, str]]:
     for line in text.split("\n"):
         yield at, line
         at += len(line) + 1
-
-
-def strip_tokens(text: str) -> str:
-    """Text without the anonymizer's tokens (for dedupe normalisation and tests)."""
-    return TOKEN_PATTERN.sub(" ", text)

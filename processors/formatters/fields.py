@@ -35,14 +35,3 @@ def get_text(payload: Any, path: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return ""
-
-
-def join_text(*parts: str) -> str:
-    """Join pieces of text with a space where needed, so words are never glued together."""
-    out = ""
-    for part in parts:
-        part = part.strip()
-        if not part:
-            continue
-        out = f"{out} {part}" if out else part
-    return out
