@@ -116,6 +116,13 @@ def run_demo(folder: Path) -> tuple[Path, Path]:
     return config, out / "training-data"
 
 
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo, run once for the whole session (each run takes half a minute): (its config, its
+    data folder). Tests only read what it wrote."""
+    return run_demo(tmp_path_factory.mktemp("demo"))
+
+
 def formatted_tasks(data_dir: Path) -> dict[str, str]:
     """Each formatted training line (its JSON text) -> its task, from the provenance line
     beside it (`{name}__provenance.jsonl`, same order)."""

@@ -26,7 +26,6 @@ from processors.records import Example, Message, RawRecord
 from tests.conftest import (
     formatted_tasks,
     run_collector,
-    run_demo,
     write_config,
 )
 
@@ -313,8 +312,10 @@ _QUOTED = re.compile(r'"(.*)"', re.DOTALL)
 
 
 @pytest.mark.slow
-def test_no_published_demo_answer_states_a_figure_its_input_lacks(tmp_path: Path) -> None:
-    _, data = run_demo(tmp_path)
+def test_no_published_demo_answer_states_a_figure_its_input_lacks(
+    demo: tuple[Path, Path],
+) -> None:
+    _, data = demo
     published = sorted((data / "published" / "data").glob("*/*.jsonl"))
     task_of = formatted_tasks(data)
     checked = 0

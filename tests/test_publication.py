@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 
 from collector.licences import requires_attribution
-from tests.conftest import run_demo
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, data_dir = run_demo(tmp_path_factory.mktemp("demo"))
-    return data_dir / "published"
+def published(demo: tuple[Path, Path]) -> Path:
+    return demo[1] / "published"
 
 
 def jsonl(path: Path) -> list[dict[str, object]]:

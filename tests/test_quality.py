@@ -15,7 +15,6 @@ from processors.config import QualityConfig, RewriteCheckConfig
 from processors.quality import STOCK_WORDS, STOP_WORDS, QualityCheck, input_text, new_words
 from processors.records import Example, Message, RawRecord
 from processors.rewrite import RewriteChecker, RewrittenFormatter
-from tests.conftest import run_demo
 
 CHECK = QualityCheck(QualityConfig())
 BULLETS = st.sampled_from(
@@ -265,10 +264,10 @@ def test_the_thresholds_are_checked_at_load() -> None:
     assert off.run(example("Improve: worked on the API", "Successfully worked on the API.")) is None
 
 
-def test_the_demo_publishes_no_trivial_rewrite(tmp_path: Path) -> None:
+def test_the_demo_publishes_no_trivial_rewrite(demo: tuple[Path, Path]) -> None:
     """The sandbox LLM prefixes "Successfully" to a bullet without a weak opening: none of
     that is published; its real rewrites are."""
-    _, data_dir = run_demo(tmp_path)
+    _, data_dir = demo
     published = sorted((data_dir / "published" / "data").glob("*/*.jsonl"))
     rewrites = 0
     for path in published:

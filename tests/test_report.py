@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_collector, run_demo, subprocess_env, write_config
+from tests.conftest import run_collector, subprocess_env, write_config
 
 INBOX_SOURCE = """
 [[sources]]
@@ -50,12 +50,6 @@ def config(tmp_path: Path, data_dir: Path) -> Path:
 
 
 # --- the demo --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The demo run once into a temporary folder: (its config, its data folder)."""
-    return run_demo(tmp_path_factory.mktemp("demo"))
 
 
 def rows_of(data_dir: Path) -> list[tuple[dict[str, object], dict[str, object], bool]]:

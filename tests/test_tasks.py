@@ -21,7 +21,7 @@ from processors.formatters import build_formatter
 from processors.quality import QualityCheck
 from processors.records import Example, Message, RawRecord
 from processors.templates import PLACEHOLDERS, TASKS, Templates, default_templates
-from tests.conftest import formatted_tasks, run_demo
+from tests.conftest import formatted_tasks
 
 AREAS = ["billing", "payments", "ledger", "search", "reports", "pipeline", "alerts", "onboarding"]
 WORDS = st.sampled_from([*AREAS, "dashboard", "checkout"])
@@ -287,9 +287,9 @@ def template_of(system: str, templates: Templates) -> str:
 
 @pytest.mark.slow
 def test_the_demo_publishes_five_task_types_and_no_system_prompt_over_30_percent(
-    tmp_path: Path,
+    demo: tuple[Path, Path],
 ) -> None:
-    _, data = run_demo(tmp_path)
+    _, data = demo
     task_of = formatted_tasks(data)
     tasks: Counter[str] = Counter()
     systems: Counter[str] = Counter()
