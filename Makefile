@@ -12,6 +12,9 @@ BENCH_STAMP := $(VENV)/.installed-bench
 UV_VERSION := 0.13.9
 # Inputs of the lock: every lock file is compiled from these for Python 3.11 on any platform.
 LOCK_INPUTS := pyproject.toml requirements/build.in
+# What the tests and the demo need beside the service: the test tools, and the sandbox
+# (`--sandbox`, the local API emulators) that they run. The image (runtime.txt) needs neither.
+TEST_EXTRAS := --extra test --extra sandbox
 COMPILE = $(VENV)-lock/bin/uv pip compile $(LOCK_INPUTS) --quiet --generate-hashes \
 	--universal --python-version 3.11 --custom-compile-command "make lock"
 
@@ -58,16 +61,16 @@ names: $(BENCH_STAMP)
 lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet uv==$(UV_VERSION)
-	$(COMPILE) --extra test -o requirements/test.txt
+	$(COMPILE) $(TEST_EXTRAS) -o requirements/test.txt
 	$(COMPILE) -c requirements/test.txt -o requirements/runtime.txt
-	$(COMPILE) --extra test --extra bench -c requirements/test.txt -o requirements/bench.txt
-	$(COMPILE) --extra test --resolution lowest-direct -o requirements/oldest.txt
+	$(COMPILE) $(TEST_EXTRAS) --extra bench -c requirements/test.txt -o requirements/bench.txt
+	$(COMPILE) $(TEST_EXTRAS) --resolution lowest-direct -o requirements/oldest.txt
 
 # The tests against whatever the registry serves today: an upgrade is a reviewed change.
 test-latest:
 	rm -rf $(VENV)-latest
 	$(PYTHON) -m venv $(VENV)-latest
-	$(VENV)-latest/bin/pip install --quiet --upgrade -e '.[test]'
+	$(VENV)-latest/bin/pip install --quiet --upgrade -e '.[test,sandbox]'
 	$(VENV)-latest/bin/pytest -q -p no:cacheprovider
 
 # The tests against the lowest versions pyproject.toml allows (requirements/oldest.txt).

@@ -77,7 +77,7 @@ class MemoryIndex:
 
 def child(backend: str, mode: str, count: int, where: str, url: str, prefix: str) -> None:
     from collector.config import StateConfig
-    from collector.state import open_state_store
+    from collector.state.open import open_state_store
     from processors.config import DedupeConfig
     from processors.dedupe import Deduplicator
     from processors.records import Example, Message

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.config import Config
+from collector.layout import DataLayout
 from collector.sources.config import (
     GitHubSourceConfig,
     HuggingFaceSourceConfig,
@@ -144,9 +145,10 @@ def online(config: Config, timeout: float = 5.0) -> Findings:
             found.notes.append(f"{label}: {url} answers")
         else:
             found.errors.append(f"{label}: {url} does not answer ({problem})")
-    paths = [("service.data_dir", Path(config.service.data_dir))]
+    layout = DataLayout.of(config)
+    paths = [("service.data_dir", layout.data_dir)]
     if config.state.backend == "sqlite":
-        paths.append(("state.path", Path(config.state.path).parent))
+        paths.append(("state.path", layout.state.parent))
     for label, path in paths:
         problem = _writable(path)
         if problem is None:

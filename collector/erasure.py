@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from collector import moments
 from collector.config import Config
 from collector.logging import Logger
 from collector.pipeline import CURSOR_NAMESPACE, cursor_key
@@ -145,7 +146,7 @@ def _text_pattern(texts: list[str]) -> re.Pattern[bytes] | None:
 async def find(config: Config, data_dir: Path, wanted: ForgottenList, log: Logger) -> Found:
     """Every record (and raw entry) that the request, or an earlier one, matches."""
     from collector.sources import build_source
-    from collector.sources.archive import ArchiveCorrupt, ArchiveEntry, RawArchive
+    from collector.sources.archive import ArchiveCorrupt, ArchiveEntry, ArchivingSource, RawArchive
     from collector.sources.base import SourceContext
     from collector.sources.config import InboxSourceConfig
 
@@ -164,7 +165,7 @@ async def find(config: Config, data_dir: Path, wanted: ForgottenList, log: Logge
     for folder in folders:
         archive = RawArchive.at(folder)
         live = by_folder.get(folder, (None, None))[1]
-        rebuild = getattr(live, "records_from_archive", None)
+        rebuild = live.records_from_archive if isinstance(live, ArchivingSource) else None
         for path in archive.files():
             try:
                 data = gzip.decompress(path.read_bytes())
@@ -616,7 +617,6 @@ async def erase(
     import asyncio
 
     from collector.sinks.formatted import FormattedSink
-    from collector.upload.crashpoints import crash_point
     from collector.upload.targets import build_target
 
     before = await asyncio.to_thread(ForgottenList.load, state)
@@ -640,12 +640,12 @@ async def erase(
         return result
     # 2. Remembered before anything goes: a crash from here on loses no record key.
     await asyncio.to_thread(remember, state, texts, found.records)
-    crash_point("forget_after_remember")
+    moments.passed("forget_after_remember")
     # 3. New versions beside the files, then one transaction, then the renames.
     await asyncio.to_thread(write_new_versions, data_dir, plan)
-    crash_point("forget_before_commit")
+    moments.passed("forget_before_commit")
     await asyncio.to_thread(state.commit, plan.puts, dict(plan.counts))
-    crash_point("forget_after_commit")
+    moments.passed("forget_after_commit")
     await asyncio.to_thread(apply_all, data_dir, state, log)
     # 4. Clean up what nothing else refers to.
     for path in found.raw_files:

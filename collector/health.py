@@ -12,19 +12,11 @@ from the last movement before the idle spell.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from collector.components import Component
-from processors.records import Example
-
-if TYPE_CHECKING:
-    from collector.service import Service
+from collector.components import ServiceSnapshot
 
 
 @dataclass(frozen=True)
@@ -33,6 +25,15 @@ class PipelineSnapshot:
     work_queue: int  # batches waiting for a worker
     ordered_queue: int  # batches waiting for the writer
     last_move: float  # monotonic time of the last batch processed or checkpoint committed
+
+    @classmethod
+    def of(cls, service: ServiceSnapshot) -> PipelineSnapshot:
+        return cls(
+            waiting=service.outstanding,
+            work_queue=service.work.depth,
+            ordered_queue=service.ordered.depth,
+            last_move=max(service.last_progress, service.last_checkpoint),
+        )
 
 
 @dataclass(frozen=True)
@@ -59,84 +60,21 @@ class StallDetector:
         return Health(stalled_for > self.timeout, snapshot.waiting, stalled_for)
 
 
-def snapshot(service: Service) -> PipelineSnapshot | None:
-    """The pipeline's state now; None before the pipeline exists."""
-    pipeline = getattr(service, "pipeline", None)
-    if pipeline is None:
-        return None
-    return PipelineSnapshot(
-        waiting=sum(runner.ack.outstanding for runner in service.runners.values()),
-        work_queue=pipeline.work.qsize(),
-        ordered_queue=pipeline.ordered.qsize(),
-        # A writer waiting for disk space is not hung: it tries again on its backoff (and a
-        # restart would free no space); it says so in the log (`disk_full`).
-        last_move=max(
-            pipeline.last_progress, pipeline.writer.last_checkpoint, pipeline.writer.disk.last_try
-        ),
-    )
-
-
 class PipelineMonitor:
-    """A `StallDetector` over a running service, on the monotonic clock."""
+    """A `StallDetector` over a running service's snapshots, on the monotonic clock."""
 
-    def __init__(self, service: Service, clock: Callable[[], float] = time.monotonic) -> None:
-        self.service = service
+    def __init__(
+        self,
+        snapshot: Callable[[], ServiceSnapshot | None],
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.snapshot = snapshot
         self.clock = clock
-        self.detector = StallDetector(service.config.service.stall_timeout)
+        self.detector = StallDetector(timeout)
 
     def check(self) -> Health:
-        found = snapshot(self.service)
-        if found is None:
+        found = self.snapshot()
+        if found is None:  # the pipeline is not built yet: nothing can wait
             return Health(stuck=False, waiting=0, stalled_for=0.0)
-        return self.detector.check(found, self.clock())
-
-
-# --- a stalled writer, for tests only --------------------------------------------------------
-
-# While the file this names exists, every checkpoint waits: how the watchdog and /healthz tests
-# stall the writer of a real daemon. Unset in production.
-TEST_STALL_ENV = "RESUME_COLLECTOR_TEST_STALL_FILE"
-
-
-class _StallingSink:
-    name = "test-stall"
-    pending_bytes = 0
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    async def open(self) -> None:
-        return None
-
-    def write(self, examples: list[Example]) -> None:
-        return None
-
-    async def flush(self) -> dict[str, dict[str, str]]:
-        while self.path.exists():
-            await asyncio.sleep(0.02)
-        return {}
-
-    async def committed(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-class TestStall(Component):
-    """Adds a sink whose flush waits while `RESUME_COLLECTOR_TEST_STALL_FILE` exists."""
-
-    name = "test-stall"
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    @classmethod
-    def from_environment(cls) -> TestStall | None:
-        path = os.environ.get(TEST_STALL_ENV)
-        return cls(path) if path else None
-
-    async def prepare(self, service: Service) -> None:
-        service.log.warning("test_stall_enabled", file=str(self.path))
-        service.sinks.append(_StallingSink(self.path))
+        return self.detector.check(PipelineSnapshot.of(found), self.clock())

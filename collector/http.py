@@ -17,7 +17,14 @@ What it does for a source, so that sources only speak their API:
   resets and truncated bodies; never on other 4xx; every retry is logged with its attempt number
   and wait;
 - conditional GETs: with an `EtagStore`, a GET sends `If-None-Match` for a page it has seen and
-  a `304` comes back as a response with `status == 304` and no body.
+  a `304` comes back as a response with `status == 304` and no body;
+- an API's own dialect through `ServerHints`: the headers it reads on every answer and how it
+  words a refusal (the rewrite stage's chat client reads the OpenAI-style
+  `x-ratelimit-remaining-requests`/`-tokens` and `retry-after-ms` this way), and a `decode`
+  that sends a body the caller cannot use round again like a dropped connection.
+
+It serves every owner that talks HTTP to one API: the sources (their `SourceConfig`) and the
+rewrite stage's chat client (`collector/rewrite/client.py`), each through `HttpSettings`.
 
 Errors: `HttpError(status, url, message, body)` for a refusal that is not retried or a failure
 that outlasted the retries (status 0 when no response came), `ResponseTooLarge`,
@@ -47,19 +54,19 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from collector import __version__, shared_limits
+from collector import __version__
 from collector.logging import Logger
 from collector.ratelimit import (
     QuotaExhausted,
     RateLimiter,
     TokenBucket,
     ratelimit_reset,
-    retry_after_seconds,
     server_wait,
 )
+from collector.reporting import HttpFigures, Report
 
 if TYPE_CHECKING:  # not at run time: collector.sources imports the sources, which import this
-    from collector.sources.config import SourceConfig
+    from collector.sources.config import RateConfig, RetryConfig
 
 USER_AGENT = f"resume-collector/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -73,7 +80,9 @@ ERROR_BODY_LIMIT = 64 * 1024
 
 Params = Mapping[str, str | int | float] | None
 ThrottleHint = Callable[["HttpResponse"], float | None]
-_retry_after = retry_after_seconds  # its home is collector.ratelimit; the rewrite client reads it
+# Reads a body into what the caller uses; raising ValueError (msgspec's DecodeError is one)
+# says the body is unusable, and the request is tried again.
+Decode = Callable[[bytes], Any]
 
 
 class HttpResponse(msgspec.Struct):
@@ -124,12 +133,59 @@ class SourceStopping(Exception):
     from the saved cursor."""
 
 
+class HttpSettings(Protocol):
+    """What the client reads of its owner's config: a source's `SourceConfig`, or the settings
+    the rewrite stage's chat client derives from its own."""
+
+    @property
+    def rate(self) -> RateConfig: ...  # the bucket, when no limiter is given
+
+    @property
+    def concurrency(self) -> int: ...  # requests in flight at once
+
+    @property
+    def retry(self) -> RetryConfig: ...
+
+    @property
+    def timeout(self) -> float: ...  # seconds for one request, body included
+
+    @property
+    def max_response_bytes(self) -> int: ...
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    """How an API's own words classify an error answer: tried again (after `wait` seconds, or
+    the backoff when None) or final, with `reason` as the retry's reason or the error message."""
+
+    retry: bool
+    reason: str
+    wait: float | None = None
+
+
+class ServerHints(Protocol):
+    """An API's dialect beyond the headers every API shares (`Retry-After`,
+    `x-ratelimit-remaining`/`-reset`, the IETF `RateLimit`), which the client reads itself."""
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Every answer's headers (lower-case names): e.g. pause a bucket whose quota is spent."""
+
+    def refusal(self, response: HttpResponse) -> Refusal | None:
+        """An error answer (4xx, 5xx) classified, or None to leave it to the client's rules."""
+
+
 class EtagStore(Protocol):
     """Where the client remembers the ETag of each GET (key: URL with sorted params)."""
 
     def get(self, key: str) -> str | None: ...
 
     def put(self, key: str, etag: str) -> None: ...
+
+
+class SharedLimits(Protocol):
+    """Rate limits shared with other instances (collector/scaleout/shared_limits.py): the
+    bucket a client's settings draw from, or None when they name no rate."""
+
+    def bucket(self, config: HttpSettings) -> TokenBucket | None: ...
 
 
 class MemoryEtagStore:
@@ -194,7 +250,7 @@ _TRANSIENT = (
 class HttpClient:
     def __init__(
         self,
-        config: SourceConfig,
+        config: HttpSettings,
         log: Logger,
         *,
         headers: Mapping[str, str] | None = None,
@@ -202,8 +258,11 @@ class HttpClient:
         limiter: RateLimiter | TokenBucket | None = None,
         etags: EtagStore | None = None,
         throttle_hint: ThrottleHint | None = None,
+        hints: ServerHints | None = None,
+        shared_backoff: bool = False,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         stop: asyncio.Event | None = None,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self.config = config
         self.log = log
@@ -212,11 +271,19 @@ class HttpClient:
         self.auth = auth
         self.etags = etags
         self.throttle_hint = throttle_hint
+        self.hints = hints
+        # Every retry's backoff holds back every request of the client, not only the one that
+        # failed: for one server (an LLM endpoint) that struggles, the other requests in flight
+        # back off too instead of each learning it on its own.
+        self.shared_backoff = shared_backoff
         self._sleep = sleep or asyncio.sleep
         if isinstance(limiter, TokenBucket):
             limiter = RateLimiter(config.rate, config.concurrency, bucket=limiter)
-        # With a Redis state, the bucket is shared by every instance using the same credential.
-        shared = None if limiter is not None else shared_limits.shared_bucket(config)
+        # With a Redis state, the bucket is shared by every instance using the same credential
+        # (`shared_limits`, lent by the service in the source's context).
+        shared = None
+        if limiter is None and shared_limits is not None:
+            shared = shared_limits.bucket(config)
         self.limiter = limiter or RateLimiter(config.rate, config.concurrency, bucket=shared)
         self.headers = {
             "User-Agent": USER_AGENT,
@@ -226,7 +293,13 @@ class HttpClient:
         if auth is not None:  # as a header: aiohttp drops it on a redirect to another host
             self.headers["Authorization"] = auth.encode()
         self._session: aiohttp.ClientSession | None = None
-        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "not_modified": 0}
+        # `rate_limited`: requests the client-side limiter held back (it waited for a token).
+        self.stats: dict[str, int] = {
+            "requests": 0,
+            "retries": 0,
+            "not_modified": 0,
+            "rate_limited": 0,
+        }
         # For the metrics endpoint: seconds spent waiting for the limiter, and the quota left
         # as the server last reported it (`x-ratelimit-remaining`).
         self.rate_wait_seconds = 0.0
@@ -238,6 +311,19 @@ class HttpClient:
 
     # --- public API ------------------------------------------------------------------------
 
+    def report(self) -> Report:
+        """What this client did and its rate limiter now, for `/metrics` (`Reporting`)."""
+        figures = HttpFigures(
+            requests=self.stats["requests"],
+            retries=self.stats["retries"],
+            not_modified=self.stats["not_modified"],
+            rate_wait_seconds=self.rate_wait_seconds,
+            rate_tokens=self.limiter.bucket.available(),
+            rate_paused_seconds=self.limiter.paused_for(),
+            rate_remaining=self.rate_remaining,
+        )
+        return Report(http=figures)
+
     async def get(
         self,
         url: str,
@@ -248,7 +334,7 @@ class HttpClient:
     ) -> HttpResponse:
         """GET a page. With an ETag store, a seen page is asked for conditionally (304)."""
         return await self._retrying(
-            "GET", url, params=params, headers=headers, limit_key=limit_key, decode=False
+            "GET", url, params=params, headers=headers, limit_key=limit_key, decode=None
         )
 
     async def get_json(
@@ -265,7 +351,12 @@ class HttpClient:
         back undecodable: the caller counts it and moves on.
         """
         response = await self._retrying(
-            "GET", url, params=params, headers=headers, limit_key=limit_key, decode=True
+            "GET",
+            url,
+            params=params,
+            headers=headers,
+            limit_key=limit_key,
+            decode=msgspec.json.decode,
         )
         if response.not_modified:
             return response, None
@@ -276,14 +367,19 @@ class HttpClient:
         url: str,
         body: Any,
         *,
+        decode: Decode = msgspec.json.decode,
         headers: Mapping[str, str] | None = None,
         limit_key: str | None = None,
-    ) -> HttpResponse:
+    ) -> tuple[HttpResponse, Any]:
+        """POST `body` as JSON and read the answer with `decode`; an answer it refuses (a
+        truncated body, JSON without what the caller needs) is retried like a dropped
+        connection, and `MalformedResponse` raised when every attempt came back so."""
         data = msgspec.json.encode(body)
         merged = {"Content-Type": "application/json", **(headers or {})}
-        return await self._retrying(
-            "POST", url, headers=merged, data=data, limit_key=limit_key, decode=False
+        response = await self._retrying(
+            "POST", url, headers=merged, data=data, limit_key=limit_key, decode=decode
         )
+        return response, decode(response.body)
 
     async def download(
         self,
@@ -307,7 +403,7 @@ class HttpClient:
             params=params,
             headers=headers,
             limit_key=limit_key,
-            decode=False,
+            decode=None,
             dest=dest,
             max_bytes=max_bytes,
         )
@@ -337,7 +433,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
         limit_key: str | None = None,
-        decode: bool,
+        decode: Decode | None,
         dest: Path | None = None,
         max_bytes: int | None = None,
     ) -> HttpResponse:
@@ -407,6 +503,8 @@ class HttpClient:
             if isinstance(error, _Retryable) and (error.retry_after is not None or error.secondary):
                 # Rate-limit refusals hold back every request of this key, not only this one.
                 self.limiter.pause(wait, limit_key)
+            elif self.shared_backoff:
+                self.limiter.pause(wait, limit_key)
             self.log.warning(
                 "http_retry",
                 method=method,
@@ -428,7 +526,7 @@ class HttpClient:
         headers: Mapping[str, str] | None,
         data: bytes | None,
         limit_key: str | None,
-        decode: bool,
+        decode: Decode | None,
         dest: Path | None,
         max_bytes: int | None,
     ) -> HttpResponse:
@@ -443,7 +541,10 @@ class HttpClient:
         # The slot first, then the token: a token is taken right before its request goes out,
         # so requests that waited for a slot do not leave together in a burst.
         async with self.limiter.slot():
-            self.rate_wait_seconds += await self.limiter.acquire(limit_key)
+            waited = await self.limiter.acquire(limit_key)
+            self.rate_wait_seconds += waited
+            if waited >= 0.001:  # less is the bucket's lock, not the limit
+                self.stats["rate_limited"] += 1
             self.stats["requests"] += 1
             extra: dict[str, Any] = {}
             if dest is not None:  # a big file: no total deadline, but no stalled reads either
@@ -467,10 +568,10 @@ class HttpClient:
                     return HttpResponse(raw.status, final_url, found, b"")
                 body = await _read(raw, limit, final_url)
         response = HttpResponse(raw.status, final_url, found, body)
-        if decode:
+        if decode is not None:
             try:
-                msgspec.json.decode(body)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+                decode(body)
+            except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
                 raise _Retryable(raw.status, "malformed_body", body[:200]) from None
         etag = found.get("etag")
         if self.etags is not None and etag and method == "GET" and dest is None:
@@ -493,6 +594,8 @@ class HttpClient:
         if wait is not None:
             self.limiter.pause(wait, limit_key)
             self.log.info("rate_limit_exhausted", key=limit_key, wait=round(wait, 3))
+        if self.hints is not None:
+            self.hints.observe(headers)
 
     def _refuse(self, response: HttpResponse, limit_key: str | None) -> None:
         """Raise the right error for a 4xx/5xx: `_Retryable` if it is worth another try.
@@ -516,6 +619,11 @@ class HttpClient:
         hint = self.throttle_hint(response) if self.throttle_hint is not None else None
         if hint is not None:
             raise _Retryable(status, "throttled", response.body, retry_after=hint)
+        refusal = self.hints.refusal(response) if self.hints is not None else None
+        if refusal is not None:
+            if refusal.retry:
+                raise _Retryable(status, refusal.reason, response.body, retry_after=refusal.wait)
+            raise HttpError(status, response.url, refusal.reason, response.body)
         retry_after = server_wait(headers)
         exhausted = headers.get("x-ratelimit-remaining", "").strip() == "0"
         if status in (403, 429):
@@ -628,10 +736,13 @@ __all__ = [
     "HttpClient",
     "HttpError",
     "HttpResponse",
+    "HttpSettings",
     "MalformedResponse",
     "MemoryEtagStore",
     "QuotaExhausted",
+    "Refusal",
     "ResponseTooLarge",
+    "ServerHints",
     "request_key",
 ]
 

@@ -9,21 +9,23 @@ The listener (aiohttp, default `127.0.0.1:9464`) serves:
 - `/healthz`: 200 with a JSON body while the pipeline moves or idles, 503 when it is stuck
   (`collector.health`: work waiting and nothing moving for `service.stall_timeout`).
 
-What else is exported, by pulling, so that no other module depends on this one:
+What else is exported, read from the service's snapshot (`Host.snapshot`, a
+`collector.components.ServiceSnapshot`) at each scrape, so that no other module depends on this
+one:
 
-- per source: passes, last success time, whether it runs; for every `HttpClient` the source
-  holds as an attribute: requests, retries, 304s (`client.stats`), seconds waited for the rate
-  limiter (`client.rate_wait_seconds`), tokens left in the bucket, the quota the server last
-  reported (`client.rate_remaining`, or the source's own `quota_remaining` when the API reports
-  it in the body, as Stack Exchange does) and the seconds left in a server-ordered pause;
-- with the Redis backend, the placement of sources over the instances (`collector/leases.py`):
+- per source: passes, last success time, whether it runs; for a source that sends HTTP
+  requests (it implements `collector.reporting.Reporting` and passes its `HttpClient`'s figures
+  on): requests, retries, 304s, seconds waited for the rate limiter, tokens left in the bucket,
+  the quota the server last reported (or the one the API reports in its bodies, as Stack
+  Exchange does) and the seconds left in a server-ordered pause;
+- with the Redis backend, the placement of sources over the instances (`collector/scaleout/`):
   per source configured here, whether this instance holds its lease and whether the placement
   gives it to this instance; per live instance of the fleet, the sources placed on it and
   their summed weights; the share (bound) no instance's load goes above;
-- any component or source with a `telemetry() -> Mapping[str, float]` method: each item as
-  `resume_collector_{component name}_{key}` (e.g. the uploader's `pending_chunks` and
-  `lag_seconds` become `resume_collector_upload_pending_chunks`, `..._upload_lag_seconds`),
-  labelled with the source for sources.
+- a source's own figures (`Report.figures`) as `resume_collector_source_{key}` labelled with
+  the source, and a component's (`Component.telemetry`) as `resume_collector_{component}_{key}`
+  (e.g. the uploader's `pending_chunks` and `lag_seconds` become
+  `resume_collector_upload_pending_chunks`, `..._upload_lag_seconds`).
 """
 
 from __future__ import annotations
@@ -31,37 +33,27 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import __version__
-from collector.components import Component, Event
+from collector.components import Component, Event, Host, ServiceSnapshot
 from collector.config import ConfigError, MetricsConfig
 from collector.health import Health, PipelineMonitor
-from collector.leases import PlacementView
 from collector.logging import Logger, get_logger
-
-if TYPE_CHECKING:
-    from collector.service import Service
+from collector.scaleout.placement import PlacementView
 
 PREFIX = "resume_collector"
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 
 
-@dataclass
-class SourceView:
-    name: str
-    running: bool
-    passes: int
-    last_success: float | None
-    http: dict[str, float] = field(default_factory=dict)  # summed over the source's clients
-    remaining: float | None = None  # the quota the server last reported
-    telemetry: dict[str, float] = field(default_factory=dict)
+def _metric_name(key: str) -> str:
+    return _NAME.sub("_", key)
 
 
 @dataclass
@@ -70,92 +62,28 @@ class LiveView:
 
     state: str
     health: Health
-    queues: dict[str, tuple[int, int]]  # queue -> (depth, capacity)
-    checkpoints: int
+    snapshot: ServiceSnapshot
     last_checkpoint_age: float
-    sources: list[SourceView]
-    components: dict[str, dict[str, float]]
-    placement: PlacementView | None = None  # with the Redis backend only
 
 
-def _http_clients(source: object) -> Iterator[Any]:
-    """The `HttpClient`s a source holds as attributes."""
-    try:
-        from collector.http import HttpClient
-    except ImportError:  # pragma: no cover - the module is part of the package
-        return
-    for value in list(getattr(source, "__dict__", {}).values()):
-        if isinstance(value, HttpClient):
-            yield value
-
-
-def _telemetry(owner: object) -> dict[str, float]:
-    method = getattr(owner, "telemetry", None)
-    if not callable(method):
-        return {}
-    try:
-        values = method()
-    except Exception:  # a broken hook must not break the scrape
-        return {}
-    return {
-        _NAME.sub("_", str(key)): float(value)
-        for key, value in values.items()
-        if isinstance(value, int | float)
-    }
-
-
-def _source_view(name: str, runner: Any) -> SourceView:
-    view = SourceView(
-        name=name,
-        running=runner.task is not None and not runner.task.done(),
-        passes=runner.passes,
-        last_success=runner.last_success,
-        telemetry=_telemetry(runner.source),
-    )
-    http: dict[str, float] = {}
-    for client in _http_clients(runner.source):
-        for key, value in getattr(client, "stats", {}).items():
-            http[key] = http.get(key, 0.0) + float(value)
-        http["rate_wait_seconds"] = http.get("rate_wait_seconds", 0.0) + float(
-            getattr(client, "rate_wait_seconds", 0.0)
-        )
-        limiter = getattr(client, "limiter", None)
-        bucket = getattr(limiter, "bucket", None)
-        available = getattr(bucket, "available", None)
-        if callable(available):
-            http["rate_tokens"] = http.get("rate_tokens", 0.0) + float(available())
-        paused_for = getattr(limiter, "paused_for", None)
-        if callable(paused_for):
-            http["rate_paused_seconds"] = max(http.get("rate_paused_seconds", 0.0), paused_for())
-        remaining = getattr(client, "rate_remaining", None)
-        if remaining is not None:
-            view.remaining = float(remaining)
-    quota = getattr(runner.source, "quota_remaining", None)  # a quota reported in bodies
-    if view.remaining is None and isinstance(quota, int | float):
-        view.remaining = float(quota)
-    view.http = http
-    return view
-
-
-def live_view(service: Service, monitor: PipelineMonitor, state: str) -> LiveView | None:
-    pipeline = getattr(service, "pipeline", None)
-    if pipeline is None:  # still starting
+def live_view(host: Host, monitor: PipelineMonitor, state: str) -> LiveView | None:
+    snapshot = host.snapshot()
+    if snapshot is None:  # still starting
         return None
     return LiveView(
         state=state,
         health=monitor.check(),
-        queues={
-            "work": (pipeline.work.qsize(), pipeline.work.maxsize),
-            "ordered": (pipeline.ordered.qsize(), pipeline.ordered.maxsize),
-        },
-        checkpoints=pipeline.writer.checkpoints,
-        last_checkpoint_age=time.monotonic() - pipeline.writer.last_checkpoint,
-        sources=[_source_view(name, runner) for name, runner in sorted(service.runners.items())],
-        components={c.name: t for c in service.components if (t := _telemetry(c))},
-        placement=None if service.leases is None else service.leases.placement_view(),
+        snapshot=snapshot,
+        last_checkpoint_age=time.monotonic() - snapshot.last_checkpoint,
     )
 
 
+def _figures(values: Mapping[str, float]) -> dict[str, float]:
+    """Figures under names Prometheus accepts."""
+    return {_metric_name(str(key)): float(value) for key, value in values.items()}
+
+
+# Counters of `collector.reporting.HttpFigures`, each as `resume_collector_http_{name}`.
 HTTP_COUNTERS = {
     "requests": "HTTP requests sent",
     "retries": "HTTP requests retried (429, 5xx, timeouts, resets)",
@@ -182,8 +110,8 @@ class ServiceCollector:
             yield from self._pipeline(self.live)
             yield from self._sources(self.live)
             yield from self._components(self.live)
-            if self.live.placement is not None:
-                yield from self._placement(self.live.placement)
+            if self.live.snapshot.placement is not None:
+                yield from self._placement(self.live.snapshot.placement)
         info = GaugeMetricFamily(f"{PREFIX}_info", "the running version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -222,9 +150,10 @@ class ServiceCollector:
         capacity = GaugeMetricFamily(
             f"{PREFIX}_queue_capacity", "size of a pipeline queue", labels=["queue"]
         )
-        for queue, (size, maxsize) in live.queues.items():
-            depth.add_metric([queue], size)
-            capacity.add_metric([queue], maxsize)
+        snapshot = live.snapshot
+        for queue, fill in (("work", snapshot.work), ("ordered", snapshot.ordered)):
+            depth.add_metric([queue], fill.depth)
+            capacity.add_metric([queue], fill.capacity)
         yield depth
         yield capacity
         yield GaugeMetricFamily(
@@ -233,7 +162,7 @@ class ServiceCollector:
             value=live.health.waiting,
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_checkpoints", "checkpoints committed", value=live.checkpoints
+            f"{PREFIX}_checkpoints", "checkpoints committed", value=snapshot.checkpoints
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_last_checkpoint_age_seconds",
@@ -291,22 +220,27 @@ class ServiceCollector:
             labels=source,
         )
         extra: dict[str, GaugeMetricFamily] = {}
-        for view in live.sources:
+        for view in live.snapshot.sources:
             name = [view.name]
             running.add_metric(name, int(view.running))
             passes.add_metric(name, view.passes)
             if view.last_success is not None:
                 success.add_metric(name, view.last_success)
-            if view.http:
+            figures = view.report.http
+            if figures is not None:
+                sent = {
+                    "requests": figures.requests,
+                    "retries": figures.retries,
+                    "not_modified": figures.not_modified,
+                }
                 for key, family in http.items():
-                    family.add_metric(name, view.http.get(key, 0.0))
-                waited.add_metric(name, view.http.get("rate_wait_seconds", 0.0))
-                if "rate_tokens" in view.http:
-                    tokens.add_metric(name, view.http["rate_tokens"])
-                paused.add_metric(name, view.http.get("rate_paused_seconds", 0.0))
-            if view.remaining is not None:
-                remaining.add_metric(name, view.remaining)
-            for key, value in view.telemetry.items():
+                    family.add_metric(name, sent[key])
+                waited.add_metric(name, figures.rate_wait_seconds)
+                tokens.add_metric(name, figures.rate_tokens)
+                paused.add_metric(name, figures.rate_paused_seconds)
+                if figures.rate_remaining is not None:
+                    remaining.add_metric(name, figures.rate_remaining)
+            for key, value in _figures(view.report.figures).items():
                 if key not in extra:
                     doc = f"source telemetry: {key}"
                     extra[key] = GaugeMetricFamily(f"{PREFIX}_source_{key}", doc, labels=source)
@@ -350,9 +284,9 @@ class ServiceCollector:
         )
 
     def _components(self, live: LiveView) -> Iterator[Metric]:
-        for component, values in sorted(live.components.items()):
-            prefix = f"{PREFIX}_{_NAME.sub('_', component)}"
-            for key, value in sorted(values.items()):
+        for component, values in sorted(live.snapshot.components.items()):
+            prefix = f"{PREFIX}_{_metric_name(component)}"
+            for key, value in sorted(_figures(values).items()):
                 doc = f"{component} telemetry: {key}"
                 yield GaugeMetricFamily(f"{prefix}_{key}", doc, value=value)
 
@@ -367,7 +301,7 @@ class MetricsServer(Component):
         self.collector = ServiceCollector()
         self.registry.register(self.collector)
         self.state = "starting"
-        self.service: Service | None = None
+        self.host: Host | None = None
         self.monitor: PipelineMonitor | None = None
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -377,10 +311,10 @@ class MetricsServer(Component):
     def from_config(cls, config: MetricsConfig) -> MetricsServer | None:
         return cls(config) if config.enabled else None
 
-    async def prepare(self, service: Service) -> None:
+    async def prepare(self, host: Host) -> None:
         """Listen before any source starts: a port that cannot be bound stops the start."""
-        self.service = service
-        self.monitor = PipelineMonitor(service)
+        self.host = host
+        self.monitor = PipelineMonitor(host.snapshot, host.config.service.stall_timeout)
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -395,12 +329,12 @@ class MetricsServer(Component):
             self.log.error("metrics_listen_failed", address=where, error=str(error))
             # A config the service cannot run with: `run` prints it and exits 2.
             problem = f"metrics: cannot listen on {where}: {error.strerror or error}"
-            raise ConfigError(str(service.config_path), [problem]) from None
+            raise ConfigError(str(host.config_path), [problem]) from None
         address = self._runner.addresses[0]
         self.port = int(address[1])
         self.log.info("metrics_listening", host=self.config.host, port=self.port)
 
-    def on_event(self, event: Event, fields: dict[str, Any]) -> None:
+    def on_event(self, event: Event, fields: Mapping[str, Any]) -> None:
         if event in ("ready", "reloaded", "reload_failed"):
             self.state = "running"
         elif event in ("reloading", "stopping"):
@@ -414,9 +348,9 @@ class MetricsServer(Component):
     # --- handlers -----------------------------------------------------------------------------
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        assert self.service is not None and self.monitor is not None
-        live = live_view(self.service, self.monitor, self.state)
-        counts = await asyncio.to_thread(self.service.state.counts)
+        assert self.host is not None and self.monitor is not None
+        live = live_view(self.host, self.monitor, self.state)
+        counts = await asyncio.to_thread(self.host.state.counts)
         self.collector.update(counts, live)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from collector.config import Config
 from collector.diskfull import DiskWait, as_disk_full
 from collector.logging import Logger
 from collector.sinks.base import Sink
@@ -122,6 +123,25 @@ class Pipeline:
         self.on_failure: list[Callable[[BaseException], None]] = []
         for task in (*self._workers, self._writer):
             task.add_done_callback(self._task_done)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, state: StateStore, sinks: list[Sink], log: Logger
+    ) -> Pipeline:
+        """The pipeline the config asks for (dedupe, split, workers, queue, flushes): the
+        daemon's, and the `rewrite` command's, which must write exactly as the daemon does."""
+        service = config.service
+        return cls(
+            state=state,
+            sinks=sinks,
+            deduplicator=Deduplicator(config.processing.dedupe, state),
+            split=config.processing.split,
+            workers=service.workers,
+            queue_size=service.queue_size,
+            flush_interval=service.flush_interval,
+            flush_bytes=service.flush_bytes,
+            log=log,
+        )
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:

@@ -8,37 +8,38 @@ each other on the terminal.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from tqdm import tqdm
 
-from collector.components import Component
+from collector.components import Component, Event, Host
 from collector.logging import OUTPUT, route_lines
-
-if TYPE_CHECKING:
-    from collector.service import Service
 
 
 class ProgressBar(Component):
     name = "progress"
 
     def __init__(self) -> None:
-        self.service: Service | None = None
+        self.host: Host | None = None
         self.bar: tqdm[Any] | None = None
 
     @classmethod
     def for_terminal(cls, mode: str) -> ProgressBar | None:
         return cls() if mode == "once" and sys.stderr.isatty() else None
 
-    async def start(self, service: Service) -> None:
-        self.service = service
+    async def start(self, host: Host) -> None:
+        self.host = host
         self.bar = tqdm(desc="records", unit=" rec", file=sys.stderr, dynamic_ncols=True)
         route_lines(lambda line: tqdm.write(line, file=OUTPUT.stream))
 
-    def on_event(self, event: str, fields: dict[str, Any]) -> None:
-        if event != "checkpoint" or self.bar is None or self.service is None:
+    def on_event(self, event: Event, fields: Mapping[str, Any]) -> None:
+        if event != "checkpoint" or self.bar is None or self.host is None:
             return
-        counts = self.service.counts()
+        snapshot = self.host.snapshot()
+        if snapshot is None:
+            return
+        counts = snapshot.counts()
         dropped = sum(n for what, n in counts.items() if what.startswith("drop:"))
         self.bar.update(counts["fetched"] - self.bar.n)
         self.bar.set_postfix(written=counts["written"], pairs=counts["pairs"], dropped=dropped)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from collector.config import Config
+from collector.layout import DataLayout
 from processors.grounding import outcome_counts
 from processors.quality import QualityCheck
 from processors.records import Example, Message
@@ -186,8 +187,8 @@ def read_figures(
     config: Config, counts: list[tuple[str, str, str, int]], *, tokenizer: str = "auto"
 ) -> Figures:
     """Every figure of the report from the formatted files and the state store's counters."""
-    data_dir = Path(config.service.data_dir)
-    formatted = data_dir / "formatted"
+    layout = DataLayout.of(config)
+    formatted = layout.formatted
     tokenizer_name, count_tokens = _estimate() if tokenizer == "estimate" else token_counter()
     configured = {s.name: s.license for s in config.sources}
     decode_line = msgspec.json.Decoder(dict[str, Any]).decode
@@ -249,7 +250,7 @@ def read_figures(
     for _source, _dataset, what, n in counts:
         totals[what] += n
     figures = Figures(
-        data_dir=str(data_dir),
+        data_dir=str(layout.data_dir),
         rows=rows,
         per_source=dict(per_source.most_common()),
         per_dataset=dict(per_dataset.most_common()),

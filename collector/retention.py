@@ -13,15 +13,11 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from collector.components import Component
+from collector.components import Component, Host
 from collector.config import Config
 from collector.logging import Logger
 from collector.sources.archive import expire_raw
-
-if TYPE_CHECKING:
-    from collector.service import Service
 
 
 class RawRetention(Component):
@@ -38,9 +34,9 @@ class RawRetention(Component):
         seconds = config.raw.retention_seconds
         return None if seconds is None else cls(seconds, config.raw.sweep_interval)
 
-    async def start(self, service: Service) -> None:
-        self.log: Logger = service.log.bind(component=self.name)
-        self.raw_dir: Path = service.data_dir / "raw"
+    async def start(self, host: Host) -> None:
+        self.log: Logger = host.log.bind(component=self.name)
+        self.raw_dir: Path = host.layout.raw
         self._task = asyncio.create_task(self._sweeps(), name=self.name)
 
     async def _sweeps(self) -> None:

@@ -18,12 +18,18 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
-from collector import shared_limits
-from collector.components import Component, build_components
+from collector.components import (
+    Component,
+    Event,
+    Mode,
+    QueueFill,
+    ServiceSnapshot,
+    SourceSnapshot,
+)
 from collector.config import Config, ConfigError, load_config
 from collector.datalock import DataDirBusy, DataDirLock
 from collector.diskfull import EXIT_DISK_FULL, DiskWait, as_disk_full
@@ -31,8 +37,9 @@ from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.http import SourceStopping
-from collector.leases import EXIT_LEASE_LOST, REDIS_ERRORS, SourceLeases
+from collector.layout import DataLayout
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
+from collector.metrics import MetricsServer
 from collector.optout import OptOutFile
 from collector.pipeline import (
     CURSOR_NAMESPACE,
@@ -41,19 +48,26 @@ from collector.pipeline import (
     PipelineFailed,
     WorkItem,
 )
+from collector.progress import ProgressBar
 from collector.reload import COMPONENT_SECTIONS, diff_configs
+from collector.reporting import Report, Reporting
+from collector.retention import RawRetention
+from collector.rewrite.component import RewriteComponent
+from collector.scaleout.leases import EXIT_LEASE_LOST, REDIS_ERRORS
+from collector.scaleout.open import open_placement
+from collector.scaleout.placement import LocalPlacement, Placement
 from collector.sinks.base import Sink
 from collector.sinks.formatted import FormattedSink
 from collector.sources import Source, SourceBatch, SourceContext, build_source
 from collector.sources.config import AnySourceConfig
-from collector.state import StateStore, open_state_store
-from collector.state.base import instance_name
+from collector.state import StateStore
+from collector.state.open import instance_name, open_state_store
+from collector.systemd import SystemdNotifier
+from collector.upload.component import UploadComponent
 from collector.workers import Chain, ProcessPool, resolve_mode
 from processors.chain import ProcessorChain
-from processors.dedupe import Deduplicator
 from processors.records import Drop, ProcessedBatch
 
-Mode = Literal["run", "once"]
 # Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
 EXIT_REDIS_UNAVAILABLE = 69
 # A source with nothing new logs its first idle pass at info, the ones after it at debug, and
@@ -231,6 +245,36 @@ class SourceRunner:
     def finished(self) -> bool:
         return self.task is not None and self.task.done()
 
+    def snapshot(self) -> SourceSnapshot:
+        report = Report()
+        if isinstance(self.source, Reporting):
+            # A broken report must not break a scrape, the watchdog or the progress bar.
+            with contextlib.suppress(Exception):
+                report = self.source.report()
+        return SourceSnapshot(
+            name=self.config.name,
+            running=self.task is not None and not self.task.done(),
+            passes=self.passes,
+            last_success=self.last_success,
+            outstanding=self.ack.outstanding,
+            counts=dict(self.ack.counts),
+            report=report,
+        )
+
+
+def build_components(config: Config, mode: Mode) -> list[Component]:
+    """What runs beside the sources, in the order they are prepared and started (and stopped
+    in reverse): each is there only when the config or the environment asks for it."""
+    candidates: list[Component | None] = [
+        ProgressBar.for_terminal(mode),  # `once` on a terminal
+        SystemdNotifier.from_environment(),  # when NOTIFY_SOCKET is set
+        MetricsServer.from_config(config.metrics),  # [metrics] enabled
+        RewriteComponent.from_config(config, mode),  # [rewrite] enabled
+        UploadComponent.from_config(config, mode),  # [upload] enabled
+        RawRetention.from_config(config),  # [raw] retention set
+    ]
+    return [component for component in candidates if component is not None]
+
 
 class Service:
     def __init__(
@@ -246,7 +290,7 @@ class Service:
         # emulators): at start and at every reload, so a reload compares like with like.
         self.resolve: Callable[[Config], Config] = resolve or (lambda config: config)
         self.config = config or self.resolve(load_config(self.config_path))
-        self.data_dir = Path(self.config.service.data_dir)
+        self.layout = DataLayout.of(self.config)
         self.log: Logger = get_logger()
         self.runners: dict[str, SourceRunner] = {}
         self._stop = asyncio.Event()
@@ -256,8 +300,9 @@ class Service:
         self._tasks: set[asyncio.Future[None]] = set()
         self.components: list[Component] = build_components(self.config, mode)
         self.sinks: list[Sink] = []
-        # With state.backend = "redis", sources run only while this instance holds their lease.
-        self.leases: SourceLeases | None = None
+        # Which sources run here: every one, until `_run` opens the placement the state calls
+        # for (collector/scaleout/open.py: with Redis, those whose lease this instance holds).
+        self.placement: Placement = LocalPlacement(self._launch_source, self._halt_source)
         self.optout: OptOutFile | None = None
         self.forgotten: ForgottenList | None = None
         # The processor chains' worker processes (service.worker_mode); None: threads.
@@ -268,11 +313,13 @@ class Service:
     async def run(self) -> int:
         # One owner of the data folder's files at a time (`forget` rewrites them in place).
         apply_file_modes(self.config.service.file_mode)
-        lock = DataDirLock(self.data_dir)
+        lock = DataDirLock(self.layout.data_dir)
         try:
             lock.acquire()
         except DataDirBusy as error:
-            self.log.error("data_dir_busy", path=str(self.data_dir), pid=error.owner, exit_code=3)
+            self.log.error(
+                "data_dir_busy", path=str(self.layout.data_dir), pid=error.owner, exit_code=3
+            )
             return 3
         try:
             return await self._run()
@@ -285,7 +332,7 @@ class Service:
         service = self.config.service
         # Before anything is written: owner-only files unless service.file_mode opens them.
         apply_file_modes(service.file_mode)
-        too_open = data_dir_warning(self.data_dir, service.file_mode)
+        too_open = data_dir_warning(self.layout.data_dir, service.file_mode)
         if too_open is not None:
             self.log.warning("data_dir_readable_by_others", **too_open)
         if self.config.privacy.optout:
@@ -309,7 +356,7 @@ class Service:
         self.forgotten = await asyncio.to_thread(ForgottenList.load, self.state)
         if len(self.forgotten):
             self.log.info("forgotten_loaded", entries=len(self.forgotten))
-        self.sinks.append(FormattedSink(self.data_dir, self.state, self.log))
+        self.sinks.append(FormattedSink(self.layout.data_dir, self.state, self.log))
         for component in self.components:
             await component.prepare(self)
         for sink in self.sinks:
@@ -320,21 +367,13 @@ class Service:
             pids = await asyncio.to_thread(self.pool.warm)
             seconds = round(time.monotonic() - started, 3)
             self.log.info("worker_pool_started", pids=pids, seconds=seconds)
-        self.pipeline = Pipeline(
-            state=self.state,
-            sinks=self.sinks,
-            deduplicator=Deduplicator(self.config.processing.dedupe, self.state),
-            split=self.config.processing.split,
-            workers=service.workers,
-            queue_size=service.queue_size,
-            flush_interval=service.flush_interval,
-            flush_bytes=service.flush_bytes,
-            log=self.log,
-        )
+        self.pipeline = Pipeline.from_config(self.config, self.state, self.sinks, self.log)
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
         # `forget` while the service runs: served between two checkpoints, in this process.
         assert self.forgotten is not None
-        requests = RequestServer(self.config, self.data_dir, self.state, self.forgotten, self.log)
+        requests = RequestServer(
+            self.config, self.layout.data_dir, self.state, self.forgotten, self.log
+        )
         if requests.serves_in(self.mode):
             self.pipeline.writer.between_checkpoints.append(
                 lambda: requests.between_checkpoints(
@@ -346,31 +385,26 @@ class Service:
             )
         self.pipeline.on_failure.append(self._pipeline_failed)
         self._install_signals()
-        if self.config.state.backend == "redis":
-            self.leases = SourceLeases.for_config(
-                self.config,
-                instance=self.instance,
-                log=self.log,
-                launch=self._launch_source,
-                halt=self._halt_source,
-                mode=self.mode,
-                on_fatal=lambda reason: self.request_stop(),
-                state=self.state,
-            )
-            # One quota per credential across the instances (collector/shared_limits.py).
-            client, prefix = self.leases.store.client, self.config.state.prefix
-            shared_limits.install(shared_limits.SharedBuckets(client, prefix))
+        self.placement = open_placement(
+            self.config,
+            instance=self.instance,
+            log=self.log,
+            launch=self._launch_source,
+            halt=self._halt_source,
+            mode=self.mode,
+            on_fatal=lambda reason: self.request_stop(),
+            state=self.state,
+        )
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source)
-        if self.leases is not None:
-            try:
-                await self.leases.start()
-            except REDIS_ERRORS as error:  # Redis went away during start-up: nothing written
-                self.pipeline.abort()
-                await self.leases.close()
-                await asyncio.to_thread(self.state.close)
-                return redis_unavailable(self.log, "leases", error)
+        try:
+            await self.placement.start()
+        except REDIS_ERRORS as error:  # Redis went away during start-up: nothing written
+            self.pipeline.abort()
+            await self.placement.close()
+            await asyncio.to_thread(self.state.close)
+            return redis_unavailable(self.log, "leases", error)
         self.log.info(
             "service_started", mode=self.mode, sources=sorted(self.runners), pid=os.getpid()
         )
@@ -412,7 +446,7 @@ class Service:
             where = {} if full is None else {"disk_full": full.filename}
             self.log.error("service_drain_timeout", timeout=timeout, exit_code=code, **where)
             self.pipeline.abort()
-            await self._abandon_leases("service_drain_timeout")
+            await self._abandon_sources("service_drain_timeout")
             return code
         except PipelineFailed as error:
             # Nothing uncommitted is lost: the next start cuts back and fetches it again.
@@ -420,7 +454,7 @@ class Service:
             code = EXIT_LEASE_LOST if isinstance(cause, REDIS_ERRORS) else 1
             self.log.error("service_failed", error=str(cause), exit_code=code)
             self.pipeline.abort()
-            await self._abandon_leases("writer_failed")
+            await self._abandon_sources("writer_failed")
             return code
         finally:
             await asyncio.to_thread(self.state.close)
@@ -466,18 +500,15 @@ class Service:
         self._writer_failed.set()
         self.request_stop()
 
-    async def _abandon_leases(self, reason: str) -> None:
-        if self.leases is not None:
-            shared_limits.install(None)
-            await self.leases.abandon(reason)
-            await self.leases.close()
+    async def _abandon_sources(self, reason: str) -> None:
+        await self.placement.abandon(reason)
+        await self.placement.close()
 
     async def _drain(self, timeout: float) -> None:
         # One budget for the whole drain: what a step does not use, the next may.
         deadline = time.monotonic() + timeout
         self.pipeline.writer.hurry()  # space that returns now must be seen before the deadline
-        if self.leases is not None:
-            await self.leases.freeze()
+        await self.placement.freeze()
         runners = list(self.runners.values())
         await asyncio.gather(*(runner.stop(timeout / 2) for runner in runners))
         await self.pipeline.drain()
@@ -494,9 +525,7 @@ class Service:
                 await asyncio.wait_for(component.stop(), remaining)
             except TimeoutError:
                 self.log.error("component_stop_timeout", component=component.name)
-        if self.leases is not None:  # after the last checkpoint: others continue from it
-            shared_limits.install(None)
-            await self.leases.close()
+        await self.placement.close()  # after the last checkpoint: others continue from it
 
     @contextlib.asynccontextmanager
     async def _paused(self) -> AsyncIterator[None]:
@@ -512,17 +541,11 @@ class Service:
     # --- sources ---------------------------------------------------------------------------
 
     def _start_source(self, config: AnySourceConfig) -> None:
-        if self.leases is not None:  # the runner starts once the lease is held
-            self.leases.want(config)
-            return
-        self._launch_source(config)
+        self.placement.want(config)  # it launches the runner once the source is placed here
 
     async def _stop_source(self, name: str) -> None:
         """Stop a source that is no longer configured (as it was): drained, lease released."""
-        if self.leases is not None:
-            await self.leases.unwant(name)
-        else:
-            await self._halt_source(name)
+        await self.placement.unwant(name)
 
     async def _halt_source(self, name: str) -> None:
         runner = self.runners.pop(name, None)
@@ -530,7 +553,11 @@ class Service:
             await runner.stop(self.config.service.shutdown_timeout / 2)
 
     def _launch_source(self, config: AnySourceConfig) -> None:
-        context = SourceContext(data_dir=self.data_dir, log=self.log.bind(source=config.name))
+        context = SourceContext(
+            data_dir=self.layout.data_dir,
+            log=self.log.bind(source=config.name),
+            shared_limits=self.placement.shared_limits,
+        )
         source = build_source(config, context)
         chain: Chain
         if self.pool is not None:
@@ -545,11 +572,11 @@ class Service:
         source: Source,
         context: SourceContext,
         chain: Chain,
+        *,
         fetched_as: str = "fetched",
         optout: OptOutFile | None = None,
-        *,
         follows_erasure: bool = False,
-    ) -> SourceRunner:
+    ) -> None:
         """Run a source through the pipeline; components use it for internal sources."""
         runner = SourceRunner(
             config, source, context, chain, self.pipeline, self.state, self.mode, optout
@@ -559,9 +586,44 @@ class Service:
         runner.forgotten = self.forgotten  # the live list: `forget` may add to it
         self.runners[config.name] = runner
         runner.start()
-        return runner
 
-    def emit(self, event: str, **fields: Any) -> None:
+    # --- the Host the components see (collector/components.py) ----------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def sources_finished(self) -> asyncio.Future[Any]:
+        tasks = [runner.task for runner in self.runners.values() if runner.task is not None]
+        return asyncio.gather(*tasks, return_exceptions=True)
+
+    def snapshot(self) -> ServiceSnapshot | None:
+        pipeline: Pipeline | None = getattr(self, "pipeline", None)
+        if pipeline is None:  # still starting
+            return None
+        writer = pipeline.writer
+        return ServiceSnapshot(
+            work=QueueFill(pipeline.work.qsize(), pipeline.work.maxsize),
+            ordered=QueueFill(pipeline.ordered.qsize(), pipeline.ordered.maxsize),
+            checkpoints=writer.checkpoints,
+            last_progress=max(pipeline.last_progress, writer.disk.last_try),
+            last_checkpoint=writer.last_checkpoint,
+            sources=[runner.snapshot() for _, runner in sorted(self.runners.items())],
+            components=self._component_figures(),
+            placement=self.placement.placement_view(),
+        )
+
+    def _component_figures(self) -> dict[str, dict[str, float]]:
+        figures: dict[str, dict[str, float]] = {}
+        for component in self.components:
+            try:
+                values = component.telemetry()
+            except Exception:  # a broken hook must not break a scrape
+                continue
+            if values:
+                figures[component.name] = dict(values)
+        return figures
+
+    def emit(self, event: Event, **fields: Any) -> None:
         for component in self.components:
             try:
                 component.on_event(event, fields)
@@ -580,7 +642,7 @@ class Service:
                 new = self.resolve(await asyncio.to_thread(load_config, self.config_path))
                 for source in new.sources:
                     if source.enabled:
-                        build_source(source, SourceContext(self.data_dir, self.log))
+                        build_source(source, SourceContext(self.layout.data_dir, self.log))
                         ProcessorChain(source.recipe, new.processing)
                 diff = diff_configs(self.config, new)
                 optout = self.optout
@@ -618,9 +680,6 @@ class Service:
     async def _rebuild_component(self, name: str) -> None:
         """Stop the component serving `name` ("metrics", "raw") and start the one the config
         now asks for, in its place; one that cannot start is logged, the service goes on."""
-        from collector.metrics import MetricsServer
-        from collector.retention import RawRetention
-
         new: Component | None
         if name == "metrics":
             key, new = MetricsServer.name, MetricsServer.from_config(self.config.metrics)

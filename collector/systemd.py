@@ -24,14 +24,11 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from collector.components import Component, Event
+from collector.components import Component, Event, Host
 from collector.health import Health, PipelineMonitor
 from collector.logging import Logger, get_logger
-
-if TYPE_CHECKING:
-    from collector.service import Service
 
 STATUS_EVERY = 1.0  # seconds between STATUS updates after checkpoints
 MAX_STATUS_SOURCES = 5  # source names listed in STATUS before "+N more"
@@ -69,7 +66,7 @@ class SystemdNotifier(Component):
         self.address = address
         self.interval = interval
         self.log = log or get_logger(component=self.name)
-        self.service: Service | None = None
+        self.host: Host | None = None
         self.monitor: PipelineMonitor | None = None
         self.state = "starting"
         self.pings = 0
@@ -95,22 +92,23 @@ class SystemdNotifier(Component):
 
     # --- Component ---------------------------------------------------------------------------
 
-    async def prepare(self, service: Service) -> None:
-        self.service = service
+    async def prepare(self, host: Host) -> None:
+        self.host = host
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)
 
-    async def start(self, service: Service) -> None:
-        self.monitor = PipelineMonitor(service)
+    async def start(self, host: Host) -> None:
+        stall_timeout = host.config.service.stall_timeout
+        self.monitor = PipelineMonitor(host.snapshot, stall_timeout)
         if self.interval is not None:
             self._watchdog = asyncio.create_task(self._feed_watchdog(), name="systemd-watchdog")
         self.log.info(
             "systemd_notify_enabled",
             watchdog_interval=self.interval,
-            stall_timeout=service.config.service.stall_timeout,
+            stall_timeout=stall_timeout,
         )
 
-    def on_event(self, event: Event, fields: dict[str, Any]) -> None:
+    def on_event(self, event: Event, fields: Mapping[str, Any]) -> None:
         if event == "ready":
             self.state = "running"
             self.notify(READY="1", STATUS=self.status())
@@ -182,14 +180,14 @@ class SystemdNotifier(Component):
         parts = [self.state]
         if note:
             parts.append(note)
-        service = self.service
-        if service is not None:
-            names = sorted(service.runners)
+        snapshot = None if self.host is None else self.host.snapshot()
+        if snapshot is not None:
+            names = [source.name for source in snapshot.sources]
             shown = ", ".join(names[:MAX_STATUS_SOURCES])
             if len(names) > MAX_STATUS_SOURCES:
                 shown += f" +{len(names) - MAX_STATUS_SOURCES} more"
             parts.append(f"{len(names)} sources ({shown})" if names else "no sources")
-            counts = service.counts()
+            counts = snapshot.counts()
             dropped = sum(n for key, n in counts.items() if key.startswith("drop:"))
             parts.append(
                 f"fetched {counts['fetched']}, written {counts['written']}, "

@@ -1,12 +1,19 @@
 """The daemon as an operator runs it, for the operations tests: a `resume-collector run`
-subprocess whose JSON log lines can be read back, and the datagram socket systemd would own."""
+subprocess whose JSON log lines can be read back, and the datagram socket systemd would own.
+
+Run as a program, `python -m tests.daemon_process MOMENT ARGS...` is `resume-collector ARGS...`
+killed with SIGKILL when it passes MOMENT (collector/moments.py), as a power cut would there:
+the exactly-once tests start it through `crashing_command`.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -14,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import collector_command, subprocess_env, wait_for
+
+
+def crashing_command(moment: str, *args: str) -> list[str]:
+    """`collector_command(*args)` that dies with SIGKILL at `moment` (collector/moments.py)."""
+    return [sys.executable, "-m", "tests.daemon_process", moment, *args]
 
 
 def inbox_source(name: str, path: Path, interval: float = 0.2, batch_size: int = 50) -> str:
@@ -199,3 +211,19 @@ def notify_env(sock: NotifySocket, watchdog_usec: int | None = None) -> dict[str
     if watchdog_usec is not None:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     return env
+
+
+def crash_at(moment: str, args: list[str]) -> int:
+    from collector import moments
+    from collector.cli import main
+
+    def kill_there(passed: str) -> None:
+        if passed == moment:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    moments.WATCHERS.append(kill_there)
+    return main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(crash_at(sys.argv[1], sys.argv[2:]))

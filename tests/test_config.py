@@ -9,7 +9,7 @@ import pytest
 
 from collector.config import ConfigError, load_config, parse_config
 from collector.sources.config import InboxSourceConfig
-from collector.state import open_state_store
+from collector.state.open import open_state_store
 from collector.state.sqlite import SqliteStateStore
 from tests.conftest import collector_command, subprocess_env
 

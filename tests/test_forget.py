@@ -26,7 +26,7 @@ from collector.state.sqlite import SqliteStateStore
 from collector.upload.ledger import Ledger
 from processors.records import RawRecord
 from tests.conftest import collector_command, subprocess_env, write_config
-from tests.daemon_process import SANDBOX_SOURCES, Daemon
+from tests.daemon_process import SANDBOX_SOURCES, Daemon, crashing_command
 from tests.hub_support import TOKEN, inbox_config, running_hub
 
 REPO = "alice/resume-instructions"
@@ -73,10 +73,11 @@ retry = {{ initial_wait = 0.05, max_wait = 0.5 }}
     return inbox_config(tmp_path, data_dir, inbox, upload, more)
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, crash_at: str = "") -> subprocess.CompletedProcess[str]:
+    """`resume-collector ARGS`; killed at the moment `crash_at` names, if any."""
     return subprocess.run(
-        collector_command(*args),
-        env=env or subprocess_env(),
+        crashing_command(crash_at, *args) if crash_at else collector_command(*args),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -227,8 +228,7 @@ def test_forget_killed_midway_and_run_again_finishes_and_loses_nothing(
     config = make_config(tmp_path, data_dir, url)
     write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
     once(config)
-    env = subprocess_env() | {"RESUME_COLLECTOR_CRASH_AT": crash_at}
-    killed = run("forget", "--config", str(config), "--match", EMAIL, env=env)
+    killed = run("forget", "--config", str(config), "--match", EMAIL, crash_at=crash_at)
     assert killed.returncode == -signal.SIGKILL
     done = run("forget", "--config", str(config), "--match", EMAIL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

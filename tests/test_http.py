@@ -7,11 +7,12 @@ import gzip
 import hashlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -19,8 +20,10 @@ from collector.http import (
     USER_AGENT,
     HttpClient,
     HttpError,
+    HttpResponse,
     MalformedResponse,
     MemoryEtagStore,
+    Refusal,
     ResponseTooLarge,
     SourceStopping,
 )
@@ -284,8 +287,51 @@ async def test_conditional_get_returns_304_for_an_unchanged_page(server: Running
 
 
 async def test_post_json_sends_a_json_body(server: RunningApp, client: HttpClient) -> None:
-    response = await client.post_json(f"{server.url}/echo", {"a": 1})
-    assert response.json()["headers"]["Content-Type"] == "application/json"
+    _, data = await client.post_json(f"{server.url}/echo", {"a": 1})
+    assert data["headers"]["Content-Type"] == "application/json"
+
+
+async def test_an_answer_the_caller_cannot_decode_is_retried_then_malformed(
+    server: RunningApp, client: HttpClient
+) -> None:
+    def needs_answer(body: bytes) -> Any:
+        data = msgspec.json.decode(body)
+        if "answer" not in data:
+            raise ValueError("no answer")
+        return data
+
+    with pytest.raises(MalformedResponse, match="malformed_body, gave up after 4 attempts"):
+        await client.post_json(f"{server.url}/echo", {"a": 1}, decode=needs_answer)
+    assert client.stats["requests"] == 4
+
+
+class OwnWords:
+    """An API that says in its body whether a refusal is worth another try."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        self.seen.append(headers.get("content-type", ""))
+
+    def refusal(self, response: HttpResponse) -> Refusal | None:
+        if response.status == 404:
+            return Refusal(retry=True, reason="not_there_yet")
+        return None
+
+
+async def test_server_hints_read_every_answer_and_may_retry_a_refusal(server: RunningApp) -> None:
+    hints = OwnWords()
+    http = HttpClient(config(), get_logger(), hints=hints)
+    try:
+        with pytest.raises(HttpError, match="not_there_yet, gave up after 4 attempts"):
+            await http.get_json(f"{server.url}/status/404")
+        with pytest.raises(HttpError) as final:  # no hint: the client's own rules
+            await http.get_json(f"{server.url}/status/410")
+    finally:
+        await http.close()
+    assert final.value.status == 410 and http.stats["requests"] == 5
+    assert hints.seen == ["application/json; charset=utf-8"] * 5
 
 
 async def test_basic_auth_is_sent(server: RunningApp) -> None:

@@ -22,7 +22,7 @@ from collector.sandbox.hub import HUB, HubEmulator
 from collector.sources.archive import RawArchive
 from collector.sources.base import SourceContext
 from collector.sources.config import HuggingFaceSourceConfig, RateConfig, RetryConfig
-from collector.sources.datafiles import DatasetCursor
+from collector.sources.datasets import DatasetCursor
 from collector.sources.huggingface import HuggingFaceSource
 from processors.records import RawRecord
 from tests.passes import run_pass

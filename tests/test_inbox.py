@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from collector.config import ConfigError, parse_config
+from collector.datafiles import jsonfile
 from collector.logging import get_logger
-from collector.sources import unzip as unzip_module
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
 from collector.sources.inbox import InboxSource
@@ -85,13 +85,13 @@ async def test_a_big_json_file_streams_each_item_decoded_once_never_the_document
     path.write_text(json.dumps([{"n": i} for i in range(50)]))
     age(path)
     decoded: list[int] = []
-    real = unzip_module.msgspec.json.decode
+    real = jsonfile.msgspec.json.decode
 
     def counting(data: bytes) -> object:
         decoded.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(unzip_module.msgspec.json, "decode", counting)
+    monkeypatch.setattr(jsonfile.msgspec.json, "decode", counting)
     batches = await collect(make_source(inbox, batch_size=7), {})
     assert [r.payload["n"] for b in batches for r in b.records] == list(range(50))
     assert len(batches) == 8
@@ -134,6 +134,24 @@ async def test_a_csv_row_may_span_lines_and_the_cursor_sits_between_rows(tmp_pat
     ]
     resumed = await collect(source, batches[0].cursors)
     assert [r.payload for b in resumed for r in b.records] == [{"original": "x", "improved": "y"}]
+
+
+async def test_a_csv_with_a_broken_header_is_counted_once_however_the_file_grows(
+    tmp_path: Path,
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "t.csv"
+    path.write_bytes(b'original,\xff\n"x","y"\n')
+    source = make_source(inbox)
+    first = await collect(source, {})
+    assert [(d.reason, d.record_id) for b in first for d in b.drops] == [
+        ("csv_bad_header", "t.csv:0")
+    ]
+    with path.open("ab") as handle:
+        handle.write(b'"z","w"\n')
+    again = await collect(source, first[-1].cursors)
+    assert [(b.records, b.drops) for b in again] == []
 
 
 async def test_an_unreadable_file_is_counted_once_and_the_others_proceed(

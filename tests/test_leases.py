@@ -12,14 +12,9 @@ import pytest
 import structlog
 
 from collector.config import StateConfig
-from collector.leases import (
-    LeaseBusy,
-    LeaseStore,
-    SourceLeases,
-    balanced_placement,
-    rendezvous_owner,
-    source_key,
-)
+from collector.scaleout.balance import balanced_placement, rendezvous_owner, source_key
+from collector.scaleout.leases import LeaseBusy, LeaseStore
+from collector.scaleout.redis_placement import RedisPlacement
 from collector.sources.config import (
     AnySourceConfig,
     GitHubSourceConfig,
@@ -197,11 +192,11 @@ def test_placement_only_uses_instances_configured_with_a_source() -> None:
     assert placed["a"] == placed["b"] == "one" and placed["c"] == "two"
 
 
-# --- SourceLeases: several instances in one process ------------------------------------------
+# --- RedisPlacement: several instances in one process ----------------------------------------
 
 
 class FakeService:
-    """What SourceLeases drives: which runners run on one instance."""
+    """What RedisPlacement drives: which runners run on one instance."""
 
     def __init__(self) -> None:
         self.running: set[str] = set()
@@ -223,9 +218,9 @@ def inbox(name: str, tmp_path: Path) -> InboxSourceConfig:
     return InboxSourceConfig(name=name, path=str(tmp_path / name))
 
 
-def instance(store: LeaseStore, name: str, ttl: float = 0.6) -> tuple[SourceLeases, FakeService]:
+def instance(store: LeaseStore, name: str, ttl: float = 0.6) -> tuple[RedisPlacement, FakeService]:
     fake = FakeService()
-    keeper = SourceLeases(
+    keeper = RedisPlacement(
         store, instance=name, ttl=ttl, log=LOG, launch=fake.launch, halt=fake.halt
     )
     return keeper, fake

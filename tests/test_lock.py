@@ -46,7 +46,11 @@ def direct(extra: str | None = None) -> list[Requirement]:
 
 @pytest.mark.parametrize(
     ("lock", "extras"),
-    [("runtime.txt", []), ("test.txt", ["test"]), ("bench.txt", ["test", "bench"])],
+    [
+        ("runtime.txt", []),
+        ("test.txt", ["test", "sandbox"]),
+        ("bench.txt", ["test", "sandbox", "bench"]),
+    ],
 )
 def test_every_dependency_is_pinned_within_the_range_pyproject_allows(
     lock: str, extras: list[str]
@@ -74,7 +78,7 @@ def test_the_lower_bounds_are_the_versions_the_oldest_lock_tests() -> None:
     """`make test-oldest` installs requirements/oldest.txt: each direct dependency at the lower
     bound pyproject.toml claims, so the claim is a tested one."""
     oldest = pins("oldest.txt")
-    for requirement in direct() + direct("test"):
+    for requirement in direct() + direct("test") + direct("sandbox"):
         floors = [s.version for s in requirement.specifier if s.operator in (">=", "==")]
         if not floors:
             continue  # no lower bound claimed

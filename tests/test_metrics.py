@@ -9,21 +9,36 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.components import QueueFill, ServiceSnapshot
 from collector.config import MetricsConfig
 from collector.health import Health
 from collector.http import HttpClient
 from collector.logging import get_logger
-from collector.metrics import LiveView, MetricsServer, ServiceCollector, _source_view
-from collector.sources.config import InboxSourceConfig, RateConfig, RetryConfig
+from collector.metrics import LiveView, MetricsServer, ServiceCollector
+from collector.reporting import Report, Reporting
+from collector.service import SourceRunner
+from collector.sources import build_source
+from collector.sources.base import SourceContext
+from collector.sources.config import (
+    GitHubSourceConfig,
+    HuggingFaceSourceConfig,
+    InboxSourceConfig,
+    KaggleSourceConfig,
+    RateConfig,
+    RetryConfig,
+    StackExchangeSourceConfig,
+)
+from collector.sources.stackexchange import StackExchangeSource
 from tests.conftest import wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
+from tests.stall import stalling_daemon
 
 METRICS = '\n[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
 
@@ -62,18 +77,22 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def start(
-    tmp_path: Path, data_dir: Path, daemons: list[Daemon], **kwargs: str
+    tmp_path: Path,
+    data_dir: Path,
+    daemons: list[Daemon],
+    service: str = "",
+    stall: Path | None = None,
 ) -> tuple[Daemon, str]:
+    """A daemon with metrics on; with `stall`, its writer waits while that file exists."""
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
     config = write_config(
-        tmp_path / "collector.toml",
-        inbox_source("inbox", inbox) + METRICS,
-        data_dir,
-        kwargs.get("service", ""),
+        tmp_path / "collector.toml", inbox_source("inbox", inbox) + METRICS, data_dir, service
     )
-    env = {k: v for k, v in kwargs.items() if k != "service"}
-    daemon = Daemon(config, tmp_path / "log", env)
+    if stall is None:
+        daemon = Daemon(config, tmp_path / "log")
+    else:
+        daemon = stalling_daemon(config, tmp_path / "log", stall, {})
     daemons.append(daemon)
     listening = daemon.wait_event("metrics_listening")
     return daemon, f"http://127.0.0.1:{listening['port']}"
@@ -127,13 +146,7 @@ def test_healthz_fails_while_a_stage_is_stuck_and_recovers(
     tmp_path: Path, data_dir: Path, daemons: list[Daemon]
 ) -> None:
     stall = tmp_path / "stall"
-    daemon, base = start(
-        tmp_path,
-        data_dir,
-        daemons,
-        service="stall_timeout = 0.5",
-        RESUME_COLLECTOR_TEST_STALL_FILE=str(stall),
-    )
+    daemon, base = start(tmp_path, data_dir, daemons, service="stall_timeout = 0.5", stall=stall)
     status, body = get(f"{base}/healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"
 
@@ -175,16 +188,16 @@ def test_no_listener_unless_enabled(tmp_path: Path, data_dir: Path, daemons: lis
 
 
 class StubSource:
-    """A source as the metrics see it: an HttpClient attribute and a telemetry hook."""
+    """A source as the metrics see it: it reports its client's figures and one of its own."""
 
     def __init__(self, client: HttpClient) -> None:
         self.client = client
 
-    def telemetry(self) -> dict[str, float]:
-        return {"pages_cached": 7}
+    def report(self) -> Report:
+        return Report(figures={"pages_cached": 7}, http=self.client.report().http)
 
 
-async def test_http_and_rate_limit_figures_per_source() -> None:
+async def test_http_and_rate_limit_figures_per_source(tmp_path: Path) -> None:
     calls = {"n": 0}
 
     async def handle(request: web.Request) -> web.Response:
@@ -211,15 +224,24 @@ async def test_http_and_rate_limit_figures_per_source() -> None:
     finally:
         await client.close()
         await runner.cleanup()
-    stub = SimpleNamespace(task=None, passes=2, last_success=1.8e9, source=StubSource(client))
+    context = SourceContext(data_dir=tmp_path, log=get_logger(source="gh"))
+    nothing: Any = None  # a snapshot reads neither the chain, the pipeline nor the state
+    runner = SourceRunner(config, StubSource(client), context, nothing, nothing, nothing, "run")
+    runner.passes, runner.last_success = 2, 1.8e9
+    snapshot = ServiceSnapshot(
+        work=QueueFill(0, 16),
+        ordered=QueueFill(0, 16),
+        checkpoints=3,
+        last_progress=0.0,
+        last_checkpoint=0.0,
+        sources=[runner.snapshot()],
+        components={"upload": {"pending_chunks": 3, "lag_seconds": 12.5}},
+    )
     live = LiveView(
         state="running",
         health=Health(stuck=False, waiting=0, stalled_for=0.0),
-        queues={"work": (0, 16), "ordered": (0, 16)},
-        checkpoints=3,
+        snapshot=snapshot,
         last_checkpoint_age=0.5,
-        sources=[_source_view("gh", stub)],
-        components={"upload": {"pending_chunks": 3, "lag_seconds": 12.5}},
     )
     collector = ServiceCollector()
     collector.update([("gh", "owner/ds", "written", 5)], live)
@@ -242,6 +264,38 @@ async def test_http_and_rate_limit_figures_per_source() -> None:
         value(samples, "resume_collector_records_written_total", source="gh", dataset="owner/ds")
         == 5
     )
+
+
+async def test_every_source_that_sends_requests_reports_its_client(tmp_path: Path) -> None:
+    # /metrics reads HTTP figures through `Reporting` only: a source holding an HttpClient it
+    # does not report would be missing from the http and ratelimit families.
+    context = SourceContext(data_dir=tmp_path, log=get_logger())
+    configs = [
+        InboxSourceConfig(name="inbox", path=str(tmp_path)),
+        StackExchangeSourceConfig(name="se"),
+        GitHubSourceConfig(name="gh"),
+        KaggleSourceConfig(name="kg"),
+        HuggingFaceSourceConfig(name="hf", repo_id="owner/ds"),
+    ]
+    for config in configs:
+        source = build_source(config, context)
+        if any(isinstance(value, HttpClient) for value in vars(source).values()):
+            assert isinstance(source, Reporting), config.name
+            assert source.report().http is not None, config.name
+        await source.close()
+
+
+async def test_a_quota_reported_in_bodies_stands_in_for_a_quota_header(tmp_path: Path) -> None:
+    context = SourceContext(data_dir=tmp_path, log=get_logger())
+    source = build_source(StackExchangeSourceConfig(name="se"), context)
+    assert isinstance(source, StackExchangeSource)
+    source.quota_remaining = 250  # Stack Exchange says it in every body
+    http = source.report().http
+    assert http is not None and http.rate_remaining == 250
+    source.client.rate_remaining = 40  # a header, when one comes, is what the server said
+    http = source.report().http
+    assert http is not None and http.rate_remaining == 40
+    await source.close()
 
 
 def test_each_server_has_its_own_registry() -> None:

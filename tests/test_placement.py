@@ -14,9 +14,16 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from collector.config import ConfigError, load_config
-from collector.leases import LeaseStore, SourceLeases, balanced_placement, source_key
+from collector.config import Config, ConfigError, StateConfig, load_config
+from collector.scaleout.balance import balanced_placement, source_key
+from collector.scaleout.leases import LeaseStore
+from collector.scaleout.open import open_placement
+from collector.scaleout.placement import LocalPlacement, Placement
+from collector.scaleout.redis_placement import RedisPlacement
+from collector.scaleout.shared_limits import SharedBuckets
 from collector.sources.config import InboxSourceConfig
+from collector.state import StateStore
+from collector.state.open import open_state_store
 from tests import redis_server
 from tests.conftest import collector_command, subprocess_env, wait_for
 from tests.test_leases import FakeService, eventually, leases
@@ -99,6 +106,58 @@ def test_a_weight_is_checked_at_load_and_is_not_part_of_the_identity(tmp_path: P
     assert source_key(light) == source_key(heavy)  # two configs weighing it differently agree
 
 
+async def test_one_instance_runs_every_source_from_the_moment_it_is_wanted(
+    tmp_path: Path,
+) -> None:
+    fake = FakeService()
+    placement = LocalPlacement(fake.launch, fake.halt)
+    for name in ("a", "b"):
+        placement.want(InboxSourceConfig(name=name, path=str(tmp_path / name)))
+    assert fake.running == {"a", "b"}  # nothing to wait for: no lease, no round
+    await placement.start()
+    await placement.unwant("a")
+    assert fake.running == {"b"} and fake.stopped == ["a"]
+    await placement.freeze()
+    await placement.abandon("writer_failed")
+    await placement.close()
+    assert fake.running == {"b"}  # the service drains its runners itself
+    assert placement.placement_view() is None  # no fleet to show in /metrics
+    assert placement.shared_limits is None  # each source keeps its own rate limit
+
+
+async def test_the_state_backend_picks_the_placement(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    fake = FakeService()
+
+    def opened(config: Config) -> tuple[Placement, StateStore]:
+        state = open_state_store(config.state, "one")
+        placement = open_placement(
+            config,
+            instance="one",
+            log=structlog.get_logger(),
+            launch=fake.launch,
+            halt=fake.halt,
+            mode="run",
+            on_fatal=lambda reason: None,
+            state=state,
+        )
+        return placement, state
+
+    sqlite = StateConfig(backend="sqlite", path=str(tmp_path / "state.sqlite3"))
+    local, state = opened(Config(state=sqlite))
+    assert isinstance(local, LocalPlacement)
+    state.close()
+    shared = StateConfig(backend="redis", url=redis_url, prefix=redis_prefix)
+    leased, state = opened(Config(state=shared))
+    assert isinstance(leased, RedisPlacement)
+    # The sources it runs share their rate limits with the fleet, until it closes.
+    assert isinstance(leased.shared_limits, SharedBuckets)
+    await leased.close()
+    assert leased.shared_limits is None
+    state.close()
+
+
 async def test_instances_place_by_the_weights_the_sources_declare(
     leases: LeaseStore, tmp_path: Path
 ) -> None:
@@ -110,7 +169,7 @@ async def test_instances_place_by_the_weights_the_sources_declare(
     with capture_logs() as logs:
         for name in ("one", "two"):
             fake = FakeService()
-            keeper = SourceLeases(
+            keeper = RedisPlacement(
                 leases,
                 instance=name,
                 ttl=0.6,

@@ -28,8 +28,8 @@ def test_log_lines_go_through_the_bar_while_it_shows_and_stay_whole(
     monkeypatch.setattr("sys.stderr", terminal)
     configure_logging("json", "info", terminal)
     bar = ProgressBar()
-    service: Any = None
-    asyncio.run(bar.start(service))
+    host: Any = None  # the bar reads the host only when a checkpoint is committed
+    asyncio.run(bar.start(host))
     assert OUTPUT.writer is not None
     log = get_logger(source="box")  # bound before or after the bar: the same output
     log.info("source_pass_done", fetched=3)

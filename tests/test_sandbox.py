@@ -113,7 +113,7 @@ def test_the_demo_shows_the_rewrite_limiter_at_work_without_a_minutes_wait(
     summary = events["rewrite_pass_summary"]
     assert summary["requests"] > 60  # more bullets than a minute of the old limit sends at once
     assert summary["rate_limited"] > 0  # the limiter held some of them back
-    assert "rewrite_retry" not in events  # and the server never had to refuse
+    assert "http_retry" not in events  # and the server never had to refuse
     started = datetime.fromisoformat(events["rewrite_started"]["timestamp"])
     seconds = (datetime.fromisoformat(summary["timestamp"]) - started).total_seconds()
     assert seconds < 30

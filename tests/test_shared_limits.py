@@ -11,12 +11,19 @@ import pytest
 import redis.asyncio
 import structlog
 
-from collector import shared_limits
 from collector.config import StateConfig
 from collector.http import HttpClient
 from collector.ratelimit import QuotaExhausted, TokenBucket
-from collector.shared_limits import SharedBuckets, SharedTokenBucket, credential_key
-from collector.sources.config import GitHubSourceConfig, RateConfig
+from collector.scaleout.shared_limits import SharedBuckets, SharedTokenBucket, credential_key
+from collector.sources import SourceContext, build_source
+from collector.sources.config import (
+    AnySourceConfig,
+    GitHubSourceConfig,
+    HuggingFaceSourceConfig,
+    KaggleSourceConfig,
+    RateConfig,
+    StackExchangeSourceConfig,
+)
 from collector.state.redis import connect_async
 from tests import redis_server
 
@@ -133,21 +140,46 @@ def test_the_quota_key_follows_the_credential_not_the_source(
     assert "ghp_aaaa" not in credential_key(a)
 
 
-async def test_an_http_client_takes_the_shared_bucket_once_installed(
+async def test_an_http_client_takes_the_shared_bucket_it_is_lent(
     clients: list[redis.asyncio.Redis], redis_prefix: str
 ) -> None:
     config = GitHubSourceConfig(name="gh", rate=RateConfig(per_second=3, burst=2))
     log = structlog.get_logger()
+    buckets = SharedBuckets(clients[0], redis_prefix)
     local = HttpClient(config, log)
+    shared = HttpClient(config, log, shared_limits=buckets)
+    explicit = HttpClient(config, log, limiter=TokenBucket(1, 1), shared_limits=buckets)
     assert type(local.limiter.bucket) is TokenBucket
-    shared_limits.install(SharedBuckets(clients[0], redis_prefix))
-    try:
-        shared = HttpClient(config, log)
-        explicit = HttpClient(config, log, limiter=TokenBucket(1, 1))
-    finally:
-        shared_limits.install(None)
     assert isinstance(shared.limiter.bucket, SharedTokenBucket)
     assert shared.limiter.bucket.rate == 3 and shared.limiter.bucket.burst == 2
     assert type(explicit.limiter.bucket) is TokenBucket  # a limiter given is kept
     for client in (local, shared, explicit):
         await client.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        GitHubSourceConfig(name="gh"),
+        StackExchangeSourceConfig(name="se"),
+        HuggingFaceSourceConfig(name="hf", repo_id="someone/resumes"),
+        KaggleSourceConfig(name="kg", datasets=["someone/resumes"]),
+    ],
+    ids=lambda config: config.name,
+)
+async def test_every_remote_source_takes_the_shared_limits_its_context_lends(
+    config: AnySourceConfig,
+    clients: list[redis.asyncio.Redis],
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    log = structlog.get_logger()
+    buckets = SharedBuckets(clients[0], redis_prefix)
+    lent = build_source(config, SourceContext(tmp_path, log, shared_limits=buckets))
+    own = build_source(config, SourceContext(tmp_path, log))
+    try:
+        assert isinstance(lent.client.limiter.bucket, SharedTokenBucket)  # type: ignore[attr-defined]
+        assert type(own.client.limiter.bucket) is TokenBucket  # type: ignore[attr-defined]
+    finally:
+        await lent.close()
+        await own.close()

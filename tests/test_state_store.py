@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from collector.config import StateConfig
-from collector.state import StateStore, open_state_store
+from collector.state import StateStore
+from collector.state.open import open_state_store
 from collector.state.redis import Fence, LeaseLost, RedisStateStore
 from tests import redis_server
 

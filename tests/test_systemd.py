@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.components import build_components
 from collector.config import Config
 from collector.health import PipelineSnapshot, StallDetector
+from collector.service import build_components
 from collector.systemd import SystemdNotifier, notify_address, watchdog_interval
 from tests.conftest import wait_for, write_config
 from tests.daemon_process import Daemon, NotifySocket, inbox_source, notify_env, write_pairs
+from tests.stall import stalling_daemon
 
 
 @pytest.fixture
@@ -100,11 +101,8 @@ def test_watchdog_pings_stop_while_the_writer_is_stalled_and_resume_after(
     config = write_config(
         tmp_path / "collector.toml", inbox_source("inbox", inbox), data_dir, "stall_timeout = 0.6"
     )
-    env = {
-        **notify_env(notify_socket, watchdog_usec=200_000),
-        "RESUME_COLLECTOR_TEST_STALL_FILE": str(stall),
-    }
-    daemon = Daemon(config, tmp_path / "log", env)
+    env = notify_env(notify_socket, watchdog_usec=200_000)
+    daemon = stalling_daemon(config, tmp_path / "log", stall, env)
     daemons.append(daemon)
     notify_socket.wait_lifecycle(["READY"])
 

@@ -29,10 +29,11 @@ from collector.state.sqlite import SqliteStateStore
 from collector.upload.chunks import ChunkRoller
 from collector.upload.component import ChunksLock
 from collector.upload.ledger import Ledger
-from collector.upload.targets import FolderTarget, HubTarget, Target
+from collector.upload.targets import FolderTarget, HubTarget, Target, build_target
 from collector.upload.uploader import Uploader
 from tests import redis_server
 from tests.conftest import Clock, collector_command, subprocess_env, wait_for
+from tests.daemon_process import crashing_command
 from tests.hub_support import TOKEN, inbox_config, running_hub
 from tests.test_chunks import example
 
@@ -501,11 +502,10 @@ def test_kill_9_between_commit_and_ledger_then_restart_publishes_each_chunk_once
         "max_records = 5\nmax_age = 1.0\ninterval = 0.3\nmax_files_per_commit = 3\n"
         "retry = { initial_wait = 0.05, max_wait = 0.5 }",
     )
-    env = subprocess_env() | {"RESUME_COLLECTOR_CRASH_AT": "after_commit"}
     log = (tmp_path / "run.log").open("ab")
     crashed = subprocess.run(
-        collector_command("run", "--config", str(config)),
-        env=env,
+        crashing_command("after_commit", "run", "--config", str(config)),
+        env=subprocess_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
         timeout=60,
@@ -646,6 +646,24 @@ def test_the_upload_command_closes_open_chunks_and_uploads_them(
     assert not list((data_dir / "chunks").rglob("*.jsonl"))
 
 
+def test_the_folder_target_publishes_under_the_data_folder_unless_upload_folder_says_where(
+    tmp_path: Path,
+) -> None:
+    from collector.layout import DataLayout
+
+    log = get_logger()
+    default = parse_config({"service": {"data_dir": str(tmp_path / "data")}})
+    assert DataLayout.of(default).published == tmp_path / "data" / "published"
+    target = build_target(default.upload, DataLayout.of(default).data_dir, log)
+    assert isinstance(target, FolderTarget) and target.root == tmp_path / "data" / "published"
+    elsewhere = parse_config(
+        {"service": {"data_dir": str(tmp_path / "data")}, "upload": {"folder": "/srv/out"}}
+    )
+    assert DataLayout.of(elsewhere).published == Path("/srv/out")
+    target = build_target(elsewhere.upload, DataLayout.of(elsewhere).data_dir, log)
+    assert isinstance(target, FolderTarget) and target.root == Path("/srv/out")
+
+
 def test_a_bad_upload_config_names_the_field() -> None:
     from collector.config import ConfigError
 
@@ -676,8 +694,8 @@ async def test_the_upload_command_waits_its_turn_with_a_shared_state(
     tmp_path: Path, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from collector.commands.upload import publish
-    from collector.leases import UploadLease
-    from collector.state import open_state_store
+    from collector.scaleout.upload_lease import UploadLease
+    from collector.state.open import open_state_store
     from collector.upload.component import upload_instance
 
     data_dir = tmp_path / "data"

@@ -10,9 +10,10 @@ import msgspec
 import pytest
 
 from collector.config import Config, StateConfig
-from collector.leases import LeaseStore, UploadLease
 from collector.logging import get_logger
-from collector.state import open_state_store
+from collector.scaleout.leases import LeaseStore
+from collector.scaleout.upload_lease import UploadLease
+from collector.state.open import open_state_store
 from collector.state.redis import RedisStateStore, connect_async
 from collector.upload.chunks import ChunkRoller
 from collector.upload.targets import HubTarget

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
+from collector.layout import DataLayout
 
 if TYPE_CHECKING:
     from collector.erasure import Found, Plan
@@ -67,21 +67,21 @@ async def forget(
     from collector.logging import get_logger
     from collector.rewrite.stage import StageLock
     from collector.sinks.formatted import FormattedSink
-    from collector.state import open_state_store
-    from collector.state.base import instance_name
+    from collector.state.open import instance_name, open_state_store
     from collector.upload.chunks import ChunkRoller
     from collector.upload.component import ChunksBusy, ChunksLock, upload_instance
     from collector.upload.ledger import Ledger
 
     log = get_logger().bind(command="forget")
-    data_dir = Path(config.service.data_dir)
+    layout = DataLayout.of(config)
+    data_dir = layout.data_dir
     apply_file_modes(config.service.file_mode)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
     except DataDirBusy as error:
         return await _beside_the_service(config, texts, records, error.owner, dry_run, wait)
-    chunks_lock = ChunksLock(data_dir / "chunks")
+    chunks_lock = ChunksLock(layout.chunks)
     stage_lock = StageLock(data_dir)
     try:
         chunks_lock.acquire()
@@ -104,7 +104,7 @@ async def forget(
         await asyncio.to_thread(formatted.files.recover, formatted.dir)
         instance = upload_instance(config)
         roller = ChunkRoller(data_dir, state, config.upload, log, instance=instance)
-        chunks_there = (data_dir / "chunks" / "open").is_dir() or config.upload.enabled
+        chunks_there = (layout.chunks / "open").is_dir() or config.upload.enabled
         if chunks_there:
             await asyncio.to_thread(roller._open_sync)
         await asyncio.to_thread(erasure.remove_stale_temporaries, data_dir, state)
@@ -181,11 +181,11 @@ async def _beside_the_service(
     from collector import erasure
     from collector.erasure_requests import RequestServer, answer_of, queue_request
     from collector.logging import get_logger
-    from collector.state import open_state_store
-    from collector.state.base import instance_name
+    from collector.state.open import instance_name, open_state_store
     from collector.upload.component import upload_instance
 
-    data_dir = Path(config.service.data_dir)
+    layout = DataLayout.of(config)
+    data_dir = layout.data_dir
     if not RequestServer.serves(config) and not dry_run:
         print(
             f"forget: {data_dir} is in use by pid {owner}, a service that cannot serve a removal"

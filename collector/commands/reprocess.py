@@ -25,7 +25,14 @@ import msgspec
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import ConfigError, load_config
-from collector.sources.archive import ArchiveCorrupt, ArchiveEntry, Expired, RawArchive
+from collector.layout import DataLayout
+from collector.sources.archive import (
+    ArchiveCorrupt,
+    ArchiveEntry,
+    ArchivingSource,
+    Expired,
+    RawArchive,
+)
 from collector.sources.base import Source, SourceBatch, SourceContext
 from processors.records import Drop, RawRecord
 
@@ -44,10 +51,10 @@ class ArchiveSource:
         self.files = 0
 
     async def fetch(self, cursors: Mapping[str, str]) -> AsyncIterator[SourceBatch]:
-        rebuild = getattr(self.live, "records_from_archive", None)
-        if rebuild is None:
+        if not isinstance(self.live, ArchivingSource):
             self.context.log.info("reprocess_not_archived", source=self.name)
             return
+        rebuild = self.live.records_from_archive
         records: list[RawRecord] = []
         drops: list[Drop] = []
         for path in await asyncio.to_thread(self.archive.files):
@@ -85,7 +92,7 @@ def _reprocess(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as error:
         return print_config_error(error)
-    raw_dir = Path(config.service.data_dir) / "raw"
+    raw_dir = DataLayout.of(config).raw
     wanted = set(args.source or [])
     unknown = wanted - {s.name for s in config.sources}
     if unknown:

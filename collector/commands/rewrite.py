@@ -23,6 +23,7 @@ from typing import Any
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes
+from collector.layout import DataLayout
 
 
 def register(commands: Subparsers) -> None:
@@ -80,13 +81,12 @@ async def _main(config: Config, path: Path, *, restart: bool, progress: bool) ->
     from collector.service import SourceRunner
     from collector.sinks.formatted import FormattedSink
     from collector.sources.base import SourceContext
-    from collector.state import open_state_store
-    from collector.state.base import instance_name
-    from processors.dedupe import Deduplicator
+    from collector.state.open import instance_name, open_state_store
     from processors.rewrite import pii_scanner
 
     service = config.service
-    data_dir = Path(service.data_dir)
+    layout = DataLayout.of(config)
+    data_dir = layout.data_dir
     lock = StageLock(data_dir)
     try:
         lock.acquire()
@@ -103,17 +103,7 @@ async def _main(config: Config, path: Path, *, restart: bool, progress: bool) ->
     try:
         sink = FormattedSink(data_dir, state, log)
         await sink.open()
-        pipeline = Pipeline(
-            state=state,
-            sinks=[sink],
-            deduplicator=Deduplicator(config.processing.dedupe, state),
-            split=config.processing.split,
-            workers=service.workers,
-            queue_size=service.queue_size,
-            flush_interval=service.flush_interval,
-            flush_bytes=service.flush_bytes,
-            log=log,
-        )
+        pipeline = Pipeline.from_config(config, state, [sink], log)
         context = SourceContext(data_dir=data_dir, log=log.bind(source=RUNNER_NAME))
         done = [0]
 
@@ -157,17 +147,17 @@ async def _main(config: Config, path: Path, *, restart: bool, progress: bool) ->
         with contextlib.suppress(Exception):
             await asyncio.to_thread(state.close)
         lock.release()
-    _summary(path, data_dir, runner.ack.counts, source.rewriter.stats, source.halted)
+    _summary(path, layout.formatted, runner.ack.counts, source.rewriter.stats, source.halted)
     return 0 if source.halted is None else 3
 
 
 def _summary(
-    path: Path, data_dir: Path, counts: Counter[str], stats: Counter[str], halted: str | None
+    path: Path, formatted: Path, counts: Counter[str], stats: Counter[str], halted: str | None
 ) -> None:
     drops = {k.removeprefix("drop:"): v for k, v in counts.items() if k.startswith("drop:")}
     name = path.name.removesuffix("__pairs.jsonl")
     print(f"{path}: {counts['fetched']} pairs read")
-    print(f"  rewritten: {counts['written']} -> {data_dir / 'formatted' / name}__rewritten.jsonl")
+    print(f"  rewritten: {counts['written']} -> {formatted / name}__rewritten.jsonl")
     print(f"  dropped: {sum(drops.values())}")
     for reason, n in sorted(drops.items(), key=lambda kv: -kv[1]):
         print(f"    {reason}: {n}")

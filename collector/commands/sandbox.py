@@ -62,9 +62,10 @@ def run_against_sandbox(
     """Run the service (`once` or `run`) with every emulated API served in-process;
     `overrides` are the command line's (`--log-level`, `--source`), applied before pointing."""
     override = overrides or (lambda config: config)
+    from collector.components import Mode
     from collector.logging import configure_logging, get_logger
     from collector.sandbox import Sandbox
-    from collector.service import Mode, Service
+    from collector.service import Service
 
     try:
         config = override(load_config(config_path))

@@ -10,6 +10,7 @@ from pathlib import Path
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config, with_overrides
 from collector.filemodes import data_dir_warning
+from collector.layout import DataLayout
 from processors.optout import OptOutList
 
 
@@ -43,8 +44,7 @@ def _check_config(args: argparse.Namespace) -> int:
     enabled = [s.name for s in config.sources if s.enabled]
     print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
     _print_credentials(args.config, config)
-    data_dir = Path(config.service.data_dir)
-    too_open = data_dir_warning(data_dir, config.service.file_mode)
+    too_open = data_dir_warning(DataLayout.of(config).data_dir, config.service.file_mode)
     if too_open is not None:
         print(
             f"{args.config}: warning: service.data_dir {too_open['path']} is readable by others"
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from collector.state import open_state_store
+    from collector.state.open import open_state_store
     from processors.grounding import outcome_counts
 
     try:
@@ -94,7 +94,7 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         rows = store.counts()
         if config.state.backend == "redis":  # which instance runs which source now
-            from collector.leases import current_placement
+            from collector.scaleout.redis_placement import current_placement
             from collector.state.redis import RedisStateStore
 
             assert isinstance(store, RedisStateStore)

@@ -12,30 +12,30 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes
+from collector.layout import DataLayout
 
 
 async def publish(config: Config, *, progress_bar: bool) -> int:
     from tqdm import tqdm
 
-    from collector.leases import UploadLease
     from collector.logging import get_logger
-    from collector.state import open_state_store
+    from collector.scaleout.upload_lease import UploadLease
+    from collector.state.open import open_state_store
     from collector.upload.chunks import ChunkRoller
     from collector.upload.component import ChunksBusy, ChunksLock, upload_instance
     from collector.upload.targets import build_target
     from collector.upload.uploader import Uploader
 
     log = get_logger().bind(command="upload")
-    data_dir = Path(config.service.data_dir)
+    layout = DataLayout.of(config)
     instance = upload_instance(config)
     state = await asyncio.to_thread(open_state_store, config.state, instance)
     try:
-        roller = ChunkRoller(data_dir, state, config.upload, log, instance=instance)
+        roller = ChunkRoller(layout.data_dir, state, config.upload, log, instance=instance)
         lock = ChunksLock(roller.root)
         try:
             lock.acquire()
@@ -50,7 +50,7 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
             await roller.open()
             closed = await roller.close_now(everything=True)
             await roller.close()
-            target = build_target(config.upload, data_dir, log)
+            target = build_target(config.upload, layout.data_dir, log)
             # With a Redis state, the daemons of other instances take turns on the target:
             # this command waits its turn like them (up to `upload.interval`).
             lease = UploadLease.for_config(config, instance, log)

@@ -1,18 +1,18 @@
-"""A client for the OpenAI-compatible `POST {base_url}/v1/chat/completions` (aiohttp, no SDK).
+"""A client for the OpenAI-compatible `POST {base_url}/v1/chat/completions` (no SDK).
 
-The common protocol of vLLM, llama.cpp server, Ollama, OpenRouter and OpenAI. The client holds
-its own limits before the server has to refuse anything:
+The common protocol of vLLM, llama.cpp server, Ollama, OpenRouter and OpenAI. It is the shared
+`HttpClient` (`collector/http.py`: the session, the retries with backoff, the concurrency cap,
+`Retry-After`) plus what this API adds:
 
-- requests per minute and tokens per minute, as two `TokenBucket`s (a request takes one request
-  token and its estimated tokens: prompt characters / 4 + `max_tokens`);
-- a concurrency cap (a semaphore);
-- what the server says: `retry-after-ms` / `retry-after` on a 429 or 503 hold every request
+- its limits, held before the server has to refuse anything: requests per minute and tokens per
+  minute, as two `TokenBucket`s (a request takes one request token and its estimated tokens:
+  prompt characters / 4 + `max_tokens`);
+- its headers (`ChatHints`): `retry-after-ms` / `retry-after` on a 429 or 503 hold every request
   back (both buckets paused), and `x-ratelimit-remaining-requests` / `-tokens` at zero pause
   the bucket until `x-ratelimit-reset-requests` / `-tokens` (durations such as `20ms`, `1s`,
   `6m0s`);
-- retries with tenacity (exponential backoff with jitter, or the server's wait) on 429, 408,
-  5xx, timeouts, connection errors and malformed answers (invalid JSON, no choices); a
-  backoff pauses every request of the client, not only the one that failed.
+- its retries: also on 409, and on a malformed answer (invalid JSON, no choices); a backoff
+  pauses every request of the client, not only the one that failed.
 
 Errors: `ChatRejected(status, message, code)` when the server refuses the request itself
 (400, 401, 403, 404, 422 ...: not retried; 429 `insufficient_quota` is one too: no retry pays
@@ -21,38 +21,30 @@ a bill), `ChatUnavailable(reason)` when the retries ran out.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import msgspec
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from collector import __version__
-from collector.http import _retry_after as http_retry_after
+from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse, Refusal
 from collector.logging import Logger
-from collector.ratelimit import TokenBucket
+from collector.ratelimit import RateLimiter, TokenBucket, retry_after_seconds
 from collector.rewrite.config import RewriteConfig
+from collector.sources.config import RateConfig, RetryConfig
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-USER_AGENT = f"resume-collector/{__version__}"
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 # A server wait longer than this is taken as this: a broken header must not park the stage.
 MAX_SERVER_WAIT = 600.0
 # Codes of a 429 that no waiting fixes (OpenAI: the account has no credit left).
 NOT_RETRYABLE_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+# An answer is one bullet; a body this large is not an answer.
+MAX_ANSWER_BYTES = 16 * 1024**2
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
@@ -111,14 +103,6 @@ class ChatUnavailable(ChatError):
     """No usable answer after every retry (rate limited, down, slow or garbled)."""
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, status: int = 0, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-
-
 def parse_duration(text: str) -> float | None:
     """`6m0s` -> 360.0, `20ms` -> 0.02, `1.5` (plain seconds) -> 1.5; None when unreadable."""
     text = text.strip()
@@ -134,7 +118,7 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-def retry_after(headers: dict[str, str]) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asked to wait: `retry-after-ms` (OpenAI sends it), else `retry-after`
     (seconds or an HTTP date, read as the shared HTTP client reads it)."""
     if "retry-after-ms" in headers:
@@ -142,7 +126,7 @@ def retry_after(headers: dict[str, str]) -> float | None:
             return max(0.0, float(headers["retry-after-ms"]) / 1000)
         except ValueError:
             pass
-    return http_retry_after(headers.get("retry-after"))
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
@@ -150,139 +134,35 @@ def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
     return sum(len(m.content) for m in messages) // 4 + 4 * len(messages) + max_tokens
 
 
-class ChatClient:
+class ChatSettings(msgspec.Struct, frozen=True):
+    """What the shared HTTP client reads of the stage's config (`HttpSettings`)."""
+
+    rate: RateConfig  # requests per second; the client's own bucket holds it
+    concurrency: int
+    retry: RetryConfig
+    timeout: float
+    max_response_bytes: int = MAX_ANSWER_BYTES
+
+    @classmethod
+    def of(cls, config: RewriteConfig) -> ChatSettings:
+        per_second = config.requests_per_minute / 60
+        return cls(RateConfig(per_second), config.concurrency, config.retry, config.timeout)
+
+
+class ChatHints:
+    """The OpenAI-style headers and error bodies, read for the shared HTTP client
+    (`ServerHints`): they pause the client's buckets and say which refusals are final."""
+
     def __init__(
-        self,
-        config: RewriteConfig,
-        log: Logger,
-        *,
-        api_key: str = "",
-        clock: Clock = time.monotonic,
-        sleep: Sleep | None = None,
+        self, config: RewriteConfig, requests: TokenBucket, tokens: TokenBucket | None, clock: Clock
     ) -> None:
         self.config = config
-        self.log = log
-        self.api_key = api_key
+        self.requests = requests
+        self.tokens = tokens
         self.clock = clock
-        self._sleep: Sleep = sleep or asyncio.sleep
-        per_second = config.requests_per_minute / 60
-        self.requests = TokenBucket(per_second, max(1.0, per_second), clock, self._sleep)
-        self.tokens: TokenBucket | None = None
-        if config.tokens_per_minute > 0:
-            tokens_per_second = config.tokens_per_minute / 60
-            self.tokens = TokenBucket(
-                tokens_per_second, max(1.0, tokens_per_second), clock, self._sleep
-            )
-        self._slots = asyncio.Semaphore(config.concurrency)
-        self._session: aiohttp.ClientSession | None = None
-        retry = config.retry
-        self._backoff = wait_exponential_jitter(
-            multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
-        )
-        self._decoder = msgspec.json.Decoder(_Completion)
         self.stats: Counter[str] = Counter()
 
-    # --- public ----------------------------------------------------------------------------
-
-    async def complete(self, messages: list[Message]) -> ChatAnswer:
-        """The model's answer to `messages`; retried, rate limited. Raises `ChatError`."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.retry.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            before_sleep=self._before_sleep,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(messages)
-        except _Retryable as error:
-            raise ChatUnavailable(
-                f"{error.reason}, gave up after {self.config.retry.attempts} attempts"
-            ) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    # --- one attempt -----------------------------------------------------------------------
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
-            if self.api_key:
-                headers["Authorization"] = f"Bearer {self.api_key}"
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-                raise_for_status=False,
-            )
-        return self._session
-
-    async def _attempt(self, messages: list[Message]) -> ChatAnswer:
-        config = self.config
-        body = msgspec.json.encode(
-            {
-                "model": config.model,
-                "messages": messages,
-                "temperature": config.temperature,
-                "max_tokens": config.max_tokens,
-            }
-        )
-        if await self.requests.acquire() >= 0.001:  # less is the bucket's lock, not the limit
-            self.stats["rate_limited"] += 1  # held back by the client-side requests limit
-        if self.tokens is not None:
-            await self.tokens.acquire(estimate_tokens(messages, config.max_tokens))
-        async with self._slots:
-            self.stats["requests"] += 1
-            try:
-                async with self._get_session().post(config.endpoint, data=body) as response:
-                    headers = {k.lower(): v for k, v in response.headers.items()}
-                    self._observe(headers)
-                    data = await response.read()
-                    status = response.status
-            except TimeoutError:
-                raise _Retryable("timeout") from None
-            except aiohttp.ClientError as error:
-                raise _Retryable(type(error).__name__) from None
-        if status >= 400:
-            self._refuse(status, headers, data)
-        try:
-            completion = self._decoder.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise _Retryable("malformed_json", status) from None
-        if not completion.choices:
-            raise _Retryable("no_choices", status)
-        choice = completion.choices[0]
-        usage = completion.usage or Usage()
-        self.stats["answers"] += 1
-        self.stats["tokens"] += usage.total_tokens
-        return ChatAnswer(
-            content=choice.message.content or "",
-            finish_reason=choice.finish_reason or "stop",
-            usage=usage,
-            model=completion.model,
-        )
-
-    def _refuse(self, status: int, headers: dict[str, str], data: bytes) -> None:
-        message, code = _error_of(data)
-        if status in RETRY_STATUSES and code not in NOT_RETRYABLE_CODES:
-            wait = retry_after(headers)
-            if wait is not None:
-                wait = min(wait, MAX_SERVER_WAIT)
-                deadline = self.clock() + wait
-                # A rate-limit answer holds back every request of the client, not only this one.
-                self.requests.pause_until(deadline)
-                if self.tokens is not None:
-                    self.tokens.pause_until(deadline)
-            raise _Retryable(f"http_{status}", status, wait)
-        raise ChatRejected(status, message or f"HTTP {status}", code)
-
-    def _observe(self, headers: dict[str, str]) -> None:
+    def observe(self, headers: Mapping[str, str]) -> None:
         """Pause a bucket whose server-side quota reads zero until the server's reset."""
         for kind, bucket in (("requests", self.requests), ("tokens", self.tokens)):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
@@ -299,29 +179,109 @@ class ChatClient:
                 (bucket or self.requests).pause_until(deadline)
                 self.stats[f"paused_{kind}"] += 1
 
-    # --- tenacity hooks --------------------------------------------------------------------
+    def refusal(self, response: HttpResponse) -> Refusal:
+        status = response.status
+        message, code = _error_of(response.body)
+        if not retryable(status, code):
+            return Refusal(retry=False, reason=message or f"HTTP {status}")
+        wait = retry_after(response.headers)
+        if wait is not None:
+            wait = min(wait, MAX_SERVER_WAIT)
+            deadline = self.clock() + wait
+            # A rate-limit answer holds back every request of the client, not only this one.
+            self.requests.pause_until(deadline)
+            if self.tokens is not None:
+                self.tokens.pause_until(deadline)
+        return Refusal(retry=True, reason=f"http_{status}", wait=wait)
 
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, _Retryable) and error.retry_after is not None:
-            return error.retry_after
-        return float(self._backoff(state))
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats["retries"] += 1
-        error = state.outcome.exception() if state.outcome is not None else None
-        reason = error.reason if isinstance(error, _Retryable) else type(error).__name__
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        # One backoff for the client: the other requests in flight back off too, instead of
-        # each learning on its own that the server is struggling.
-        self.requests.pause_until(self.clock() + wait)
-        self.log.warning(
-            "rewrite_retry",
-            reason=reason,
-            attempt=state.attempt_number,
-            max_attempts=self.config.retry.attempts,
-            wait=round(wait, 3),
+def retryable(status: int, code: str) -> bool:
+    """Whether an error answer may succeed when sent again."""
+    return status in RETRY_STATUSES and code not in NOT_RETRYABLE_CODES
+
+
+class ChatClient:
+    def __init__(
+        self,
+        config: RewriteConfig,
+        log: Logger,
+        *,
+        api_key: str = "",
+        clock: Clock = time.monotonic,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.config = config
+        self.log = log
+        per_second = config.requests_per_minute / 60
+        self.requests = TokenBucket(per_second, max(1.0, per_second), clock, sleep)
+        self.tokens: TokenBucket | None = None
+        if config.tokens_per_minute > 0:
+            tokens_per_second = config.tokens_per_minute / 60
+            self.tokens = TokenBucket(tokens_per_second, max(1.0, tokens_per_second), clock, sleep)
+        settings = ChatSettings.of(config)
+        self.hints = ChatHints(config, self.requests, self.tokens, clock)
+        self.http = HttpClient(
+            settings,
+            log,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+            limiter=RateLimiter(
+                settings.rate, config.concurrency, clock=clock, sleep=sleep, bucket=self.requests
+            ),
+            hints=self.hints,
+            shared_backoff=True,
+            sleep=sleep,
         )
+        self._decoder = msgspec.json.Decoder(_Completion)
+        self._answers: Counter[str] = Counter()
+
+    @property
+    def stats(self) -> Counter[str]:
+        """Requests and retries (the HTTP client's), answers and tokens, and the pauses the
+        server's headers caused (`paused_requests`, `paused_tokens`)."""
+        return Counter(self.http.stats) + self._answers + self.hints.stats
+
+    # --- public ----------------------------------------------------------------------------
+
+    async def complete(self, messages: list[Message]) -> ChatAnswer:
+        """The model's answer to `messages`; retried, rate limited. Raises `ChatError`."""
+        config = self.config
+        body = {
+            "model": config.model,
+            "messages": messages,
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+        }
+        if self.tokens is not None:
+            await self.tokens.acquire(estimate_tokens(messages, config.max_tokens))
+        try:
+            _, completion = await self.http.post_json(config.endpoint, body, decode=self._decode)
+        except MalformedResponse as error:
+            raise ChatUnavailable(error.message) from None
+        except HttpError as error:
+            _, code = _error_of(error.body)
+            if error.status and not retryable(error.status, code):
+                raise ChatRejected(error.status, error.message, code) from None
+            raise ChatUnavailable(error.message) from None
+        choice = completion.choices[0]
+        usage = completion.usage or Usage()
+        self._answers["answers"] += 1
+        self._answers["tokens"] += usage.total_tokens
+        return ChatAnswer(
+            content=choice.message.content or "",
+            finish_reason=choice.finish_reason or "stop",
+            usage=usage,
+            model=completion.model,
+        )
+
+    def _decode(self, data: bytes) -> _Completion:
+        """A completion with at least one choice; anything else is retried."""
+        completion = self._decoder.decode(data)
+        if not completion.choices:
+            raise ValueError("no choices in the completion")
+        return completion
+
+    async def close(self) -> None:
+        await self.http.close()
 
 
 def _error_of(data: bytes) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """The rewrite stage inside the daemon (`[rewrite] enabled = true`).
 
 Once the sources run, it adds the `RewriteSource` as an internal source with
-`Service.add_runner`: it polls the committed `__pairs` files every `rewrite.interval` seconds in
+`Host.add_runner`: it polls the committed `__pairs` files every `rewrite.interval` seconds in
 `run`; in `once` it waits until the other sources have finished (so it sees the pairs of this
 run) and makes one pass. Its batches go through the same pipeline, so its cursors are saved
 only once the rewritten lines are durable.
@@ -10,10 +10,9 @@ only once the rewritten lines are durable.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.components import Component
+from collector.components import Component, Host, Mode
 from collector.datalock import FolderBusy
 from collector.rewrite.source import RUNNER_NAME
 from collector.rewrite.stage import (
@@ -28,7 +27,6 @@ from processors.rewrite import pii_scanner
 
 if TYPE_CHECKING:
     from collector.config import Config
-    from collector.service import Mode, Service
 
 
 class RewriteComponent(Component):
@@ -43,9 +41,9 @@ class RewriteComponent(Component):
     def from_config(cls, config: Config, mode: Mode) -> RewriteComponent | None:
         return cls(config, mode) if config.rewrite.enabled else None
 
-    async def start(self, service: Service) -> None:
-        data_dir = Path(service.config.service.data_dir)
-        log = service.log.bind(source=RUNNER_NAME)
+    async def start(self, host: Host) -> None:
+        data_dir = host.layout.data_dir
+        log = host.log.bind(source=RUNNER_NAME)
         lock = StageLock(data_dir)
         try:
             lock.acquire()
@@ -54,14 +52,15 @@ class RewriteComponent(Component):
             log.error("rewrite_locked", lock=str(lock.path), pid=busy.owner, hint=hint)
             return
         self.lock = lock
-        wait_for: list[Any] = []
+        # `once`: one pass over the pairs the other sources committed in this run.
+        wait_for: list[asyncio.Future[Any]] = []
         if self.mode == "once":
-            wait_for = [r.task for r in service.runners.values() if r.task is not None]
+            wait_for = [host.sources_finished()]
         context = SourceContext(data_dir=data_dir, log=log)
         pii = await asyncio.to_thread(pii_scanner, self.config.processing.anonymize)
         source = build_source(
             self.config,
-            service.state,
+            host.state,
             data_dir,
             context,
             pause_on_budget=self.mode == "run",
@@ -80,7 +79,7 @@ class RewriteComponent(Component):
             daily_token_budget=rewrite.daily_token_budget,
             daily_spend_budget=rewrite.daily_spend_budget,
         )
-        service.add_runner(
+        host.add_runner(
             runner_config(self.config, data_dir),
             source,
             context,

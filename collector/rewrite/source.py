@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from collector.reporting import Report
 from collector.rewrite.config import RewriteConfig
 from collector.rewrite.rewriter import Outcome, Pair, Rewriter
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
@@ -194,6 +195,9 @@ class RewriteSource:
             "budget_spend_today": budget.used.spend + budget.others.spend,
             "budget_paused": 1.0 if self.paused else 0.0,
         }
+
+    def report(self) -> Report:
+        return Report(figures=self.telemetry())
 
     def _batch(
         self, stream: str, chunk: _Chunk, outcomes: list[Outcome], start: int

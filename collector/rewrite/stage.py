@@ -14,6 +14,7 @@ from typing import Any
 
 from collector.config import Config
 from collector.datalock import FolderLock
+from collector.layout import DataLayout
 from collector.rewrite.budget import DailyBudget
 from collector.rewrite.client import ChatClient
 from collector.rewrite.rewriter import Rewriter
@@ -21,7 +22,7 @@ from collector.rewrite.source import RUNNER_NAME, Progress, RewriteSource
 from collector.sources.base import SourceContext
 from collector.sources.config import InboxSourceConfig
 from collector.state import StateStore
-from collector.state.base import instance_name
+from collector.state.open import instance_name
 from processors.chain import ProcessorChain
 from processors.config import GroundingAction, RecipeConfig
 from processors.grounding import GroundingCheck, recipe_grounding
@@ -77,7 +78,7 @@ def runner_config(config: Config, data_dir: Path) -> InboxSourceConfig:
         name=RUNNER_NAME,
         interval=rewrite.interval,
         batch_size=rewrite.batch_size,
-        path=str(data_dir / "formatted"),
+        path=str(DataLayout.of(config).formatted),
         license="inherited",
     )
 

@@ -29,7 +29,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -85,8 +85,10 @@ class ArchiveCorrupt(Exception):
     """An archive file that cannot be read back: not gzip, cut short, or not an entry."""
 
 
+@runtime_checkable
 class ArchivingSource(Protocol):
-    """A source whose records can be rebuilt from its archive."""
+    """A source whose records can be rebuilt from its archive (`reprocess` and `forget` ask
+    `isinstance(source, ArchivingSource)`; an inbox source has no archive)."""
 
     name: str
 

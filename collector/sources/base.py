@@ -11,6 +11,7 @@ from typing import Protocol, Self
 import msgspec
 import structlog
 
+from collector.http import HttpClient, HttpSettings, SharedLimits, ThrottleHint
 from processors.records import Drop, RawRecord
 
 
@@ -48,15 +49,36 @@ class SourceBatch(msgspec.Struct):
 
 @dataclass
 class SourceContext:
-    """What the service lends a source: where to archive raw responses and how to log."""
+    """What the service lends a source: where to archive raw responses, how to log, when to
+    stop, and the rate limits it shares with other instances (for its `HttpClient`)."""
 
     data_dir: Path
     log: structlog.typing.FilteringBoundLogger
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # With the Redis backend: one quota per credential across the instances (None: its own).
+    shared_limits: SharedLimits | None = None
 
     @property
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
+
+    def http_client(
+        self,
+        config: HttpSettings,
+        *,
+        headers: Mapping[str, str] | None = None,
+        throttle_hint: ThrottleHint | None = None,
+    ) -> HttpClient:
+        """The source's HTTP client: it logs as the source, its retries wake at the drain, and
+        its rate limit is the one shared by the fleet when there is one."""
+        return HttpClient(
+            config,
+            self.log,
+            headers=headers,
+            throttle_hint=throttle_hint,
+            stop=self.stop,
+            shared_limits=self.shared_limits,
+        )
 
 
 class Source(Protocol):

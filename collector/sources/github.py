@@ -34,7 +34,6 @@ from urllib.parse import urlencode
 import msgspec
 
 from collector.http import (
-    HttpClient,
     HttpError,
     HttpResponse,
     MalformedResponse,
@@ -43,6 +42,7 @@ from collector.http import (
 )
 from collector.licences import spdx
 from collector.ratelimit import QuotaExhausted
+from collector.reporting import Report
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
 from collector.sources.base import JsonCursor, SourceBatch, SourceContext
 from collector.sources.config import GitHubSourceConfig
@@ -83,7 +83,7 @@ class GitHubSource:
         self.token = os.environ.get(config.token_env, "") if config.token_env else ""
         if not self.token:
             self.log.info("github_no_token", env=config.token_env, note="code search needs one")
-        self.client = HttpClient(config, context.log, headers=API_HEADERS, stop=context.stop)
+        self.client = context.http_client(config, headers=API_HEADERS)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.etags: dict[str, str] = {}
         self.new_etags: dict[str, str] = {}
@@ -371,6 +371,9 @@ class GitHubSource:
         if self.token and origin_of(url) == self.origin:
             return {"Authorization": f"Bearer {self.token}"}
         return {}
+
+    def report(self) -> Report:
+        return self.client.report()
 
     async def close(self) -> None:
         await self.client.close()

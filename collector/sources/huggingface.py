@@ -46,13 +46,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from collector.http import HttpClient, HttpError, next_link, origin_of
+from collector.datafiles.formats import member_kind
+from collector.datafiles.rows import is_lfs_pointer
+from collector.http import HttpError, next_link, origin_of
 from collector.licences import spdx
+from collector.reporting import Report
 from collector.sinks.naming import safe_part
 from collector.sources.archive import ArchiveEntry, RawArchive, archived
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import HuggingFaceSourceConfig
-from collector.sources.datafiles import (
+from collector.sources.datasets import (
     ARCHIVE_KIND,
     DatasetCursor,
     failure_batch,
@@ -60,7 +63,6 @@ from collector.sources.datafiles import (
     read_member,
     records_from_file_entry,
 )
-from collector.sources.unzip import member_kind
 from processors.records import Drop, RawRecord
 
 ROWS_PAGE = 100  # the dataset viewer's maximum `length`
@@ -96,13 +98,16 @@ class HuggingFaceSource:
         token = os.environ.get(config.token_env, "") if config.token_env else ""
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.client = HttpClient(config, context.log, headers=headers, stop=context.stop)
+        self.client = context.http_client(config, headers=headers)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.rows_partial_pages = 0  # pages of viewer rows marked `partial`, since the start
         self.card_license = ""  # what the dataset card's `license` says, read with the sha
 
     def telemetry(self) -> dict[str, float]:
         return {"rows_partial_pages": float(self.rows_partial_pages)}
+
+    def report(self) -> Report:
+        return Report(figures=self.telemetry(), http=self.client.report().http)
 
     async def close(self) -> None:
         await self.client.close()
@@ -278,7 +283,7 @@ class HuggingFaceSource:
             started = time.monotonic()
             await self.client.download(url, target, max_bytes=self.config.max_response_bytes)
             got = target.stat().st_size
-            if size is None or got == size or _is_lfs_pointer(target):
+            if size is None or got == size or is_lfs_pointer(target):
                 self.log.info(
                     "hf_downloaded",
                     dataset=self.repo,
@@ -432,8 +437,3 @@ class HuggingFaceSource:
         )
         detail = f"HTTP {error.status}: {error.message}"
         return failure_batch(self.name, self.repo, cursor, reason, detail, step)
-
-
-def _is_lfs_pointer(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(43) == b"version https://git-lfs.github.com/spec/v1"

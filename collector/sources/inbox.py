@@ -10,7 +10,8 @@ continues from the offset. A line that is not finished yet (no newline and writt
 second) waits for the next pass. Bad input is counted with a reason and the rest of the file
 proceeds. Every file streams: a line, CSV record or JSON item over `max_record_bytes` is read
 past without being held and counted as `record_too_large` (the rule of
-`collector/sources/unzip.py`, shared).
+`collector/datafiles/rows.py`, shared). CSV files are read by the one resumable CSV reader,
+`collector/datafiles/csvfile.py`.
 
 The inbox is closed: other people's files arrive here, so only regular files inside the folder
 are read. A symlink (to a file or a folder), a FIFO, a device or a socket is counted once as
@@ -33,6 +34,9 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from collector.datafiles.csvfile import CsvFile
+from collector.datafiles.jsonfile import json_items, jsonl_rows
+from collector.datafiles.rows import LFS_POINTER, RECORD_TOO_LARGE, Row
 from collector.licences import inbox_origin
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import InboxSourceConfig
@@ -42,17 +46,8 @@ from collector.sources.documents import (
     document_id,
     read_document,
 )
-from collector.sources.unzip import (
-    RECORD_TOO_LARGE,
-    bounded_lines,
-    csv_records,
-    json_error_reason,
-    json_items,
-    raise_csv_field_limit,
-)
 from processors.records import Drop, RawRecord
 
-LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 # A file untouched for this long is complete, even if its last line has no newline.
 SETTLE_SECONDS = 1.0
 DATA_SUFFIXES = (".jsonl", ".json", ".csv")
@@ -206,45 +201,27 @@ class InboxSource:
         if offset == 0 and handle.read(len(LFS_POINTER)) == LFS_POINTER:
             drops.append(Drop(self.name, dataset, stream, "lfs_pointer", "a Git LFS pointer"))
             return _Chunk([], drops, str(status.st_size), True)
-        is_csv = path.suffix == ".csv"
         limit = self.config.max_record_bytes
-        header: list[str] = []
-        if is_csv:
-            raise_csv_field_limit(limit)
-            handle.seek(0)
-            header_rows = csv_records(handle, 0, limit, settled=settled)
-            first = next(header_rows, None)
-            if first is None:
+        rows: Iterator[Row]
+        if path.suffix == ".csv":
+            table = CsvFile(handle, limit, settled=settled)
+            if not table.start:  # no header yet
                 return _Chunk([], [], cursor, True)
-            header, header_end, _ = first
-            header = [h.strip().lstrip("\ufeff") for h in header]
-            offset = max(offset, header_end)
-        handle.seek(offset)
-        if is_csv:
-            rows: Iterator[tuple[Any, int, str]] = csv_records(
-                handle, offset, limit, settled=settled
-            )
+            rows = table.rows(offset)
+            if not table.header_error:  # records start after the header (a bad one is at 0)
+                offset = max(offset, table.start)
         else:
-            rows = _json_lines(handle, offset, limit, settled)
-        for value, end, error in rows:
+            rows = jsonl_rows(handle, offset, limit, settled=settled)
+        for row in rows:
             record_id = f"{stream}:{offset}"
-            if error == RECORD_TOO_LARGE:
-                detail = f"{end - offset} bytes, over max_record_bytes {limit}"
-                drops.append(Drop(self.name, dataset, record_id, error, detail))
-            elif error:
-                drops.append(Drop(self.name, dataset, record_id, error))
-            elif is_csv and len(value) != len(header):
-                detail = f"{len(value)} fields, header has {len(header)}"
-                drops.append(Drop(self.name, dataset, record_id, "csv_ragged_row", detail))
-            elif is_csv:
-                records.append(
-                    self._record(dataset, record_id, dict(zip(header, value, strict=True)), end)
-                )
-            elif not isinstance(value, dict):
-                drops.append(Drop(self.name, dataset, record_id, "not_an_object"))
+            if row.error == RECORD_TOO_LARGE:
+                detail = f"{row.end - offset} bytes, over max_record_bytes {limit}"
+                drops.append(Drop(self.name, dataset, record_id, row.error, detail))
+            elif row.error or row.value is None:
+                drops.append(Drop(self.name, dataset, record_id, row.error, row.detail))
             else:
-                records.append(self._record(dataset, record_id, value, end))
-            offset = end
+                records.append(self._record(dataset, record_id, row.value, row.end))
+            offset = row.end
             if len(records) + len(drops) >= self.config.batch_size:
                 return _Chunk(records, drops, str(offset), False)
         return _Chunk(records, drops, str(offset), True)
@@ -381,24 +358,3 @@ def _json_cursor(cursor: str) -> tuple[int, int, str]:
     if not (index.isdigit() and offset.isdigit()):
         return 0, 0, ""
     return int(index), int(offset), version
-
-
-def _json_lines(
-    handle: BinaryIO, offset: int, limit: int, settled: bool
-) -> Iterator[tuple[Any, int, str]]:
-    """(value, offset after the line, drop reason or "") for each complete line; a line over
-    `limit` bytes is read past, not held (`record_too_large`)."""
-    for line, size, ended, _ in bounded_lines(handle, limit):
-        if not ended and not settled:
-            return  # still being written: wait for the next pass
-        offset += size
-        if line is None:
-            yield None, offset, RECORD_TOO_LARGE
-            continue
-        text = line.strip()
-        if not text:
-            continue
-        try:
-            yield msgspec.json.decode(text), offset, ""
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            yield None, offset, json_error_reason(text)

@@ -11,7 +11,7 @@ For each dataset (one stream each, named `owner/dataset`) a pass asks
 A download answers with a redirect to a signed storage URL; the body streams to disk under
 `{data_dir}/raw/{source}/kaggle/{owner}/{dataset}/v{V}/` (it doubles as the raw archive). A
 file that arrives zipped (large files do, and so does the whole-dataset archive) is extracted
-by `collector.sources.unzip`, which refuses hostile archives; members are read as streams.
+by `collector.datafiles.extract`, which refuses hostile archives; members are read as streams.
 
 Incremental: the dataset version is the cursor. An unchanged version that was read to the end
 costs one request (the view) and downloads nothing; a new version is read from the start
@@ -55,26 +55,22 @@ from urllib.parse import quote
 
 import msgspec
 
-from collector.http import HttpClient, HttpError
+from collector.datafiles.extract import ExtractLimits, UnsafeArchive, extract_zip, is_zip
+from collector.datafiles.formats import member_kind
+from collector.http import HttpError
 from collector.licences import spdx
+from collector.reporting import Report
 from collector.sinks.naming import safe_part
 from collector.sources.archive import ArchiveEntry, RawArchive
 from collector.sources.base import SourceBatch, SourceContext
 from collector.sources.config import KaggleSourceConfig
-from collector.sources.datafiles import (
+from collector.sources.datasets import (
     ARCHIVE_KIND,
     DatasetCursor,
     failure_batch,
     file_entry,
     read_member,
     records_from_file_entry,
-)
-from collector.sources.unzip import (
-    ExtractLimits,
-    UnsafeArchive,
-    extract_zip,
-    is_zip,
-    member_kind,
 )
 from processors.records import Drop, RawRecord
 
@@ -212,13 +208,16 @@ class KaggleSource:
                 origin=credentials.origin,
                 user=credentials.username or None,
             )
-        self.client = HttpClient(config, context.log, headers=headers, stop=context.stop)
+        self.client = context.http_client(config, headers=headers)
         self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.limits = ExtractLimits(
             max_total_bytes=config.max_uncompressed_bytes,
             max_entries=config.max_entries,
             max_ratio=config.max_compression_ratio,
         )
+
+    def report(self) -> Report:
+        return self.client.report()
 
     async def close(self) -> None:
         await self.client.close()

@@ -39,9 +39,10 @@ from typing import Any
 
 import msgspec
 
-from collector.http import HttpClient, HttpError, HttpResponse, MalformedResponse
+from collector.http import HttpError, HttpResponse, MalformedResponse
 from collector.licences import spdx
 from collector.ratelimit import QuotaExhausted
+from collector.reporting import Report
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, RawArchive, archived
 from collector.sources.base import JsonCursor, SourceBatch, SourceContext
 from collector.sources.config import StackExchangeSourceConfig
@@ -75,9 +76,7 @@ class StackExchangeSource:
         self.key = os.environ.get(config.key_env, "") if config.key_env else ""
         if config.key_env and not self.key:
             self.log.warning("stackexchange_key_missing", env=config.key_env)
-        self.client = HttpClient(
-            config, context.log, throttle_hint=self._throttle_hint, stop=context.stop
-        )
+        self.client = context.http_client(config, throttle_hint=self._throttle_hint)
         self._paused_until = 0.0  # the end of the last quota or ban logged
         self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.quota_remaining: int | None = None
@@ -337,6 +336,13 @@ class StackExchangeSource:
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
             raise msgspec.DecodeError("not a Stack Exchange wrapper object")
         return data["items"], bool(data.get("has_more"))
+
+    def report(self) -> Report:
+        """The client's figures; the quota left is the one the API reports in its bodies."""
+        http = self.client.report().http
+        if http is not None and http.rate_remaining is None and self.quota_remaining is not None:
+            http = msgspec.structs.replace(http, rate_remaining=float(self.quota_remaining))
+        return Report(http=http)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,5 +1,7 @@
-"""Durable state behind one narrow protocol: cursors, dedupe keys, ledgers, counters."""
+"""Durable state behind one narrow protocol: cursors, dedupe keys, ledgers, counters.
 
-from collector.state.base import Counts, StateStore, open_state_store
+The protocol is in `base.py`; `open.py` opens the configured backend."""
 
-__all__ = ["Counts", "StateStore", "open_state_store"]
+from collector.state.base import Counts, StateStore
+
+__all__ = ["Counts", "StateStore"]

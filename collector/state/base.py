@@ -6,18 +6,14 @@ save, in one transaction, the output file lengths, the sources' cursors and the 
 belong together, so a crash can never leave one without the others.
 
 The protocol is synchronous (SQLite is, and processors are): the service calls it from a thread.
+The backends implement it (collector/state/sqlite.py, collector/state/redis.py);
+collector/state/open.py opens the one the config names.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from collector.config import Config, StateConfig
+from typing import Protocol
 
 # (source, dataset, what) -> increment; `what` is "written", "fetched" or a drop reason.
 Counts = Mapping[tuple[str, str, str], int]
@@ -57,25 +53,3 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_state_store(config: StateConfig, instance: str = "") -> StateStore:
-    """The configured store; `instance` (see `instance_name`) keeps local namespaces apart."""
-    if config.backend == "sqlite":
-        from collector.state.sqlite import SqliteStateStore
-
-        return SqliteStateStore(config.path, bloom_bits=config.bloom_mb * 8 * 2**20)
-    if config.backend == "redis":
-        from collector.state.redis import RedisStateStore
-
-        return RedisStateStore.from_config(config, instance or config.instance)
-    raise NotImplementedError(f"state.backend = {config.backend!r} is not available yet")
-
-
-def instance_name(config: Config) -> str:
-    """`state.instance`, or the host name and a hash of data_dir: stable across restarts."""
-    if config.state.instance:
-        return config.state.instance
-    data_dir = os.path.abspath(config.service.data_dir)
-    digest = hashlib.blake2b(data_dir.encode(), digest_size=4).hexdigest()
-    return f"{socket.gethostname()}-{digest}"

@@ -19,9 +19,9 @@ errors such an event raises (`TRANSIENT_ERRORS`: connection refused or reset, ti
 `LOADING` while the server reads its AOF, `READONLY` from a demoted primary), first inside
 redis-py (`client_retry`: a few quick attempts with exponential backoff and jitter), then here,
 with the same backoff, for as long as the leases this instance holds are known to be valid
-(`valid_until`, set by `collector/leases.py`; `retry_window` seconds without leases). A fenced
-commit still failing after that cannot be proven to be ours any more: it is refused as a lost
-lease (`on_lease_lost`), as when the fence itself says so.
+(`valid_until`, set by `collector/scaleout/redis_placement.py`; `retry_window` seconds without
+leases). A fenced commit still failing after that cannot be proven to be ours any more: it is
+refused as a lost lease (`on_lease_lost`), as when the fence itself says so.
 """
 
 from __future__ import annotations
@@ -218,10 +218,11 @@ class RedisStateStore:
         self._fences: dict[str, Fence] = {}
         self._fenced_script = client.register_script(_FENCED_COMMIT)
         # Called (from the committing thread) with the sources whose lease was lost before
-        # `LeaseLost` is raised: the service stops there (see collector/leases.py).
+        # `LeaseLost` is raised: the service stops there (collector/scaleout/redis_placement.py).
         self.on_lease_lost: Callable[[list[str]], None] | None = None
         # Until when (`time.monotonic()`) the leases held are known to be valid: calls retry
-        # transient errors until then. Set by collector/leases.py, with its logger.
+        # transient errors until then. Set by collector/scaleout/redis_placement.py, with its
+        # logger.
         self.valid_until: Callable[[], float] | None = None
         self.log: Logger | None = None
         self.retries = 0  # attempts that failed with a transient error and were retried

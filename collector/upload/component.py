@@ -15,26 +15,22 @@ import asyncio
 import contextlib
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from collector.components import Component
+from collector.components import Component, Host, Mode
 from collector.config import Config
 from collector.datalock import FolderBusy, FolderLock
-from collector.leases import UploadLease
 from collector.logging import Logger
+from collector.scaleout.upload_lease import UploadLease
 from collector.upload.chunks import ChunkRoller
 from collector.upload.targets import build_target
 from collector.upload.uploader import Uploader
-
-if TYPE_CHECKING:
-    from collector.service import Mode, Service
 
 
 def upload_instance(config: Config) -> str:
     """The instance that owns this data folder's chunks when a state store is shared."""
     if config.state.backend == "sqlite":
         return ""  # a store of its own: nothing to tell apart, chunk names stay short
-    from collector.state.base import instance_name
+    from collector.state.open import instance_name
 
     return instance_name(config)
 
@@ -63,11 +59,11 @@ class UploadComponent(Component):
     def from_config(cls, config: Config, mode: Mode) -> UploadComponent | None:
         return cls(config, mode) if config.upload.enabled else None
 
-    async def prepare(self, service: Service) -> None:
-        self.log: Logger = service.log.bind(component=self.name)
+    async def prepare(self, host: Host) -> None:
+        self.log: Logger = host.log.bind(component=self.name)
         instance = upload_instance(self.config)
         self.roller = ChunkRoller(
-            service.data_dir, service.state, self.config.upload, self.log, instance=instance
+            host.layout.data_dir, host.state, self.config.upload, self.log, instance=instance
         )
         self.lock = ChunksLock(self.roller.root)
         try:
@@ -75,14 +71,14 @@ class UploadComponent(Component):
         except ChunksBusy as error:
             self.log.error("chunks_busy", error=str(error), hint="one roller per data folder")
             raise
-        service.sinks.append(self.roller)
-        target = build_target(self.config.upload, service.data_dir, self.log)
+        host.add_sink(self.roller)
+        target = build_target(self.config.upload, host.layout.data_dir, self.log)
         # Several instances on one Redis take turns on the target (None with SQLite).
         self.lease = UploadLease.for_config(self.config, instance, self.log)
         self.uploader = Uploader(
             self.config,
             target,
-            service.state,
+            host.state,
             self.log,
             chunks_root=self.roller.root,
             instance=instance,
@@ -99,7 +95,7 @@ class UploadComponent(Component):
         values["open_records"] = sum(c.records for c in open_chunks)
         return values
 
-    async def start(self, service: Service) -> None:
+    async def start(self, host: Host) -> None:
         self._task = asyncio.create_task(self._periodic(), name="uploader")
 
     def paused(self) -> AbstractAsyncContextManager[None]:

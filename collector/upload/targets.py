@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from collector.layout import published_folder
 from collector.logging import Logger
 from collector.ratelimit import server_wait
 from collector.sinks.files import _fsync_dir as fsync_dir
@@ -358,4 +359,4 @@ def use_lfs_transfer() -> None:
 def build_target(config: UploadConfig, data_dir: Path, log: Logger) -> Target:
     if config.resolved_target == "hub":
         return HubTarget(config, log)
-    return FolderTarget(Path(config.folder) if config.folder else data_dir / "published", log)
+    return FolderTarget(published_folder(config, data_dir), log)

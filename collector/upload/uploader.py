@@ -34,13 +34,13 @@ from typing import TypeVar
 import msgspec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from collector import moments
 from collector.config import Config
-from collector.leases import LeaseBusy
 from collector.logging import Logger
+from collector.scaleout.leases import LeaseBusy
 from collector.state import StateStore
 from collector.upload.card import build_card
 from collector.upload.chunks import DATA
-from collector.upload.crashpoints import crash_point
 from collector.upload.ledger import COMMITS_NAMESPACE, ChunkEntry, Ledger
 from collector.upload.targets import CommitResult, Target
 
@@ -95,7 +95,7 @@ class Uploader:
         self.in_flight: list[str] = []
         self._lock = asyncio.Lock()  # one round at a time
         # With a shared (Redis) state: one round at a time across the instances too (a lease on
-        # the target, collector/leases.py `UploadLease`).
+        # the target, collector/scaleout/upload_lease.py `UploadLease`).
         self.exclusive = exclusive
 
     def paused(self) -> AbstractAsyncContextManager[None]:
@@ -211,7 +211,7 @@ class Uploader:
                 self.failures += 1
                 pending = batch + pending
                 break
-            crash_point("after_commit")
+            moments.passed("after_commit")
             await asyncio.to_thread(self._record, batch, result)
             self.in_flight = []
             # Counted as a reader counts: training chunks; their provenance files go along.

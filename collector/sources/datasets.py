@@ -17,10 +17,11 @@ from typing import Any
 
 import msgspec
 
+from collector.datafiles.formats import member_kind, read_rows
+from collector.datafiles.rows import DEFAULT_MAX_RECORD_BYTES
 from collector.logging import Logger
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
 from collector.sources.base import JsonCursor, SourceBatch
-from collector.sources.unzip import DEFAULT_MAX_RECORD_BYTES, member_kind, read_rows
 from processors.records import Drop, RawRecord
 
 

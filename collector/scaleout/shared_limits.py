@@ -17,8 +17,9 @@ Buckets are keyed by a hash of the source type, the API origin and the credentia
 the source's `*_env` variables), never by the credential itself. A source without a credential
 shares its bucket with the other instances on the same host (the remote limit is per IP).
 
-The service installs `SharedBuckets` with `install(...)` when the backend is Redis; `HttpClient`
-asks `shared_bucket(config)` for its bucket and gets None (a local bucket) otherwise.
+With the Redis backend the placement (collector/scaleout/redis_placement.py) makes one
+`SharedBuckets`; the service lends it to each source in its `SourceContext`, and the source's
+`HttpClient` asks it for its bucket. Without it (one instance), each client has a local bucket.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import msgspec
 import redis.asyncio
 
 from collector.ratelimit import Clock, QuotaExhausted, Sleep, TokenBucket
+from collector.scaleout.leases import REDIS_ERRORS
 from collector.state.redis import ASYNC_TIMEOUT
 
 # KEYS: tat, pause, day log. ARGV: ms per token, burst, tokens, per_day (0: none), member.
@@ -86,7 +88,6 @@ return 1
 # (QuotaExhausted: the source ends its pass and retries on the next one) after `GIVE_UP`.
 RETRY_EVERY = 1.0
 GIVE_UP = 30.0
-_ERRORS = (redis.RedisError, TimeoutError, OSError)
 
 
 class SharedTokenBucket(TokenBucket):
@@ -141,7 +142,7 @@ class SharedTokenBucket(TokenBucket):
         try:
             async with asyncio.timeout(self.timeout):
                 await self._pause(keys=[f"{self.key}:pause"], args=[seconds * 1000])
-        except _ERRORS:
+        except REDIS_ERRORS:
             pass  # the local pause holds; the others hear the server themselves
 
     async def acquire(self, tokens: float = 1.0) -> float:
@@ -177,7 +178,7 @@ class SharedTokenBucket(TokenBucket):
                 async with asyncio.timeout(self.timeout):
                     reply: list[Any] = await self._take(keys=keys, args=args)
                 return reply
-            except _ERRORS as error:
+            except REDIS_ERRORS as error:
                 # Fail closed: without Redis nobody knows what the others sent.
                 if self.clock() - started >= self.give_up:
                     raise QuotaExhausted(
@@ -220,17 +221,3 @@ class SharedBuckets:
         return SharedTokenBucket(
             self.client, key, rate.per_second, rate.burst, per_day=rate.per_day
         )
-
-
-_installed: SharedBuckets | None = None
-
-
-def install(buckets: SharedBuckets | None) -> None:
-    """Make (or, with None, stop making) every new HttpClient's bucket a shared one."""
-    global _installed
-    _installed = buckets
-
-
-def shared_bucket(config: Any) -> SharedTokenBucket | None:
-    """The shared bucket for a source config, or None when none is installed (local bucket)."""
-    return None if _installed is None else _installed.bucket(config)

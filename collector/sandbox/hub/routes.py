@@ -1,212 +1,44 @@
-"""A local Hugging Face Hub: the endpoints the installed `huggingface_hub` client calls.
+"""The Hub's HTTP routes: the endpoints the `huggingface_hub` client calls, over `HubRepos`.
 
-Read from the client's own source (`hf_api.py`, `_commit_api.py`, `file_download.py`,
-`utils/_http.py`, `utils/_pagination.py`) and answered the way the real Hub does:
-
-- `POST /api/repos/create` (409 with the repo's `url` when it exists, as `exist_ok` expects);
-- `GET /api/{datasets,models,spaces}/{repo}[/revision/{rev}]`: `sha`, `siblings`, `cardData`;
-- `GET /api/{kind}/{repo}/tree/{rev}[/{path}]?recursive=&expand=`, paginated with a `Link`
-  header (1000 entries a page, 50 with `expand`);
-- `POST /api/{kind}/{repo}/paths-info/{rev}` (form: `paths`, `expand`);
-- `POST /api/{kind}/{repo}/preupload/{rev}`: `lfs` for a file above `lfs_threshold` bytes, with
-  a binary sample (a NUL byte) or matched by an `lfs` filter of `.gitattributes`, else `regular`
-  (inline in the commit); `oid` of a file that exists (its sha256 when `lfs`, its git blob id
-  when `regular`, what the client's `_local_oid` computes) lets the client skip no-ops;
-- the Git LFS batch API, `POST /{datasets/,spaces/,}{repo}.git/info/lfs/objects/batch`
-  (`basic` transfer): an object the repo holds has no `actions`; another gets an `upload` href
-  (a PUT of the bytes, checked against the sha256 and size, no Authorization needed, like a
-  signed storage URL) and a `verify` href;
-- `POST /api/{kind}/{repo}/commit/{rev}` (ndjson: a header line, then one line per file):
-  real git object ids (sha1 of blobs, trees and commits), a parent chain, 412 when
-  `parentCommit` is not the head any more, 429 past a commit quota per hour; an `lfsFile` line
-  names an uploaded object by sha256 and the tree holds its pointer file, so the entry's `oid`
-  is the git blob id of the pointer, with `lfs: {oid, size, pointerSize}` beside it (tree,
-  paths-info; `lfs: {sha256, size, pointerSize}` in a sibling of the info);
-- `GET /api/{kind}/{repo}/commits/{rev}` (paginated), `POST /api/validate-yaml`;
-- `GET`/`HEAD /{datasets/,spaces/,}{repo}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`
-  and byte ranges, as `hf_hub_download` needs.
-
-Errors carry `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) so the client
-raises its typed errors. Faults are scripted per endpoint (`HubFault`): a status (429 with
-`Retry-After`, 500...), a hang before or after a commit is applied (the client times out and
-cannot know whether its commit landed), and a concurrent commit that lands just before the
-client's own; the shared `collector.sandbox.faults` middleware (latency, random 429/500,
-resets...) sits in front as in every emulator. Repos can be seeded from a folder:
-`{root}/{owner}/{name}/...` becomes the dataset `owner/name` with those files in its first
-commit (the sandbox seeds `collector/sandbox/data/huggingface`).
+Each handler records its request (`HubEmulator.requests`), meets the fault scripted for its
+endpoint (`faults.py`), then reads or changes the repos (`repos.py`) and answers as the Hub
+does; a refusal is a `HubError`, turned into its answer by one middleware.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import fnmatch
 import hashlib
 import json
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import msgspec
 import yaml
 from aiohttp import web
 
-from collector.sandbox import aim_sources
-from collector.sandbox.faults import RATE_LIMIT_RESPONSE, FaultConfig, install
+from collector.sandbox.hub.errors import HubError
+from collector.sandbox.hub.faults import Endpoint, FaultScript, HubFault
+from collector.sandbox.hub.repos import (
+    LFS_THRESHOLD,
+    Commit,
+    HubRepos,
+    LfsObject,
+    Repo,
+    RepoKind,
+    git_blob_oid,
+    tree_oid,
+)
 
-if TYPE_CHECKING:
-    from collector.config import Config
-
-RepoKind = Literal["dataset", "model", "space"]
 _URL_KINDS: dict[str, RepoKind] = {"datasets": "dataset", "models": "model", "spaces": "space"}
 _RESOLVE_PREFIX: dict[RepoKind, str] = {"dataset": "datasets/", "model": "", "space": "spaces/"}
-GITATTRIBUTES = (
-    b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.arrow filter=lfs diff=lfs merge=lfs -text\n"
-)
-Endpoint = Literal[
-    "any",
-    "create",
-    "info",
-    "tree",
-    "paths_info",
-    "preupload",
-    "lfs_batch",
-    "lfs_upload",
-    "lfs_verify",
-    "commit",
-    "commits",
-    "resolve",
-    "validate_yaml",
-]
-# The client's own word (`_commit_api.py`, `CommitOperationAdd._local_oid`): a regular file "is
-# guaranteed to be <=5MB"; above it the Hub answers `lfs`. The exact byte count is not published.
-LFS_THRESHOLD = 5_000_000
-LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 LFS_JSON = "application/vnd.git-lfs+json"
 
 
-def hub_rate_limit_headers(reset: float) -> dict[str, str]:
-    """The Hub's IETF rate-limit headers of a spent window (`huggingface_hub`'s
-    `parse_ratelimit_headers` docstring shows them: 500 requests per 5-minute window)."""
-    return {
-        "RateLimit": f'"api";r=0;t={math.ceil(reset)}',
-        "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
-    }
-
-
-def hub_rate_limit_response(request: web.Request, retry_after: float | None) -> web.Response:
-    """A 429 as the Hub sends it: the wait in `RateLimit`, no `Retry-After`."""
-    headers = hub_rate_limit_headers(retry_after or 0.0)
-    message = "You have exceeded our hourly quotas for action: api. We invite you to retry later."
-    return HubError(429, message, **headers).response()
-
-
-def lfs_pointer(sha256: str, size: int) -> bytes:
-    """The pointer file git keeps for an LFS object (134 bytes for a 9-digit size)."""
-    return f"version {LFS_SPEC}\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-@dataclass(frozen=True)
-class LfsObject:
-    """A file stored in LFS: the tree holds its pointer, the content sits in LFS storage."""
-
-    sha256: str
-    size: int
-
-
-class HubFault(msgspec.Struct, frozen=True):
-    """One scripted fault, used by the next `times` requests to `endpoint`.
-
-    kind:
-      - "status": answer `status` (with `Retry-After: retry_after` when set, and the Hub's IETF
-        `RateLimit: "api";r=0;t={rate_limit_reset}` when that is) and do nothing;
-      - "hang_before": hold the request `hang` seconds, then fail it with 504, not applied;
-      - "hang_after": apply the commit, then hold the response `hang` seconds (the client times
-        out not knowing its commit landed);
-      - "concurrent_commit": another writer's commit lands on the branch just before this one.
-    """
-
-    kind: Literal["status", "hang_before", "hang_after", "concurrent_commit"] = "status"
-    endpoint: Endpoint = "commit"
-    status: int = 500
-    retry_after: float | None = None
-    rate_limit_reset: int | None = None
-    hang: float = 30.0
-    times: int = 1
-
-
-@dataclass(frozen=True)
-class Commit:
-    oid: str
-    parent: str | None
-    title: str
-    message: str
-    date: float
-    tree: dict[str, str]  # path -> blob oid: the whole snapshot at this commit
-    author: str
-
-
-@dataclass
-class Repo:
-    repo_id: str
-    kind: RepoKind
-    private: bool
-    created: float
-    commits: dict[str, Commit] = field(default_factory=dict)
-    head: str = ""
-    # other refs (`refs/convert/parquet`, `refs/pr/3`) -> commit oid; in a URL a ref is one
-    # quoted segment (`refs%2Fpr%2F3`), as the client sends it: unquoted, no route matches
-    refs: dict[str, str] = field(default_factory=dict)
-
-    def resolve(self, revision: str) -> Commit | None:
-        if revision in ("main", "refs/heads/main"):
-            return self.commits[self.head]
-        if revision in self.refs:
-            return self.commits[self.refs[revision]]
-        if len(revision) >= 7:
-            found = [c for oid, c in self.commits.items() if oid.startswith(revision)]
-            if len(found) == 1:
-                return found[0]
-        return None
-
-    def history(self, start: str | None = None) -> Iterator[Commit]:
-        oid: str | None = start or self.head
-        while oid is not None:
-            commit = self.commits[oid]
-            yield commit
-            oid = commit.parent
-
-
-class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, **headers: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers)
-        if code:
-            self.headers["X-Error-Code"] = code
-
-    def response(self) -> web.Response:
-        headers = {"X-Error-Message": self.message, **self.headers}
-        return web.json_response({"error": self.message}, status=self.status, headers=headers)
-
-
-def git_blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-class HubEmulator:
-    """The Hub's repos in memory, and the faults scripted for the next requests."""
+class HubEmulator(HubRepos):
+    """The Hub's repos served over HTTP, and the faults scripted for the next requests."""
 
     def __init__(
         self,
@@ -219,188 +51,26 @@ class HubEmulator:
         seed: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.user = user
+        super().__init__(user=user, lfs_threshold=lfs_threshold, seed=seed, clock=clock)
         self.token = token  # when set, the only accepted token; otherwise any bearer token
         self.tree_page_size = tree_page_size
         self.max_commits_per_hour = max_commits_per_hour
-        self.clock = clock
-        self.repos: dict[tuple[RepoKind, str], Repo] = {}
-        self.lfs_threshold = lfs_threshold
-        self.blobs: dict[str, bytes] = {}  # git blob id -> bytes (an LFS file's: its pointer)
-        self.pointers: dict[str, LfsObject] = {}  # git blob id of a pointer -> its object
-        # Each repo's LFS storage: sha256 -> content (an upload PUT lands here).
-        self.lfs: dict[tuple[RepoKind, str], dict[str, bytes]] = {}
-        self.faults: list[HubFault] = []
+        self.script = FaultScript()
         self.requests: list[tuple[str, str]] = []  # (endpoint, path) of every request served
         self.commit_times: dict[tuple[RepoKind, str], list[float]] = {}
-        self._uses: dict[int, int] = {}
         self._concurrent = 0
-        self._released = asyncio.Event()  # set on shutdown: every held request goes
-        if seed is not None:
-            self.seed_folder(seed)
 
-    # --- direct access, for seeding and for tests ------------------------------------------
-
-    def create_repo(
-        self, repo_id: str, kind: RepoKind = "dataset", *, private: bool = False
-    ) -> Repo:
-        key = (kind, repo_id)
-        if key in self.repos:
-            return self.repos[key]
-        repo = Repo(repo_id=repo_id, kind=kind, private=private, created=self.clock())
-        self.repos[key] = repo
-        self._apply(repo, {".gitattributes": GITATTRIBUTES}, [], "initial commit", "")
-        return repo
-
-    def commit_files(
-        self,
-        repo_id: str,
-        files: dict[str, bytes],
-        *,
-        kind: RepoKind = "dataset",
-        title: str = "Upload files",
-        deleted: Iterable[str] = (),
-    ) -> str:
-        """Commit straight to `main`, as another writer would (large files through LFS)."""
-        repo = self.create_repo(repo_id, kind)
-        return self._apply(repo, self._as_uploaded(repo, files), list(deleted), title, "").oid
-
-    def seed_folder(self, root: Path) -> None:
-        """Every `{root}/{owner}/{name}/` folder becomes the dataset repo `owner/name`."""
-        if not root.is_dir():
-            return
-        for owner in sorted(p for p in root.iterdir() if p.is_dir()):
-            for dataset in sorted(p for p in owner.iterdir() if p.is_dir()):
-                files = {
-                    path.relative_to(dataset).as_posix(): path.read_bytes()
-                    for path in sorted(dataset.rglob("*"))
-                    if path.is_file()
-                }
-                repo = self.create_repo(f"{owner.name}/{dataset.name}", "dataset")
-                self._apply(repo, self._as_uploaded(repo, files), [], "Seed files", "")
-
-    def name_ref(self, repo_id: str, ref: str, oid: str, kind: RepoKind = "dataset") -> None:
-        """Point `ref` (`refs/convert/parquet`, `refs/pr/3`) at the commit `oid`."""
-        repo = self.repo(repo_id, kind)
-        if oid not in repo.commits:
-            raise KeyError(f"{repo_id} has no commit {oid}")
-        repo.refs[ref] = oid
-
-    def repo(self, repo_id: str, kind: RepoKind = "dataset") -> Repo:
-        return self.repos[(kind, repo_id)]
-
-    def files(self, repo_id: str, kind: RepoKind = "dataset") -> dict[str, bytes]:
-        """The files at the head of `main`."""
-        repo = self.repo(repo_id, kind)
-        return {path: self.content(repo, oid) for path, oid in repo.commits[repo.head].tree.items()}
-
-    def content(self, repo: Repo, oid: str) -> bytes:
-        """The bytes of the blob `oid`: an LFS pointer's object, read from LFS storage."""
-        stored = self.pointers.get(oid)
-        if stored is None:
-            return self.blobs[oid]
-        return self.lfs[(repo.kind, repo.repo_id)][stored.sha256]
-
-    def upload_mode(self, commit: Commit, path: str, size: int, sample: bytes) -> str:
-        """What preupload answers for a file: "lfs" or "regular"."""
-        if size > self.lfs_threshold or b"\0" in sample[:512]:
-            return "lfs"
-        attributes = commit.tree.get(".gitattributes")
-        if attributes is not None:
-            text = self.blobs.get(attributes, b"").decode("utf-8", "replace")
-            if any(_lfs_pattern_matches(line, path) for line in text.splitlines()):
-                return "lfs"
-        return "regular"
-
-    def _as_uploaded(self, repo: Repo, files: dict[str, bytes]) -> dict[str, bytes | LfsObject]:
-        """Files as the client would send them: the ones preupload calls `lfs` through LFS."""
-        head = repo.commits[repo.head]
-        out: dict[str, bytes | LfsObject] = {}
-        for path, data in files.items():
-            if data and self.upload_mode(head, path, len(data), data[:512]) == "lfs":
-                sha = hashlib.sha256(data).hexdigest()
-                self.lfs.setdefault((repo.kind, repo.repo_id), {})[sha] = data
-                out[path] = LfsObject(sha, len(data))
-            else:
-                out[path] = data
-        return out
-
-    def commits(self, repo_id: str, kind: RepoKind = "dataset") -> list[Commit]:
-        """The commits of `main`, newest first."""
-        return list(self.repo(repo_id, kind).history())
-
-    def writes(self, repo_id: str, path: str, kind: RepoKind = "dataset") -> list[str]:
-        """The commits (oldest first) that added or changed `path`."""
-        repo = self.repo(repo_id, kind)
-        out = []
-        for commit in repo.history():
-            parent = repo.commits[commit.parent].tree if commit.parent else {}
-            if path in commit.tree and commit.tree[path] != parent.get(path):
-                out.append(commit.oid)
-        return out[::-1]
+    @property
+    def faults(self) -> list[HubFault]:
+        """The scripted faults not used up yet."""
+        return self.script.pending
 
     def inject(self, *faults: HubFault) -> None:
-        self.faults.extend(faults)
+        self.script.inject(*faults)
 
     def release(self) -> None:
         """Let every held request go (called when the server shuts down)."""
-        self._released.set()
-
-    # --- git objects ------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        repo: Repo,
-        added: dict[str, bytes] | dict[str, bytes | LfsObject],
-        deleted: list[str],
-        title: str,
-        message: str,
-    ) -> Commit:
-        parent = repo.commits[repo.head] if repo.head else None
-        tree = dict(parent.tree) if parent else {}
-        for path in deleted:
-            if path.endswith("/"):
-                tree = {p: o for p, o in tree.items() if not p.startswith(path)}
-            else:
-                tree.pop(path, None)
-        for path, data in added.items():
-            if isinstance(data, LfsObject):
-                pointer = lfs_pointer(data.sha256, data.size)
-                oid = git_blob_oid(pointer)
-                self.blobs[oid] = pointer
-                self.pointers[oid] = data
-            else:
-                oid = git_blob_oid(data)
-                self.blobs[oid] = data
-            tree[path] = oid
-        now = self.clock()
-        tree_oid = _tree_oid(tree)
-        stamp = f"{self.user} <{self.user}@users.noreply.huggingface.co> {int(now)} +0000"
-        body = f"tree {tree_oid}\n"
-        if parent:
-            body += f"parent {parent.oid}\n"
-        body += f"author {stamp}\ncommitter {stamp}\n\n{title}\n"
-        if message:
-            body += f"\n{message}\n"
-        raw = body.encode()
-        oid = hashlib.sha1(b"commit %d\0" % len(raw) + raw).hexdigest()
-        commit = Commit(oid, parent.oid if parent else None, title, message, now, tree, self.user)
-        repo.commits[oid] = commit
-        repo.head = oid
-        return commit
-
-    def _last_commit(self, repo: Repo, commit: Commit, path: str) -> Commit:
-        """The newest commit, from `commit` back, that changed `path` (a file or a folder)."""
-
-        def view(c: Commit) -> dict[str, str]:
-            return {p: o for p, o in c.tree.items() if p == path or p.startswith(path + "/")}
-
-        current = commit
-        for older in repo.history(commit.parent) if commit.parent else iter(()):
-            if view(older) != view(current):
-                return current
-            current = older
-        return current
+        self.script.release()
 
     # --- the app ----------------------------------------------------------------------------
 
@@ -447,39 +117,10 @@ class HubEmulator:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _fault(self, endpoint: Endpoint) -> HubFault | None:
-        for index, fault in enumerate(self.faults):
-            if fault.endpoint in (endpoint, "any"):
-                used = self._uses.get(id(fault), 0) + 1
-                if used >= fault.times:
-                    self.faults.pop(index)
-                    self._uses.pop(id(fault), None)
-                else:
-                    self._uses[id(fault)] = used
-                return fault
-        return None
-
-    async def _hold(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), seconds)
-
     async def _enter(self, request: web.Request, endpoint: Endpoint) -> HubFault | None:
-        """Record the request; answer a scripted status fault; return any other fault."""
+        """Record the request; meet its scripted fault (`FaultScript.meet`)."""
         self.requests.append((endpoint, request.path))
-        fault = self._fault(endpoint)
-        if fault is None:
-            return None
-        if fault.kind == "status":
-            headers = {}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = str(fault.retry_after)
-            if fault.rate_limit_reset is not None:
-                headers.update(hub_rate_limit_headers(fault.rate_limit_reset))
-            raise HubError(fault.status, f"injected fault: HTTP {fault.status}", **headers)
-        if fault.kind == "hang_before":
-            await self._hold(fault.hang)
-            raise HubError(504, "injected fault: the request was held and not applied")
-        return fault
+        return await self.script.meet(endpoint)
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -525,9 +166,9 @@ class HubEmulator:
             inside = {
                 p[len(path) + 1 :]: o for p, o in commit.tree.items() if p.startswith(path + "/")
             }
-            entry = {"type": "directory", "oid": _tree_oid(inside), "size": 0, "path": path}
+            entry = {"type": "directory", "oid": tree_oid(inside), "size": 0, "path": path}
         if expand:
-            last = self._last_commit(repo, commit, path)
+            last = self.last_commit(repo, commit, path)
             entry["lastCommit"] = {"id": last.oid, "title": last.title, "date": _iso(last.date)}
         return entry
 
@@ -770,12 +411,12 @@ class HubEmulator:
         if fault is not None and fault.kind == "concurrent_commit":
             self._concurrent += 1
             note = f"notes/concurrent-{self._concurrent}.md"
-            self._apply(repo, {note: note.encode()}, [], "Another writer's commit", "")
+            self.apply(repo, {note: note.encode()}, [], "Another writer's commit", "")
         self._check_quota(repo)
         parent = header.get("parentCommit")
         if parent is not None and parent != repo.head:
             raise HubError(412, "A commit has happened since. Please refresh and try again.")
-        commit = self._apply(
+        commit = self.apply(
             repo,
             added,
             deleted,
@@ -784,7 +425,7 @@ class HubEmulator:
         )
         self.commit_times.setdefault((repo.kind, repo.repo_id), []).append(self.clock())
         if fault is not None and fault.kind == "hang_after":
-            await self._hold(fault.hang)
+            await self.script.hold(fault.hang)
             raise HubError(504, "injected fault: the commit was applied, the answer held")
         url = f"{_base(request)}/{_RESOLVE_PREFIX[repo.kind]}{repo.repo_id}/commit/{commit.oid}"
         return web.json_response(
@@ -879,36 +520,14 @@ class HubEmulator:
 
 
 HUB = web.AppKey("hub", HubEmulator)
-# The sandbox's Hub holds the datasets the Hugging Face source reads.
-SEED = Path(__file__).parent / "data" / "huggingface"
-
-
-def create_app(faults: FaultConfig | None = None, **options: Any) -> web.Application:
-    """The Hub emulator app; `app[HUB]` is its `HubEmulator` (repos, faults, history).
-
-    Options: `emulator` (an existing `HubEmulator`), or the `HubEmulator` arguments (`seed`
-    defaults to the sandbox's Hugging Face data; `seed=None` starts empty).
-    """
-    hub: HubEmulator | None = options.pop("emulator", None)
-    if hub is None:
-        options.setdefault("seed", SEED)
-        hub = HubEmulator(**options)
-    app = hub.app()
-    app[RATE_LIMIT_RESPONSE] = hub_rate_limit_response
-    install(app, faults)
-    return app
-
-
-def point(config: Config, url: str) -> Config:
-    """Uploads and every Hugging Face source aimed at this emulator."""
-    from collector.sources.config import HuggingFaceSourceConfig
-
-    config = aim_sources(config, HuggingFaceSourceConfig, base_url=url)
-    upload = msgspec.structs.replace(config.upload, endpoint=url)
-    return msgspec.structs.replace(config, upload=upload)
 
 
 # --- small pure helpers -----------------------------------------------------------------------
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _base(request: web.Request) -> str:
@@ -995,17 +614,6 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def _lfs_pattern_matches(line: str, path: str) -> bool:
-    """Whether a `.gitattributes` line sends `path` to LFS (`*.parquet filter=lfs ...`)."""
-    words = line.split()
-    if len(words) < 2 or words[0].startswith("#") or "filter=lfs" not in words[1:]:
-        return False
-    pattern = words[0]
-    if "/" in pattern.strip("/"):
-        return fnmatch.fnmatchcase(path, pattern.strip("/"))
-    return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-
-
 def _front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
     """The YAML metadata block of a card, and the body after it; ValueError when invalid."""
     if not text.startswith("---"):
@@ -1020,23 +628,3 @@ def _front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
     if meta is not None and not isinstance(meta, dict):
         raise ValueError("the metadata block must be a mapping")
     return meta, text[end + 4 :].lstrip("\n")
-
-
-def _tree_oid(tree: dict[str, str]) -> str:
-    """The git tree id of a snapshot (path -> blob oid), built folder by folder like git."""
-    files: dict[str, str] = {}
-    folders: dict[str, dict[str, str]] = {}
-    for path, oid in tree.items():
-        head, _, rest = path.partition("/")
-        if rest:
-            folders.setdefault(head, {})[rest] = oid
-        else:
-            files[head] = oid
-    entries = [(name, b"100644", oid) for name, oid in files.items()]
-    entries += [(name, b"40000", _tree_oid(sub)) for name, sub in folders.items()]
-    # Git sorts folder names as if they ended with "/".
-    entries.sort(key=lambda e: e[0] + "/" if e[1] == b"40000" else e[0])
-    raw = b"".join(
-        mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid) for name, mode, oid in entries
-    )
-    return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()

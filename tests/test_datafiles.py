@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.sources.unzip import (
-    ExtractLimits,
-    Row,
-    UnsafeArchive,
-    bounded_lines,
-    extract_zip,
-    json_error_reason,
-    read_rows,
-)
+from collector.datafiles.csvfile import CsvFile
+from collector.datafiles.extract import ExtractLimits, UnsafeArchive, extract_zip
+from collector.datafiles.formats import read_rows
+from collector.datafiles.jsonfile import json_error_reason
+from collector.datafiles.rows import Row, bounded_lines
 
 
 def make_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path:
@@ -217,6 +213,35 @@ def test_a_ragged_csv_row_is_reported(tmp_path: Path) -> None:
     assert [r.error for r in rows(path, "csv")] == ["", "csv_ragged_row"]
 
 
+def test_repeated_csv_header_names_are_made_unique_so_no_column_is_lost(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("name,skill,skill,skill\nAda,math,code,looms\n")
+    assert [r.value for r in rows(path, "csv")] == [
+        {"name": "Ada", "skill": "math", "skill_2": "code", "skill_3": "looms"}
+    ]
+
+
+def test_a_csv_header_that_is_not_a_record_is_one_drop_reported_once(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"ID,\xff bad\n1,a\n2,b\n")
+    [row] = rows(path, "csv")
+    assert (row.value, row.error, row.end) == (None, "csv_bad_header", len(b"ID,\xff bad\n"))
+    assert rows(path, "csv", row.end) == []  # resumed past it: not counted again
+
+
+def test_a_csv_header_still_being_written_waits_when_the_file_is_unsettled(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"ID,Te")
+    with path.open("rb") as handle:
+        table = CsvFile(handle, 1000, settled=False)
+        assert (table.start, list(table.rows())) == (0, [])
+    path.write_bytes(b"ID,Text\n1,a\n2,b")
+    with path.open("rb") as handle:
+        table = CsvFile(handle, 1000, settled=False)
+        assert table.start == len(b"ID,Text\n")
+        assert [r.value for r in table.rows()] == [{"ID": "1", "Text": "a"}]  # 2,b: unfinished
+
+
 def test_a_huge_csv_field_is_read(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     html = "<li>" + "x" * 300_000 + "</li>"
@@ -257,7 +282,7 @@ def test_json_items_split_across_read_chunks_are_joined(
     path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
     expected = [r.value for r in rows(path, "json")]
     for size in (1, 2, 3, 7, 13):
-        monkeypatch.setattr("collector.sources.unzip.CHUNK", size)
+        monkeypatch.setattr("collector.datafiles.jsonfile.CHUNK", size)
         assert [r.value for r in rows(path, "json")] == expected == items
 
 
