@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +98,13 @@ class Daemon:
         log: Path,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        command: Callable[..., list[str]] = collector_command,
     ) -> None:
+        """`command(*args)` gives the command line (another entry point: tests/stall.py)."""
         self.log_path = log
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
-            collector_command("run", "--config", str(config), *args),
+            command("run", "--config", str(config), *args),
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             env={**subprocess_env(), **(env or {})},

@@ -13,12 +13,10 @@ import asyncio
 import sys
 from functools import partial
 from pathlib import Path
-from unittest import mock
 
 from collector.components import Component, Host, Mode
 from collector.config import Config
 from processors.records import Example
-from tests import daemon_process
 from tests.daemon_process import Daemon
 
 
@@ -67,8 +65,7 @@ def stalling_command(stall: Path, *args: str) -> list[str]:
 
 def stalling_daemon(config: Path, log: Path, stall: Path, env: dict[str, str]) -> Daemon:
     """A `Daemon` (tests/daemon_process.py) started through `stalling_command`."""
-    with mock.patch.object(daemon_process, "collector_command", partial(stalling_command, stall)):
-        return Daemon(config, log, env)
+    return Daemon(config, log, env, command=partial(stalling_command, stall))
 
 
 def run_stalling(stall: Path, args: list[str]) -> int:
