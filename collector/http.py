@@ -11,8 +11,8 @@ What it does for a source, so that sources only speak their API:
   the IETF `RateLimit` header (`"api";r=0;t=55`, the Hugging Face Hub's, maybe without
   `Retry-After`),
   secondary limits (a 429 with no hint, or a 403 whose message says so, GitHub's "abuse
-  detection" wording too: wait `retry.secondary_wait`, then double), and any
-  source-specific throttle signal (a `throttle_hint`, e.g. Stack Exchange `throttle_violation`);
+  detection" wording too: wait `retry.secondary_wait`, then double), and an API's own throttle
+  signal read by its `ServerHints` (Stack Exchange's `throttle_violation` body);
 - retries with tenacity: exponential backoff with jitter on 429, 5xx, timeouts, connection
   resets and truncated bodies; never on other 4xx; every retry is logged with its attempt number
   and wait;
@@ -79,7 +79,6 @@ CHUNK = 64 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
 
 Params = Mapping[str, str | int | float] | None
-ThrottleHint = Callable[["HttpResponse"], float | None]
 # Reads a body into what the caller uses; raising ValueError (msgspec's DecodeError is one)
 # says the body is unusable, and the request is tried again.
 Decode = Callable[[bytes], Any]
@@ -257,7 +256,6 @@ class HttpClient:
         auth: aiohttp.BasicAuth | None = None,
         limiter: RateLimiter | TokenBucket | None = None,
         etags: EtagStore | None = None,
-        throttle_hint: ThrottleHint | None = None,
         hints: ServerHints | None = None,
         shared_backoff: bool = False,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -270,7 +268,6 @@ class HttpClient:
         self.stop = stop
         self.auth = auth
         self.etags = etags
-        self.throttle_hint = throttle_hint
         self.hints = hints
         # Every retry's backoff holds back every request of the client, not only the one that
         # failed: for one server (an LLM endpoint) that struggles, the other requests in flight
@@ -616,9 +613,6 @@ class HttpClient:
 
     def _classify(self, response: HttpResponse) -> None:
         status, headers = response.status, response.headers
-        hint = self.throttle_hint(response) if self.throttle_hint is not None else None
-        if hint is not None:
-            raise _Retryable(status, "throttled", response.body, retry_after=hint)
         refusal = self.hints.refusal(response) if self.hints is not None else None
         if refusal is not None:
             if refusal.retry:

@@ -11,7 +11,7 @@ from typing import Protocol, Self
 import msgspec
 import structlog
 
-from collector.http import HttpClient, HttpSettings, SharedLimits, ThrottleHint
+from collector.http import HttpClient, HttpSettings, ServerHints, SharedLimits
 from processors.records import Drop, RawRecord
 
 
@@ -67,7 +67,7 @@ class SourceContext:
         config: HttpSettings,
         *,
         headers: Mapping[str, str] | None = None,
-        throttle_hint: ThrottleHint | None = None,
+        hints: ServerHints | None = None,
     ) -> HttpClient:
         """The source's HTTP client: it logs as the source, its retries wake at the drain, and
         its rate limit is the one shared by the fleet when there is one."""
@@ -75,7 +75,7 @@ class SourceContext:
             config,
             self.log,
             headers=headers,
-            throttle_hint=throttle_hint,
+            hints=hints,
             stop=self.stop,
             shared_limits=self.shared_limits,
         )

@@ -39,7 +39,7 @@ from typing import Any
 
 import msgspec
 
-from collector.http import HttpError, HttpResponse, MalformedResponse
+from collector.http import HttpError, HttpResponse, MalformedResponse, Refusal
 from collector.licences import spdx
 from collector.ratelimit import QuotaExhausted
 from collector.reporting import Report
@@ -76,7 +76,7 @@ class StackExchangeSource:
         self.key = os.environ.get(config.key_env, "") if config.key_env else ""
         if config.key_env and not self.key:
             self.log.warning("stackexchange_key_missing", env=config.key_env)
-        self.client = context.http_client(config, throttle_hint=self._throttle_hint)
+        self.client = context.http_client(config, hints=self)
         self._paused_until = 0.0  # the end of the last quota or ban logged
         self.archive = RawArchive(context.raw_dir, config.name, config.archive, context)
         self.quota_remaining: int | None = None
@@ -244,8 +244,13 @@ class StackExchangeSource:
             self.client.limiter.server_quota(remaining, _next_utc_midnight())
         return data["items"], bool(data.get("has_more"))
 
-    def _throttle_hint(self, response: HttpResponse) -> float | None:
-        """`throttle_violation` error bodies: retry when the message says requests are allowed."""
+    # --- the API's dialect (`ServerHints`) -------------------------------------------------
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """The quota comes in the body, not in headers (`_page`)."""
+
+    def refusal(self, response: HttpResponse) -> Refusal | None:
+        """`throttle_violation` error bodies: retried after the wait the message names."""
         try:
             error = msgspec.json.decode(response.body)
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -253,7 +258,8 @@ class StackExchangeSource:
         if not isinstance(error, dict) or error.get("error_name") != "throttle_violation":
             return None
         match = _AVAILABLE_IN.search(str(error.get("error_message", "")))
-        return float(match.group(1)) if match else self.config.retry.secondary_wait
+        wait = float(match.group(1)) if match else self.config.retry.secondary_wait
+        return Refusal(retry=True, reason="throttled", wait=wait)
 
     # --- records, from a live page or from the archive ------------------------------------
 
