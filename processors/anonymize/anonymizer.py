@@ -13,7 +13,6 @@ Built for resume text, where precision matters as much as recall: `2019-2023`, `
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 from processors.anonymize.addresses import AddressDetector
@@ -104,10 +103,10 @@ class Anonymizer:
         if has_bullet:
             texts.append(str(bullet))
         record = RecordNames(numbered=self.config.consistent_names)
-        residual: Counter[str] = Counter()
+        residual: dict[str, int] = {}  # a plain dict: a Counter costs more to build than to fill
         out = self._record(texts, known, record, residual)
         if residual:
-            example.residual = dict(residual)
+            example.residual = residual
         if has_bullet:
             example.meta = {**example.meta, "bullet": out.pop()}
         # Messages are frozen: only a changed one is built again.
@@ -122,7 +121,7 @@ class Anonymizer:
         texts: list[str],
         known: tuple[str, ...],
         record: RecordNames,
-        residual: Counter[str] | None = None,
+        residual: dict[str, int] | None = None,
     ) -> list[str]:
         context = Context(record, known)
         found = [self._detect(text, context) for text in texts]
@@ -156,7 +155,7 @@ class Anonymizer:
         for detector in self.contacts:
             spans += detector.find(text, context)
         if self.names is not None:
-            context.contacts = tuple(s.start for s in spans)
+            context.contacts = tuple([s.start for s in spans]) if spans else ()
             spans += self.names.find(text, context)
             context.contacts = None
         return spans
@@ -166,7 +165,7 @@ class Anonymizer:
         text: str,
         variants: dict[str, Variant],
         record: RecordNames,
-        residual: Counter[str] | None,
+        residual: dict[str, int] | None,
     ) -> str:
         """The last check: no form of a person of the record survives the rendering (a span
         that lost to an overlapping one may have held it). What it finds is replaced and
@@ -176,7 +175,8 @@ class Anonymizer:
         if not left:
             return text
         if residual is not None:
-            residual[NAME.lower()] += len(left)
+            key = NAME.lower()
+            residual[key] = residual.get(key, 0) + len(left)
         return render(text, merge(left), record)
 
 

@@ -26,14 +26,16 @@ _UPPER = "".join(
 )
 _U = f"[{re.escape(_UPPER)}]"
 _L = r"[^\W\d_]"
-_WORD = rf"{_U}{_L}*(?:['’\-]{_U}?{_L}+)*"
+# Possessive (`*+`, `++`): what follows a word in every pattern here is never a letter, so a
+# word that fails there would fail with fewer letters too; the engine is told not to retry.
+_WORD = rf"{_U}{_L}*+(?:['’\-]{_U}?{_L}++)*"
 _INITIAL = rf"{_U}\."
 _GAP = "[ \u00a0]"  # one space between the parts of a name: more is a column gap
 # Two to four capitalised words in a row, with an optional middle initial.
 # Both start with the capital letter itself and look behind it after it, so the regex engine
 # can skip from capital to capital (a leading lookbehind makes it try every position).
 _SEQUENCE = re.compile(
-    rf"{_U}(?<![\w@/#.\[].){_L}*(?:['’\-]{_U}?{_L}+)*"
+    rf"{_U}(?<![\w@/#.\[].){_L}*+(?:['’\-]{_U}?{_L}++)*"
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?{_WORD}){{1,3}}(?![\w@\]])"
 )
 _TOKEN = re.compile(rf"{_INITIAL}|{_WORD}")
@@ -68,6 +70,8 @@ _FIRST_LINE = re.compile(
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*"
     r"(?:(?:[|•,;–—]|[ \t]-[ \t])[^\n]*)?\r?\n"
 )
+# What a line `_FIRST_LINE` matches may start with.
+_NAME_LINE_LEADS = frozenset(_UPPER + "'’- \t")
 # Words that make the capitalised words beside them an organisation named after people.
 _ORG_AFTER = frozenset(
     _split(
@@ -172,8 +176,8 @@ def _header_starts(text: str, contacts: tuple[int, ...] | None) -> list[tuple[in
     # The lines holding contact details.
     if contacts is None:
         contacts = tuple(m.start() for m in _CONTACT_LINE.finditer(text))
-    contact_lines = {bisect_right(offsets, at) - 1 for at in contacts}
-    if contact_lines:
+    if contacts:
+        contact_lines = {bisect_right(offsets, at) - 1 for at in contacts}
         rank_of = {index: rank for rank, index in enumerate(content)}
         for index in sorted(contact_lines):
             rank = rank_of.get(index, 0)
@@ -263,6 +267,9 @@ class NameDetector:
             self._references(text, spans)
         if "\n" in text:
             for start, top in _header_starts(text, context.contacts):
+                # Most lines cannot start a name line (`"`, a lowercase word): skip the regex.
+                if text[start] not in _NAME_LINE_LEADS:
+                    continue
                 first = _FIRST_LINE.match(text, start)
                 if first is not None:
                     self._first_line(first, spans, text, top=top)
