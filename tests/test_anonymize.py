@@ -249,6 +249,20 @@ def test_street_addresses_become_address(address: str) -> None:
     assert "[ADDRESS]" in out and not re.search(r"\d", out.replace("[ADDRESS]", "")), out
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The street word touches a bracket.
+        ("Office (12 Main St) since 2019", "Office ([ADDRESS]) since 2019"),
+        # A German street word ends a longer word.
+        ("Königsweg 5, 10115 Berlin", "[ADDRESS]"),
+        ("Lindenallee 7; Hamburg", "[ADDRESS]; Hamburg"),
+    ],
+)
+def test_an_address_is_found_whatever_its_street_word_touches(text: str, expected: str) -> None:
+    assert ANON.anonymize(text, known_names=()) == expected
+
+
 def test_each_kind_can_be_switched_off() -> None:
     text = "Jane Doe, jane@x.com, +44 20 7946 0958, github.com/jd, 221 Baker Street"
     off = Anonymizer(

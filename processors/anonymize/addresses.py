@@ -60,6 +60,12 @@ _STREET_WORDS = frozenset(
 )
 
 
+# The German forms' street words end a longer word (Königsweg, Lindenallee): looked for inside.
+_GLUED_STREET_WORDS = ("str", "weg", "gasse", "platz", "allee", "damm", "ring")
+# Punctuation a street word may touch (`(12 Main St)`, `Rd.;`), as spaces for the word test.
+_PUNCTUATION = str.maketrans({c: " " for c in "()[]{}<>,.;:!?\"'/|"})
+
+
 class AddressDetector:
     kind = ADDRESS
 
@@ -68,8 +74,8 @@ class AddressDetector:
             return []
         low = text.lower()
         if not (
-            "str" in low
-            or not _STREET_WORDS.isdisjoint(low.replace(",", " ").replace(".", " ").split())
+            any(word in low for word in _GLUED_STREET_WORDS)
+            or not _STREET_WORDS.isdisjoint(low.translate(_PUNCTUATION).split())
             or _POSTCODE.search(text)
         ):
             return []
