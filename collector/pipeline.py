@@ -25,6 +25,7 @@ from collector.config import Config
 from collector.diskfull import DiskWait, as_disk_full
 from collector.logging import Logger
 from collector.sinks.base import Sink
+from collector.sinks.lines import render
 from collector.sources.base import SourceBatch
 from collector.state import StateStore
 from processors.config import SplitConfig
@@ -277,8 +278,11 @@ class Writer:
     def _write(self, item: WorkItem, processed: ProcessedBatch) -> None:
         counts: Counter[str] = Counter()
         batch = item.batch
-        for record in batch.records:
-            self._counts[(record.source, record.dataset, item.fetched_as)] += 1
+        # Counted per (source, dataset) first (a batch is mostly of one): one update of
+        # `_counts` per pair rather than per record.
+        fetched = Counter((record.source, record.dataset) for record in batch.records)
+        for (source, dataset), n in fetched.items():
+            self._counts[(source, dataset, item.fetched_as)] += n
         counts[item.fetched_as] += len(batch.records)
         kept, duplicates = self.deduplicator.filter(processed.examples)
         drops = [*batch.drops, *processed.drops]
@@ -303,8 +307,9 @@ class Writer:
             if example.grounding:  # "masked" or "kept" (a drop is counted with the drops)
                 what = f"{GROUNDING_PREFIX}{example.grounding}"
                 self._counts[(example.source, example.dataset, what)] += 1
+        lines = render(kept)  # once for every sink
         for sink in self.sinks:
-            sink.write(kept)
+            sink.write(lines)
         for stream, cursor in batch.cursors.items():
             self._cursors[cursor_key(item.source, stream)] = cursor
         self._acks.append((item.ack, counts))

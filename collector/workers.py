@@ -5,6 +5,7 @@
                                             v
                                  worker process (one per `service.workers`)
                                    chains built once per (recipe, processing), kept
+                                   exact dedupe keys set (the writer, serial, takes them)
                                             | msgpack bytes: ProcessedBatch
                                             v
                                  back in order through the pipeline's futures
@@ -41,6 +42,7 @@ from collector.logging import Logger
 from collector.pipeline import PipelineFailed
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
+from processors.dedupe import set_exact_keys
 from processors.records import ProcessedBatch, RawRecord
 
 WorkerMode = Literal["auto", "process", "thread"]
@@ -113,7 +115,9 @@ def _chain(key: bytes) -> ProcessorChain:
 
 
 def _run_in_worker(key: bytes, records: bytes) -> bytes:
-    return _ENCODE(_chain(key).run(_RECORDS_IN.decode(records)))
+    processed = _chain(key).run(_RECORDS_IN.decode(records))
+    set_exact_keys(processed.examples)  # here, in parallel, not in the service's writer
+    return _ENCODE(processed)
 
 
 def _build_in_worker(key: bytes) -> None:

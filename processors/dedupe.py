@@ -44,9 +44,10 @@ NAMESPACE = "set:dedupe:exact"
 NEAR_NAMESPACE = "set:dedupe:near"
 NEAR_GROUPS_NAMESPACE = "dedupe:near"  # band -> group key, for near_action = "group"
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-# ASCII punctuation and control characters to spaces, as a byte table: what `_NON_WORD` does
-# to ASCII text, and bytes.translate is a table look-up where str.translate calls a dict.
-_ASCII_PUNCTUATION = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(
+# ASCII punctuation and control characters to spaces and letters to lower case, as a byte
+# table: what `_NON_WORD` and casefold do to ASCII text, in one pass (bytes.translate is a table
+# look-up where str.translate calls a dict).
+_ASCII_FOLD = bytes(ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)) + bytes(
     range(128, 256)
 )
 _U32 = np.uint32
@@ -69,7 +70,7 @@ def normalise(text: str) -> str:
     if "[" in text:
         text = TOKEN_PATTERN.sub(" ", text)
     if text.isascii():  # the usual case: a translation table, no regex
-        return b" ".join(text.encode().translate(_ASCII_PUNCTUATION).lower().split()).decode()
+        return b" ".join(text.encode().translate(_ASCII_FOLD).split()).decode()
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_NON_WORD.sub(" ", text).split())
 
@@ -82,6 +83,13 @@ def content_of(example: Example) -> str:
 def exact_key(example: Example, content: str | None = None) -> str:
     body = content_of(example) if content is None else content
     return hashlib.blake2b(f"{example.kind}\x1f{body}".encode(), digest_size=16).hexdigest()
+
+
+def set_exact_keys(examples: Iterable[Example]) -> None:
+    """Each example's exact key, computed where the chain ran (a worker process, in parallel)
+    rather than in the writer, the one serial stage, which takes a key it finds set."""
+    for example in examples:
+        example.dedupe_key = exact_key(example)
 
 
 def _fmix32(hv: np.ndarray) -> np.ndarray:
@@ -268,8 +276,9 @@ class Deduplicator:
         dropped: list[tuple[Example, str]] = []
         contents: dict[int, str] = {}
         for example in examples:
-            content = contents[id(example)] = content_of(example)
-            example.dedupe_key = exact_key(example, content)
+            if not example.dedupe_key:  # unless set where the chain ran (`set_exact_keys`)
+                content = contents[id(example)] = content_of(example)
+                example.dedupe_key = exact_key(example, content)
         kept = examples
         if self.config.exact:
             kept = []
@@ -282,7 +291,8 @@ class Deduplicator:
                 self._pending[key] = ""
                 kept.append(example)
         if self.hasher is not None:
-            kept = self._near(kept, [contents[id(e)] for e in kept], dropped)
+            texts = [contents[id(e)] if id(e) in contents else content_of(e) for e in kept]
+            kept = self._near(kept, texts, dropped)
         for example in kept:
             example.group_key = example.group_key or example.dedupe_key
         return kept, dropped

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from collector.components import Component, Host, Mode
 from collector.config import Config
-from processors.records import Example
+from collector.sinks.lines import OutputLine
 from tests.daemon_process import Daemon
 
 
@@ -30,7 +30,7 @@ class StallingSink:
     async def open(self) -> None:
         return None
 
-    def write(self, examples: list[Example]) -> None:
+    def write(self, lines: list[OutputLine]) -> None:
         return None
 
     async def flush(self) -> dict[str, dict[str, str]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from collector.logging import get_logger
+from collector.sinks.lines import render
 from collector.state.sqlite import SqliteStateStore
 from collector.upload.chunks import ChunkRoller, git_blob_oid
 from collector.upload.config import UploadConfig
@@ -62,7 +63,7 @@ def lines(path: Path) -> list[dict[str, object]]:
 async def test_a_chunk_closes_at_max_records(tmp_path: Path, state: SqliteStateStore) -> None:
     chunks = roller(tmp_path, state, max_records=3)
     await chunks.open()
-    chunks.write([example(i) for i in range(7)])
+    chunks.write(render([example(i) for i in range(7)]))
     await checkpoint(chunks, state)
     pending = Ledger(state).entries("pending")
     assert [(e.path, e.records) for e in pending] == [
@@ -80,13 +81,13 @@ async def test_a_chunk_closes_before_it_would_pass_max_bytes(
 ) -> None:
     chunks = roller(tmp_path, state, max_bytes=1000)
     await chunks.open()
-    chunks.write([example(i, size=300) for i in range(5)])  # ~400 bytes a line
+    chunks.write(render([example(i, size=300) for i in range(5)]))  # ~400 bytes a line
     await checkpoint(chunks, state)
     pending = Ledger(state).entries("pending")
     assert [e.records for e in pending] == [2, 2]
     assert all(e.bytes <= 1000 for e in pending)
     # A single line larger than the limit still gets a chunk of its own.
-    chunks.write([example(99, size=2000)])
+    chunks.write(render([example(99, size=2000)]))
     await checkpoint(chunks, state)
     assert [e.records for e in Ledger(state).entries("pending")] == [2, 2, 1, 1]
 
@@ -97,7 +98,7 @@ async def test_a_chunk_older_than_max_age_closes_at_the_next_checkpoint(
     clock = Clock()
     chunks = roller(tmp_path, state, clock, max_age=60)
     await chunks.open()
-    chunks.write([example(1)])
+    chunks.write(render([example(1)]))
     await checkpoint(chunks, state)
     assert chunks.mark_due() == 0 and chunks.pending_bytes == 0
     clock.now += 61
@@ -112,7 +113,7 @@ async def test_age_survives_a_restart(tmp_path: Path, state: SqliteStateStore) -
     clock = Clock()
     chunks = roller(tmp_path, state, clock, max_age=60)
     await chunks.open()
-    chunks.write([example(1)])
+    chunks.write(render([example(1)]))
     await checkpoint(chunks, state)
     clock.now += 61
     again = roller(tmp_path, state, clock, max_age=60)
@@ -126,13 +127,15 @@ async def test_only_training_lines_go_in_chunks_named_by_split_and_origin(
     chunks = roller(tmp_path, state)
     await chunks.open()
     chunks.write(
-        [
-            example(1),
-            example(2, kind="pairs"),
-            example(3, split="validation"),
-            example(4, split="test", dataset="someone/bullets"),
-            example(5, rewritten=True),
-        ]
+        render(
+            [
+                example(1),
+                example(2, kind="pairs"),
+                example(3, split="validation"),
+                example(4, split="test", dataset="someone/bullets"),
+                example(5, rewritten=True),
+            ]
+        )
     )
     await checkpoint(chunks, state)
     assert await chunks.close_now(everything=True) == 4
@@ -164,7 +167,7 @@ async def test_each_chunk_has_its_provenance_beside_it_line_for_line_without_int
     own.meta = {"license": "MIT", "url": "https://github.com/someone/resume"}
     rewritten = example(3, rewritten=True)
     rewritten.meta = {"license": "CC0-1.0", "rewrite_model": "some-model"}
-    chunks.write([credited, own, example(4, kind="pairs"), rewritten])
+    chunks.write(render([credited, own, example(4, kind="pairs"), rewritten]))
     await chunks.close_now(everything=True)
     data = {e.path for e in Ledger(state).entries("pending")}
     beside = {e.path for e in Ledger(state).entries("pending", folder="provenance")}
@@ -200,7 +203,7 @@ async def test_origins_are_counted_per_source_and_dataset(
     await chunks.open()
     other = example(3)
     other.source = "inbox-2"
-    chunks.write([example(1), example(2), other])
+    chunks.write(render([example(1), example(2), other]))
     await chunks.close_now(everything=True)
     (entry,) = Ledger(state).entries("pending")
     assert [(o.source, o.dataset, o.records) for o in entry.origins] == [
@@ -214,9 +217,9 @@ async def test_lines_after_the_last_checkpoint_are_cut_back_on_restart(
 ) -> None:
     chunks = roller(tmp_path, state)
     await chunks.open()
-    chunks.write([example(1), example(2)])
+    chunks.write(render([example(1), example(2)]))
     await checkpoint(chunks, state)
-    chunks.write([example(3)])
+    chunks.write(render([example(3)]))
     await chunks.flush()  # written and fsynced, but the checkpoint never commits: kill -9
     path = tmp_path / "chunks" / "open" / "train" / "local__advice-00001.jsonl"
     assert len(lines(path)) == 3
@@ -224,7 +227,7 @@ async def test_lines_after_the_last_checkpoint_are_cut_back_on_restart(
     await again.open()
     assert len(lines(path)) == 2
     assert [c.records for c in again.open_chunks()] == [2]
-    again.write([example(3)])
+    again.write(render([example(3)]))
     await again.close_now(everything=True)
     (entry,) = Ledger(state).entries("pending")
     assert entry.records == 3 and len(lines(tmp_path / "chunks" / entry.path)) == 3
@@ -235,7 +238,7 @@ async def test_a_close_interrupted_before_the_rename_is_finished_on_restart(
 ) -> None:
     chunks = roller(tmp_path, state, max_records=2)
     await chunks.open()
-    chunks.write([example(1), example(2), example(3)])
+    chunks.write(render([example(1), example(2), example(3)]))
     state.commit(await chunks.flush())  # the checkpoint commits; the process dies before rename
     (closing,) = Ledger(state).entries("closing")
     assert (tmp_path / "chunks" / "open" / "train" / "local__advice-00001.jsonl").exists()
@@ -252,7 +255,7 @@ async def test_a_close_interrupted_after_the_rename_is_finished_on_restart(
 ) -> None:
     chunks = roller(tmp_path, state, max_records=2)
     await chunks.open()
-    chunks.write([example(1), example(2)])
+    chunks.write(render([example(1), example(2)]))
     state.commit(await chunks.flush())
     source = tmp_path / "chunks" / "open" / "train" / "local__advice-00001.jsonl"
     target = tmp_path / "chunks" / "data" / "train" / "local__advice-00001.jsonl"
@@ -267,11 +270,11 @@ async def test_a_close_interrupted_after_the_rename_is_finished_on_restart(
 async def test_sequence_numbers_are_never_reused(tmp_path: Path, state: SqliteStateStore) -> None:
     chunks = roller(tmp_path, state, max_records=1)
     await chunks.open()
-    chunks.write([example(1)])
+    chunks.write(render([example(1)]))
     await checkpoint(chunks, state)
     again = roller(tmp_path, state, max_records=1)
     await again.open()
-    again.write([example(2)])
+    again.write(render([example(2)]))
     await checkpoint(again, state)
     paths = [e.path for e in Ledger(state).entries()]
     assert paths == ["data/train/local__advice-00001.jsonl", "data/train/local__advice-00002.jsonl"]
@@ -280,7 +283,7 @@ async def test_sequence_numbers_are_never_reused(tmp_path: Path, state: SqliteSt
     stray.write_text("{}\n")
     third = roller(tmp_path, state, max_records=1)
     await third.open()
-    third.write([example(3)])
+    third.write(render([example(3)]))
     await checkpoint(third, state)
     assert Ledger(state).entries()[-1].path.endswith("-00008.jsonl")
     assert stray.read_text() == "{}\n"
@@ -293,7 +296,7 @@ async def test_an_empty_open_file_left_by_a_cut_back_is_removed_not_warned_about
 
     chunks = roller(tmp_path, state)
     await chunks.open()
-    chunks.write([example(1)])
+    chunks.write(render([example(1)]))
     await chunks.flush()  # written and fsynced, never committed: the process died (exit 75)
     path = tmp_path / "chunks" / "open" / "train" / "local__advice-00001.jsonl"
     assert path.stat().st_size > 0
@@ -307,6 +310,6 @@ async def test_an_empty_open_file_left_by_a_cut_back_is_removed_not_warned_about
     assert not path.exists()
     again = roller(tmp_path, state, max_records=1)
     await again.open()
-    again.write([example(2)])
+    again.write(render([example(2)]))
     await checkpoint(again, state)
     assert len(Ledger(state).entries()) == 1  # the next chunk is written and closed as usual

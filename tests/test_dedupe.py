@@ -10,7 +10,14 @@ from datasketch import MinHash
 
 from collector.state.sqlite import SqliteStateStore
 from processors.config import DedupeConfig
-from processors.dedupe import NAMESPACE, NEAR_NAMESPACE, Deduplicator, MinHasher, normalise
+from processors.dedupe import (
+    NAMESPACE,
+    NEAR_NAMESPACE,
+    Deduplicator,
+    MinHasher,
+    normalise,
+    set_exact_keys,
+)
 from processors.records import Example, Message
 
 BULLET = (
@@ -55,6 +62,26 @@ def test_exact_duplicates_are_dropped_within_a_batch_and_across_batches(
     assert [(e.record_id, r) for e, r in dropped] == [("2", "duplicate_exact")]
     kept, dropped = dedupe.filter([example(BULLET, "3")])
     assert kept == [] and dropped[0][1] == "duplicate_exact"
+
+
+@pytest.mark.parametrize("near", [False, True])
+def test_keys_set_where_the_chain_ran_dedupe_as_keys_set_by_the_writer(
+    store: SqliteStateStore, tmp_path: Path, near: bool
+) -> None:
+    def batch() -> list[Example]:
+        return [example(BULLET, "1"), example(BULLET.upper() + "!", "2"), example("Led a team")]
+
+    here = Deduplicator(DedupeConfig(near=near), store)
+    elsewhere = Deduplicator(DedupeConfig(near=near), SqliteStateStore(tmp_path / "other.db"))
+    keyed = batch()
+    set_exact_keys(keyed)
+    kept, dropped = here.filter(batch())
+    kept_keyed, dropped_keyed = elsewhere.filter(keyed)
+    assert [(e.dedupe_key, e.group_key) for e in kept_keyed] == [
+        (e.dedupe_key, e.group_key) for e in kept
+    ]
+    assert [(e.record_id, r) for e, r in dropped_keyed] == [(e.record_id, r) for e, r in dropped]
+    assert elsewhere.take_pending() == here.take_pending()
 
 
 def test_the_index_survives_a_restart_and_holds_across_sources(

@@ -25,6 +25,7 @@ from huggingface_hub.utils._http import default_client_factory
 from collector.config import Config, parse_config
 from collector.logging import get_logger
 from collector.sandbox.hub import LFS_THRESHOLD, HubEmulator, HubFault, git_blob_oid
+from collector.sinks.lines import render
 from collector.state.sqlite import SqliteStateStore
 from collector.upload.chunks import ChunkRoller
 from collector.upload.component import ChunksLock
@@ -94,7 +95,7 @@ async def make_chunks(
         if i % 4 == 3:
             for item in examples:
                 item.source = "other"
-        roller.write(examples)
+        roller.write(render(examples))
     state.commit(await roller.flush())
     await roller.committed()
     await roller.close()
@@ -356,7 +357,7 @@ async def test_instances_sharing_a_state_store_each_upload_their_own_chunks(
     for name, folder in folders.items():
         roller = ChunkRoller(folder, state, config.upload, get_logger(), instance=name)
         await roller.open()
-        roller.write([example(i) for i in range(3)])  # the same dataset on both
+        roller.write(render([example(i) for i in range(3)]))  # the same dataset on both
         await roller.close_now(everything=True)
     paths = chunk_paths(state)
     assert paths == [
@@ -619,7 +620,7 @@ def test_the_upload_command_closes_open_chunks_and_uploads_them(
 
         async def fill() -> None:
             await roller.open()
-            roller.write([example(i, split="train") for i in range(5)])
+            roller.write(render([example(i, split="train") for i in range(5)]))
             store.commit(await roller.flush())
             await roller.committed()
 
@@ -712,7 +713,7 @@ async def test_the_upload_command_waits_its_turn_with_a_shared_state(
     try:
         roller = ChunkRoller(data_dir, state, config.upload, get_logger(), instance=instance)
         await roller.open()
-        roller.write([example(i, split="train") for i in range(3)])
+        roller.write(render([example(i, split="train") for i in range(3)]))
         state.commit(await roller.flush())
         await roller.committed()
         await roller.close()

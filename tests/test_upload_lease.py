@@ -13,6 +13,7 @@ from collector.config import Config, StateConfig
 from collector.logging import get_logger
 from collector.scaleout.leases import LeaseStore
 from collector.scaleout.upload_lease import UploadLease
+from collector.sinks.lines import render
 from collector.state.open import open_state_store
 from collector.state.redis import RedisStateStore, connect_async
 from collector.upload.chunks import ChunkRoller
@@ -72,7 +73,7 @@ async def test_instances_take_turns_and_every_chunk_lands_once(
         folder = tmp_path / name
         roller = ChunkRoller(folder, store, config.upload, log, instance=name)
         await roller.open()
-        roller.write([example(i) for i in range(3)])
+        roller.write(render([example(i) for i in range(3)]))
         await roller.close_now(everything=True)
         lease = UploadLease.for_config(config, name, log)
         assert lease is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from processors.records import Example
+from collector.sinks.lines import OutputLine
 
 
 class Sink(Protocol):
@@ -14,8 +14,9 @@ class Sink(Protocol):
         """Repair what a crash left behind: cut files back to their committed state."""
         ...
 
-    def write(self, examples: list[Example]) -> None:
-        """Buffer examples in order; nothing is durable until `flush`."""
+    def write(self, lines: list[OutputLine]) -> None:
+        """Buffer examples (rendered once for every sink) in order; nothing is durable until
+        `flush`."""
         ...
 
     @property

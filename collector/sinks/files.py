@@ -80,6 +80,11 @@ class DurableFiles:
         self._buffers.setdefault(key, []).append(data)
         self.pending_bytes += len(data)
 
+    def extend(self, key: str, data: list[bytes]) -> None:
+        """Buffer several pieces for one file, by its key (`append` for one)."""
+        self._buffers.setdefault(key, []).extend(data)
+        self.pending_bytes += sum(map(len, data))
+
     def flush(self) -> dict[str, str]:
         """Write and fsync everything buffered; the lengths to commit (sync: run in a thread).
 

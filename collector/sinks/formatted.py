@@ -19,8 +19,9 @@ import msgspec
 import structlog
 
 from collector.diskfull import replacing
-from collector.licences import OWN, attribution_text, authors_of, requires_attribution
+from collector.licences import requires_attribution
 from collector.sinks.files import DurableFiles
+from collector.sinks.lines import Author, OutputLine, ProvenanceLine
 from collector.sinks.naming import output_name
 from collector.state import StateStore
 from processors.grounding import outcome_counts
@@ -40,53 +41,6 @@ class PairLine(msgspec.Struct):
     license: str = ""
     url: str = ""
     authors: list[Author] = []
-
-
-class Author(msgspec.Struct):
-    """Whom a licence asks to credit: the public profile name and its link, as the source
-    shows them (Stack Exchange's display name and user page)."""
-
-    name: str
-    url: str = ""
-
-
-class ProvenanceLine(msgspec.Struct, omit_defaults=True):
-    source: str
-    dataset: str
-    record_id: str
-    split: str
-    group: str
-    url: str = ""  # the record at its origin (a question, a repository file, a dataset page)
-    license: str = ""  # SPDX id, as the origin states it (collector/licences.py)
-    # Credited only where the licence requires it (CC BY*, ODC-By): personal data otherwise.
-    authors: list[Author] = []
-    attribution: str = ""  # the credit line: `by NAME (PROFILE) - URL - LICENCE`
-    rewritten_by: str = ""  # the model that wrote the answer (a `__rewritten` line)
-    task: str = ""  # the task type the line teaches (Example.task: improve_bullet, ...)
-
-
-def provenance_of(example: Example) -> ProvenanceLine:
-    """An example's provenance line: where it came from, under which licence, whom to credit."""
-    meta = example.meta
-    license = str(meta.get("license") or "")
-    url = str(meta.get("url") or meta.get("link") or "")
-    credited = authors_of(meta) if requires_attribution(license) else []
-    own = license == OWN and not credited
-    return ProvenanceLine(
-        example.source,
-        example.dataset,
-        example.record_id,
-        example.split,
-        example.group_key,
-        url=url,
-        license=license,
-        authors=[Author(a["name"], a["url"]) for a in credited],
-        attribution="the operator's own material"
-        if own
-        else attribution_text(url, credited, license),
-        rewritten_by=str(meta.get("rewrite_model") or "") if example.rewritten else "",
-        task=example.task,
-    )
 
 
 class PublishedProvenance(msgspec.Struct):
@@ -181,14 +135,18 @@ class FormattedSink:
     def pending_bytes(self) -> int:
         return self.files.pending_bytes
 
-    def write(self, examples: list[Example]) -> None:
+    def write(self, lines: list[OutputLine]) -> None:
         encode = self._encoder.encode
-        for example in examples:
+        # Lines per file for the whole batch, handed to the files once per file: `append`
+        # per line was a good part of the cost of a line.
+        batch: dict[str, list[bytes]] = {}
+        for line in lines:
+            example = line.example
             name, training, provenance, pairs = self._file_keys(example)
             self._touched.add(name)
             if example.kind == "pairs":
-                origin = provenance_of(example)
-                line = PairLine(
+                origin = line.provenance
+                pair = PairLine(
                     bullet=str(example.meta.get("bullet", "")),
                     context=str(example.meta.get("context", "")),
                     source=example.source,
@@ -200,10 +158,12 @@ class FormattedSink:
                     url=origin.url,
                     authors=origin.authors,
                 )
-                self.files.append(pairs, encode(line) + b"\n")
+                batch.setdefault(pairs, []).append(encode(pair) + b"\n")
                 continue
-            self.files.append(training, encode(example.training_line()) + b"\n")
-            self.files.append(provenance, encode(provenance_of(example)) + b"\n")
+            batch.setdefault(training, []).append(line.training)
+            batch.setdefault(provenance, []).append(encode(line.provenance) + b"\n")
+        for key, data in batch.items():
+            self.files.extend(key, data)
 
     async def flush(self) -> dict[str, dict[str, str]]:
         return {"files": await asyncio.to_thread(self.files.flush)}

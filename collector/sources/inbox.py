@@ -72,10 +72,13 @@ class InboxSource:
         self.config = config
         self.context = context
         self.root = Path(config.path)
+        # Worked out once: reading the licence's SPDX id was most of what reading a line cost.
+        self._origin_of_all = inbox_origin(config.license, config.attribution)
 
     def _origin(self) -> dict[str, Any]:
         """A fresh meta per record (formatters may add to it): its licence and credit."""
-        return inbox_origin(self.config.license, self.config.attribution)
+        origin = self._origin_of_all
+        return {**origin, "authors": [dict(author) for author in origin["authors"]]}
 
     def _files(self) -> list[tuple[Path, str]]:
         """Every path to read or refuse, sorted: (path, "") to read, (path, reason) to refuse.

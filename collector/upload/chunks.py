@@ -41,7 +41,8 @@ from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles, apply_replacements
 from collector.sinks.files import _fsync_dir as fsync_dir
-from collector.sinks.formatted import file_stem, provenance_of, published_provenance
+from collector.sinks.formatted import file_stem, published_provenance
+from collector.sinks.lines import OutputLine
 from collector.sinks.naming import safe_part
 from collector.state import StateStore
 from collector.upload.config import UploadConfig
@@ -155,6 +156,7 @@ class ChunkRoller:
         self._committing: list[ChunkEntry] = []  # in the checkpoint being committed
         self._due: set[str] = set()
         self._keys: dict[str, tuple[int, str]] = {}  # chunk key -> (seq, file key): a hot path
+        self._stems: dict[tuple[str, str, bool], str] = {}  # (source, dataset, rewritten) -> stem
         self._encode_line = msgspec.json.Encoder().encode
         self._encode_open = msgspec.json.Encoder().encode
         self._decode_open = msgspec.json.Decoder(OpenChunk).decode
@@ -242,42 +244,56 @@ class ChunkRoller:
         # A chunk due to close by age needs a checkpoint even when no line arrives.
         return self.files.pending_bytes + (1 if self._due else 0)
 
-    def write(self, examples: list[Example]) -> None:
+    def write(self, lines: list[OutputLine]) -> None:
         now = self.clock()
         limit_records, limit_bytes = self.config.max_records, self.config.max_bytes
-        for example in examples:
+        encode = self._encode_line
+        # Lines per file for the whole batch, handed to the files once per file.
+        batch: dict[str, list[bytes]] = {}
+        for rendered in lines:
+            example = rendered.example
             if example.kind == "pairs":
                 continue
-            line = self._encode_line(example.training_line()) + b"\n"
-            stem = file_stem(example) + self._suffix
-            chunk = self._chunk(example.split, stem)
+            line = rendered.training
+            chunk = self._chunk(example.split, self._stem(example))
             if chunk.records and chunk.bytes + len(line) > limit_bytes:
                 chunk = self._close(chunk)
+            key = chunk.key
             if not chunk.records:
                 chunk.opened_at = now
                 chunk.origins = {}
-                self._open[chunk.companion_key] = OpenChunk(
+                self._open[f"{PROVENANCE}/{key}"] = OpenChunk(
                     chunk.split, chunk.stem, chunk.seq, opened_at=now, folder=PROVENANCE
                 )
             companion = self._companion(chunk)
             if companion is not None:
-                about = self._encode_line(published_provenance(provenance_of(example))) + b"\n"
-                self.files.append(self._file_key(companion), about)
+                about = encode(published_provenance(rendered.provenance)) + b"\n"
+                batch.setdefault(self._file_key(companion), []).append(about)
                 companion.records += 1
                 companion.bytes += len(about)
                 self._dirty.add(companion.key)
-            self.files.append(self._file_key(chunk), line)
+            batch.setdefault(self._file_key(chunk), []).append(line)
             chunk.records += 1
             chunk.bytes += len(line)
             origin = f"{example.source}\x1f{example.dataset}"
             chunk.origins[origin] = chunk.origins.get(origin, 0) + 1
-            self._dirty.add(chunk.key)
+            self._dirty.add(key)
             if (
                 chunk.records >= limit_records
                 or chunk.bytes >= limit_bytes
                 or now - chunk.opened_at >= self.config.max_age
             ):
                 self._close(chunk)
+        for file, data in batch.items():
+            self.files.extend(file, data)
+
+    def _stem(self, example: Example) -> str:
+        """The chunk stem of an example's output (this instance's suffix included), cached."""
+        ident = (example.source, example.dataset, example.rewritten)
+        stem = self._stems.get(ident)
+        if stem is None:
+            stem = self._stems[ident] = file_stem(example) + self._suffix
+        return stem
 
     async def flush(self) -> dict[str, dict[str, str]]:
         for key in sorted(self._due):
