@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from collector.filemodes import DEFAULT_FILE_MODE, FileModes
+from collector.layout import DataLayout
 from collector.redact import secret_env_names, watch_secret_env
 from collector.rewrite.config import RewriteConfig
 from collector.sources.config import AnySourceConfig
@@ -127,6 +128,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     raw: RawConfig = RawConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sources: list[AnySourceConfig] = []
+
+    def layout(self) -> DataLayout:
+        """Where the service keeps its files (collector/layout.py)."""
+        return DataLayout.at(
+            Path(self.service.data_dir),
+            upload_folder=self.upload.folder,
+            state_path=self.state.path,
+        )
 
 
 class ConfigError(Exception):

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.config import Config
-from collector.layout import DataLayout
 from collector.sources.config import (
     GitHubSourceConfig,
     HuggingFaceSourceConfig,
@@ -145,7 +144,7 @@ def online(config: Config, timeout: float = 5.0) -> Findings:
             found.notes.append(f"{label}: {url} answers")
         else:
             found.errors.append(f"{label}: {url} does not answer ({problem})")
-    layout = DataLayout.of(config)
+    layout = config.layout()
     paths = [("service.data_dir", layout.data_dir)]
     if config.state.backend == "sqlite":
         paths.append(("state.path", layout.state.parent))

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from collector import moments
+from collector import layout, moments
 from collector.config import Config
 from collector.logging import Logger
 from collector.pipeline import CURSOR_NAMESPACE, cursor_key
@@ -151,7 +151,7 @@ async def find(config: Config, data_dir: Path, wanted: ForgottenList, log: Logge
     from collector.sources.config import InboxSourceConfig
 
     found = Found()
-    raw_dir = data_dir / "raw"
+    raw_dir = layout.raw_dir(data_dir)
     pattern = _text_pattern(wanted.texts)
     context = SourceContext(data_dir=data_dir, log=log)
     configured = {}
@@ -255,7 +255,7 @@ _Provenance = msgspec.json.Decoder(dict[str, Any])
 
 def plan_formatted(data_dir: Path, records: set[tuple[str, str]], plan: Plan) -> dict[bytes, str]:
     """The formatted files' new versions; the removed training lines -> "source\\x1fdataset"."""
-    formatted = data_dir / "formatted"
+    formatted = layout.formatted_dir(data_dir)
     removed_lines: dict[bytes, str] = {}
     if not formatted.is_dir():
         return removed_lines
@@ -379,7 +379,7 @@ def plan_chunks(
 
     if not removed:
         return
-    root = data_dir / "chunks"
+    root = layout.chunks_dir(data_dir)
     prefix = f"{instance}\x1f" if instance else ""
     decode_open = msgspec.json.Decoder(OpenChunk).decode
     opened = {key: decode_open(value.encode()) for key, value in state.scan(OPEN_NAMESPACE, prefix)}
@@ -485,7 +485,7 @@ def _revise_entry(
     from collector.upload.ledger import encode as encode_entry
 
     content = b"".join(kept)
-    file_key = (data_dir / "chunks" / entry.path).relative_to(data_dir).as_posix()
+    file_key = (layout.chunks_dir(data_dir) / entry.path).relative_to(data_dir).as_posix()
     plan.changes.append(Change(file_key, content, sum(gone.values())))
     if count:
         plan.lines[file_key] = sum(gone.values())
@@ -539,7 +539,7 @@ def write_new_versions(data_dir: Path, plan: Plan) -> None:
 def remove_stale_temporaries(data_dir: Path, state: StateStore) -> None:
     """New versions a crash left before their transaction: nothing refers to them."""
     wanted = {value for _, value in state.scan(REPLACE_NAMESPACE)}
-    for folder in (data_dir / "formatted", data_dir / "chunks"):
+    for folder in (layout.formatted_dir(data_dir), layout.chunks_dir(data_dir)):
         if folder.is_dir():
             for path in folder.rglob(f"*{TEMP_SUFFIX}"):
                 if path.relative_to(data_dir).as_posix() not in wanted:

@@ -7,19 +7,15 @@
         published/              the folder target, unless `upload.folder` names another place
     {state.path}                the SQLite state store (its own setting; see StateConfig)
 
-Every command and component asks a `DataLayout` for these paths rather than joining
-`data_dir` with a folder name itself, so each folder's name has one home.
+Every command and component asks the config's `DataLayout` (`config.layout()`) for these paths,
+or, when it is lent a data folder rather than a config, the functions below: each folder's name
+has one home. A leaf: it imports nothing of the service (the config imports it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collector.config import Config
-    from collector.upload.config import UploadConfig
 
 
 @dataclass(frozen=True)
@@ -32,18 +28,32 @@ class DataLayout:
     state: Path  # the SQLite state store (unused with the Redis backend)
 
     @classmethod
-    def of(cls, config: Config) -> DataLayout:
-        data_dir = Path(config.service.data_dir)
+    def at(cls, data_dir: Path, *, upload_folder: str, state_path: str) -> DataLayout:
+        """The layout of `service.data_dir`, with `upload.folder` and `state.path`."""
         return cls(
             data_dir=data_dir,
-            raw=data_dir / "raw",
-            formatted=data_dir / "formatted",
-            chunks=data_dir / "chunks",
-            published=published_folder(config.upload, data_dir),
-            state=Path(config.state.path),
+            raw=raw_dir(data_dir),
+            formatted=formatted_dir(data_dir),
+            chunks=chunks_dir(data_dir),
+            published=published_folder(upload_folder, data_dir),
+            state=Path(state_path),
         )
 
 
-def published_folder(upload: UploadConfig, data_dir: Path) -> Path:
+# Each folder's name, for the parts that are lent a data folder rather than a config (a sink, a
+# source's context, `forget` working on a copy).
+def raw_dir(data_dir: Path) -> Path:
+    return data_dir / "raw"
+
+
+def formatted_dir(data_dir: Path) -> Path:
+    return data_dir / "formatted"
+
+
+def chunks_dir(data_dir: Path) -> Path:
+    return data_dir / "chunks"
+
+
+def published_folder(upload_folder: str, data_dir: Path) -> Path:
     """The folder target's folder: `upload.folder`, or `{data_dir}/published`."""
-    return Path(upload.folder) if upload.folder else data_dir / "published"
+    return Path(upload_folder) if upload_folder else data_dir / "published"

@@ -26,7 +26,6 @@ from typing import Any, Literal
 import msgspec
 
 from collector.config import Config
-from collector.layout import DataLayout
 from processors.grounding import outcome_counts
 from processors.quality import QualityCheck
 from processors.records import Example, Message
@@ -187,7 +186,7 @@ def read_figures(
     config: Config, counts: list[tuple[str, str, str, int]], *, tokenizer: str = "auto"
 ) -> Figures:
     """Every figure of the report from the formatted files and the state store's counters."""
-    layout = DataLayout.of(config)
+    layout = config.layout()
     formatted = layout.formatted
     tokenizer_name, count_tokens = _estimate() if tokenizer == "estimate" else token_counter()
     configured = {s.name: s.license for s in config.sources}

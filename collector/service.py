@@ -37,7 +37,6 @@ from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
 from collector.http import SourceStopping
-from collector.layout import DataLayout
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
 from collector.metrics import MetricsServer
 from collector.optout import OptOutFile
@@ -290,7 +289,7 @@ class Service:
         # emulators): at start and at every reload, so a reload compares like with like.
         self.resolve: Callable[[Config], Config] = resolve or (lambda config: config)
         self.config = config or self.resolve(load_config(self.config_path))
-        self.layout = DataLayout.of(self.config)
+        self.layout = self.config.layout()
         self.log: Logger = get_logger()
         self.runners: dict[str, SourceRunner] = {}
         self._stop = asyncio.Event()

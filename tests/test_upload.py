@@ -650,18 +650,17 @@ def test_the_upload_command_closes_open_chunks_and_uploads_them(
 def test_the_folder_target_publishes_under_the_data_folder_unless_upload_folder_says_where(
     tmp_path: Path,
 ) -> None:
-    from collector.layout import DataLayout
 
     log = get_logger()
     default = parse_config({"service": {"data_dir": str(tmp_path / "data")}})
-    assert DataLayout.of(default).published == tmp_path / "data" / "published"
-    target = build_target(default.upload, DataLayout.of(default).data_dir, log)
+    assert default.layout().published == tmp_path / "data" / "published"
+    target = build_target(default.upload, default.layout().data_dir, log)
     assert isinstance(target, FolderTarget) and target.root == tmp_path / "data" / "published"
     elsewhere = parse_config(
         {"service": {"data_dir": str(tmp_path / "data")}, "upload": {"folder": "/srv/out"}}
     )
-    assert DataLayout.of(elsewhere).published == Path("/srv/out")
-    target = build_target(elsewhere.upload, DataLayout.of(elsewhere).data_dir, log)
+    assert elsewhere.layout().published == Path("/srv/out")
+    target = build_target(elsewhere.upload, elsewhere.layout().data_dir, log)
     assert isinstance(target, FolderTarget) and target.root == Path("/srv/out")
 
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
-from collector.layout import DataLayout
 
 if TYPE_CHECKING:
     from collector.erasure import Found, Plan
@@ -73,7 +72,7 @@ async def forget(
     from collector.upload.ledger import Ledger
 
     log = get_logger().bind(command="forget")
-    layout = DataLayout.of(config)
+    layout = config.layout()
     data_dir = layout.data_dir
     apply_file_modes(config.service.file_mode)
     lock = DataDirLock(data_dir)
@@ -184,7 +183,7 @@ async def _beside_the_service(
     from collector.state.open import instance_name, open_state_store
     from collector.upload.component import upload_instance
 
-    layout = DataLayout.of(config)
+    layout = config.layout()
     data_dir = layout.data_dir
     if not RequestServer.serves(config) and not dry_run:
         print(

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
-from collector.layout import DataLayout
 
 EXIT_GOALS_NOT_MET = 1
 EXIT_NO_PLOTTING = 3
@@ -25,7 +24,7 @@ def _counts(config: Config) -> list[tuple[str, str, str, int]]:
     """The state store's counters; none when a SQLite store was never created (no run yet)."""
     from collector.state.open import open_state_store
 
-    if config.state.backend == "sqlite" and not DataLayout.of(config).state.exists():
+    if config.state.backend == "sqlite" and not config.layout().state.exists():
         return []
     store = open_state_store(config.state)
     try:
@@ -58,7 +57,7 @@ def _report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_PLOTTING
-    out_path = Path(args.out or DataLayout.of(config).data_dir / "report.html")
+    out_path = Path(args.out or config.layout().data_dir / "report.html")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(page, encoding="utf-8")
     print(f"report written to {out_path}", file=sys.stderr if args.json else sys.stdout)

@@ -25,7 +25,6 @@ import msgspec
 
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import ConfigError, load_config
-from collector.layout import DataLayout
 from collector.sources.archive import (
     ArchiveCorrupt,
     ArchiveEntry,
@@ -92,7 +91,7 @@ def _reprocess(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as error:
         return print_config_error(error)
-    raw_dir = DataLayout.of(config).raw
+    raw_dir = config.layout().raw
     wanted = set(args.source or [])
     unknown = wanted - {s.name for s in config.sources}
     if unknown:

@@ -23,7 +23,6 @@ from typing import Any
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes
-from collector.layout import DataLayout
 
 
 def register(commands: Subparsers) -> None:
@@ -85,7 +84,7 @@ async def _main(config: Config, path: Path, *, restart: bool, progress: bool) ->
     from processors.rewrite import pii_scanner
 
     service = config.service
-    layout = DataLayout.of(config)
+    layout = config.layout()
     data_dir = layout.data_dir
     lock = StageLock(data_dir)
     try:

@@ -10,7 +10,6 @@ from pathlib import Path
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config, with_overrides
 from collector.filemodes import data_dir_warning
-from collector.layout import DataLayout
 from processors.optout import OptOutList
 
 
@@ -44,7 +43,7 @@ def _check_config(args: argparse.Namespace) -> int:
     enabled = [s.name for s in config.sources if s.enabled]
     print(f"{args.config}: ok ({len(enabled)} sources enabled: {', '.join(enabled) or 'none'})")
     _print_credentials(args.config, config)
-    too_open = data_dir_warning(DataLayout.of(config).data_dir, config.service.file_mode)
+    too_open = data_dir_warning(config.layout().data_dir, config.service.file_mode)
     if too_open is not None:
         print(
             f"{args.config}: warning: service.data_dir {too_open['path']} is readable by others"

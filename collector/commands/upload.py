@@ -16,7 +16,6 @@ import time
 from collector.commands import CONFIG_DEFAULT, Subparsers, print_config_error
 from collector.config import Config, ConfigError, load_config
 from collector.filemodes import apply_file_modes
-from collector.layout import DataLayout
 
 
 async def publish(config: Config, *, progress_bar: bool) -> int:
@@ -31,7 +30,7 @@ async def publish(config: Config, *, progress_bar: bool) -> int:
     from collector.upload.uploader import Uploader
 
     log = get_logger().bind(command="upload")
-    layout = DataLayout.of(config)
+    layout = config.layout()
     instance = upload_instance(config)
     state = await asyncio.to_thread(open_state_store, config.state, instance)
     try:

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from collector.layout import formatted_dir
 from collector.reporting import Report
 from collector.rewrite.config import RewriteConfig
 from collector.rewrite.rewriter import Outcome, Pair, Rewriter
@@ -113,7 +114,7 @@ class RewriteSource:
     def _paths(self) -> list[Path]:
         if self.files is not None:
             return self.files
-        root = self.data_dir / "formatted"
+        root = formatted_dir(self.data_dir)
         found: set[Path] = set()
         for pattern in self.config.files:
             found.update(p for p in root.glob(pattern) if p.is_file())

@@ -14,7 +14,6 @@ from typing import Any
 
 from collector.config import Config
 from collector.datalock import FolderLock
-from collector.layout import DataLayout
 from collector.rewrite.budget import DailyBudget
 from collector.rewrite.client import ChatClient
 from collector.rewrite.rewriter import Rewriter
@@ -78,7 +77,7 @@ def runner_config(config: Config, data_dir: Path) -> InboxSourceConfig:
         name=RUNNER_NAME,
         interval=rewrite.interval,
         batch_size=rewrite.batch_size,
-        path=str(DataLayout.of(config).formatted),
+        path=str(config.layout().formatted),
         license="inherited",
     )
 

@@ -45,7 +45,7 @@ class UploadLease:
         if upload.resolved_target == "hub":
             target = f"hub|{upload.endpoint}|{upload.repo_id}"
         else:
-            folder = published_folder(upload, Path(config.service.data_dir))
+            folder = published_folder(upload.folder, Path(config.service.data_dir))
             target = f"folder|{os.path.abspath(folder)}"
         name = f"upload:{hashlib.blake2b(target.encode(), digest_size=10).hexdigest()}"
         ttl = config.state.lease_ttl

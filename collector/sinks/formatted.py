@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from collector.diskfull import replacing
+from collector.layout import formatted_dir
 from collector.licences import requires_attribution
 from collector.sinks.files import DurableFiles
 from collector.sinks.lines import Author, OutputLine, ProvenanceLine
@@ -106,7 +107,7 @@ class FormattedSink:
     def __init__(
         self, data_dir: Path, state: StateStore, log: structlog.typing.FilteringBoundLogger
     ) -> None:
-        self.dir = data_dir / "formatted"
+        self.dir = formatted_dir(data_dir)
         self.state = state
         self.files = DurableFiles(data_dir, state, log)
         self._encoder = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ import msgspec
 import structlog
 
 from collector.http import HttpClient, HttpSettings, ServerHints, SharedLimits
+from collector.layout import raw_dir
 from processors.records import Drop, RawRecord
 
 
@@ -60,7 +61,7 @@ class SourceContext:
 
     @property
     def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
+        return raw_dir(self.data_dir)
 
     def http_client(
         self,

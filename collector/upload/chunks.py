@@ -37,6 +37,7 @@ from pathlib import Path
 
 import msgspec
 
+from collector.layout import chunks_dir
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles, apply_replacements
@@ -138,7 +139,7 @@ class ChunkRoller:
         instance: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.root = data_dir / "chunks"
+        self.root = chunks_dir(data_dir)
         self.instance = instance
         self._suffix = f"__{safe_part(instance)}" if instance else ""
         self._prefix = f"{instance}\x1f" if instance else ""  # of this instance's state keys

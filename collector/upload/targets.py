@@ -359,4 +359,4 @@ def use_lfs_transfer() -> None:
 def build_target(config: UploadConfig, data_dir: Path, log: Logger) -> Target:
     if config.resolved_target == "hub":
         return HubTarget(config, log)
-    return FolderTarget(published_folder(config, data_dir), log)
+    return FolderTarget(published_folder(config.folder, data_dir), log)
