@@ -21,6 +21,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.pipeline_bench import pair_line
 from benchmarks.processors_bench import chain_records
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
@@ -30,18 +31,7 @@ TIMED = 5000
 
 
 def pair_lines(count: int) -> list[RawRecord]:
-    return [
-        RawRecord(
-            "bench",
-            "local/bench",
-            str(i),
-            {
-                "original": f"Maintained service number {i} for the billing and payments team",
-                "improved": f"Cut the error rate of billing service {i} by half within one year",
-            },
-        )
-        for i in range(count)
-    ]
+    return [RawRecord("bench", "local/bench", str(i), pair_line(i)) for i in range(count)]
 
 
 def chat_records(count: int) -> list[RawRecord]:

@@ -44,14 +44,20 @@ with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as out:
 """
 
 
+def pair_line(i: int) -> dict[str, str]:
+    """The benchmarks' realistic record: a bullet and its rewrite (the `pairs` recipe)."""
+    return {
+        "original": f"Maintained service number {i} for the billing and payments team",
+        "improved": f"Cut the error rate of billing service {i} by half within one year",
+    }
+
+
 def make_inbox(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True)
     path = folder / "bench.jsonl"
     with path.open("w") as handle:
         for i in range(count):
-            original = f"Maintained service number {i} for the billing and payments team"
-            improved = f"Cut the error rate of billing service {i} by half within one year"
-            handle.write(json.dumps({"original": original, "improved": improved}) + "\n")
+            handle.write(json.dumps(pair_line(i)) + "\n")
     old = time.time() - 60
     os.utime(path, (old, old))
     return path

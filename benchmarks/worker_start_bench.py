@@ -15,12 +15,16 @@ import argparse
 import gc
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import msgspec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.pipeline_bench import pair_line
 from collector import workers
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.records import RawRecord
@@ -50,18 +54,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     args = parser.parse_args()
     key = msgspec.msgpack.encode((RecipeConfig(name="pairs"), ProcessingConfig()))
-    records = [
-        RawRecord(
-            "bench",
-            "local/bench",
-            str(i),
-            {
-                "original": f"Maintained service number {i} for the billing and payments team",
-                "improved": f"Cut the error rate of billing service {i} by half within one year",
-            },
-        )
-        for i in range(args.records)
-    ]
+    records = [RawRecord("bench", "local/bench", str(i), pair_line(i)) for i in range(args.records)]
     batches = [msgspec.msgpack.encode(records[i : i + 500]) for i in range(0, len(records), 500)]
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
