@@ -127,17 +127,24 @@ class Pipeline:
 
     @classmethod
     def from_config(
-        cls, config: Config, state: StateStore, sinks: list[Sink], log: Logger
+        cls,
+        config: Config,
+        state: StateStore,
+        sinks: list[Sink],
+        log: Logger,
+        *,
+        in_flight: int | None = None,
     ) -> Pipeline:
         """The pipeline the config asks for (dedupe, split, workers, queue, flushes): the
-        daemon's, and the `rewrite` command's, which must write exactly as the daemon does."""
+        daemon's, and the `rewrite` command's, which must write exactly as the daemon does.
+        `in_flight`: how many batches are processed at once (default `service.workers`)."""
         service = config.service
         return cls(
             state=state,
             sinks=sinks,
             deduplicator=Deduplicator(config.processing.dedupe, state),
             split=config.processing.split,
-            workers=service.workers,
+            workers=in_flight or service.workers,
             queue_size=service.queue_size,
             flush_interval=service.flush_interval,
             flush_bytes=service.flush_bytes,

@@ -366,7 +366,13 @@ class Service:
             pids = await asyncio.to_thread(self.pool.warm)
             seconds = round(time.monotonic() - started, 3)
             self.log.info("worker_pool_started", pids=pids, seconds=seconds)
-        self.pipeline = Pipeline.from_config(self.config, self.state, self.sinks, self.log)
+        self.pipeline = Pipeline.from_config(
+            self.config,
+            self.state,
+            self.sinks,
+            self.log,
+            in_flight=self.pool.in_flight if self.pool else None,
+        )
         self.pipeline.writer.on_checkpoint.append(lambda: self.emit("checkpoint"))
         # `forget` while the service runs: served between two checkpoints, in this process.
         assert self.forgotten is not None

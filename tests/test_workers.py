@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -57,6 +57,18 @@ def test_a_batch_processed_in_the_pool_equals_the_batch_processed_here(pool: Pro
     assert msgspec.msgpack.encode(there) == msgspec.msgpack.encode(here)
     assert all(e.dedupe_key for e in there.examples)
     assert len(here.examples) == 200  # the comparison compared something
+
+
+def test_each_worker_process_has_its_next_batch_queued(pool: ProcessPool) -> None:
+    # Two batches per process in flight: one runs, the next waits in the pool's queue, so a
+    # worker never idles while its result travels back and the next batch is sent.
+    assert pool.in_flight == 2 * pool.workers
+    recipe, processing = RecipeConfig(name="pairs"), ProcessingConfig()
+    chain = pool.chain(recipe, processing)
+    with ThreadPoolExecutor(pool.in_flight) as threads:
+        batches = [records(50) for _ in range(pool.in_flight)]
+        results = list(threads.map(chain.run, batches))
+    assert [len(r.examples) for r in results] == [50] * pool.in_flight
 
 
 def test_each_processing_config_reaches_the_workers(pool: ProcessPool) -> None:
