@@ -38,6 +38,7 @@ from pathlib import Path
 import msgspec
 
 from collector.layout import chunks_dir
+from collector.licences import requires_attribution
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles, apply_replacements
@@ -246,47 +247,83 @@ class ChunkRoller:
         return self.files.pending_bytes + (1 if self._due else 0)
 
     def write(self, lines: list[OutputLine]) -> None:
-        now = self.clock()
-        limit_records, limit_bytes = self.config.max_records, self.config.max_bytes
-        encode = self._encode_line
-        # Lines per file for the whole batch, handed to the files once per file.
-        batch: dict[str, list[bytes]] = {}
+        # A batch's lines grouped by their chunk key first, in order within each: the lookups
+        # of a line's chunk, file and companion are then made once per group (a batch is mostly
+        # of one dataset and split), not once per line. Each group goes to files of its own,
+        # so every file still gets its lines in the batch's order.
+        groups: dict[tuple[str, str, str, bool], list[OutputLine]] = {}
         for rendered in lines:
             example = rendered.example
-            if example.kind == "pairs":
-                continue
+            if example.kind != "pairs":
+                ident = (example.split, example.source, example.dataset, example.rewritten)
+                group = groups.get(ident)
+                if group is None:
+                    group = groups[ident] = []
+                group.append(rendered)
+        now = self.clock()
+        # Lines per file for the whole batch, handed to the files once per file.
+        batch: dict[str, list[bytes]] = {}
+        for group in groups.values():
+            self._write_group(group, now, batch)
+        for file, data in batch.items():
+            self.files.extend(file, data)
+
+    def _write_group(
+        self, lines: list[OutputLine], now: float, batch: dict[str, list[bytes]]
+    ) -> None:
+        """Lines of one (split, output name, origin) into their chunk and its companion."""
+        first = lines[0].example
+        origin = f"{first.source}\x1f{first.dataset}"
+        limit_records, limit_bytes = self.config.max_records, self.config.max_bytes
+        encode = self._encode_line
+        # The published provenance of a line whose licence asks for no credit is the same for
+        # every line of a dataset's task: encoded once per batch, not once per line.
+        published: dict[tuple[str, str, str], bytes] = {}
+        chunk = self._chunk(first.split, self._stem(first))
+        out: list[bytes] | None = None
+        about_out: list[bytes] | None = None
+        companion: OpenChunk | None = None
+        for rendered in lines:
             line = rendered.training
-            chunk = self._chunk(example.split, self._stem(example))
             if chunk.records and chunk.bytes + len(line) > limit_bytes:
-                chunk = self._close(chunk)
-            key = chunk.key
+                chunk, out = self._close(chunk), None
             if not chunk.records:
                 chunk.opened_at = now
                 chunk.origins = {}
-                self._open[f"{PROVENANCE}/{key}"] = OpenChunk(
+                self._open[chunk.companion_key] = OpenChunk(
                     chunk.split, chunk.stem, chunk.seq, opened_at=now, folder=PROVENANCE
                 )
-            companion = self._companion(chunk)
-            if companion is not None:
-                about = encode(published_provenance(rendered.provenance)) + b"\n"
-                batch.setdefault(self._file_key(companion), []).append(about)
+                out = None
+            if out is None:  # a chunk met for the first time, or the one after a close
+                out = batch.setdefault(self._file_key(chunk), [])
+                companion = self._companion(chunk)
+                about_out = (
+                    None if companion is None else batch.setdefault(self._file_key(companion), [])
+                )
+                self._dirty.add(chunk.key)
+                if companion is not None:
+                    self._dirty.add(companion.key)
+            if companion is not None and about_out is not None:
+                provenance = rendered.provenance
+                ident = (provenance.license, provenance.task, provenance.rewritten_by)
+                about = published.get(ident)
+                if about is None:
+                    about = encode(published_provenance(provenance)) + b"\n"
+                    if not requires_attribution(provenance.license):
+                        published[ident] = about
+                about_out.append(about)
                 companion.records += 1
                 companion.bytes += len(about)
-                self._dirty.add(companion.key)
-            batch.setdefault(self._file_key(chunk), []).append(line)
+            out.append(line)
             chunk.records += 1
             chunk.bytes += len(line)
-            origin = f"{example.source}\x1f{example.dataset}"
             chunk.origins[origin] = chunk.origins.get(origin, 0) + 1
-            self._dirty.add(key)
             if (
                 chunk.records >= limit_records
                 or chunk.bytes >= limit_bytes
                 or now - chunk.opened_at >= self.config.max_age
             ):
-                self._close(chunk)
-        for file, data in batch.items():
-            self.files.extend(file, data)
+                chunk, out = self._close(chunk), None
 
     def _stem(self, example: Example) -> str:
         """The chunk stem of an example's output (this instance's suffix included), cached."""
