@@ -33,8 +33,6 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
 
 from processors.anonymize.spans import TOKEN_PATTERN
 from processors.config import DedupeConfig
@@ -112,6 +110,12 @@ class MinHasher:
         self.shingle = config.shingle
         self.size = max(1, config.shingle_size)
         self.sample = max(1, config.sample)
+        # Imported here, where near dedupe is configured: datasketch imports scipy, a second
+        # of CPU at every start of the service and of its workers' forkserver for nothing
+        # when only exact dedupe is on (the default).
+        from datasketch import MinHash
+        from datasketch.lsh import _optimal_param
+
         a, b = MinHash(config.num_perm, seed=seed, scheme="affine32").permutations
         self._a = np.asarray(a, dtype=_U32)
         self._b = np.asarray(b, dtype=_U32)
