@@ -25,13 +25,13 @@ from collector.config import Config
 from collector.diskfull import DiskWait, as_disk_full
 from collector.logging import Logger
 from collector.sinks.base import Sink
-from collector.sinks.lines import render
+from collector.sinks.lines import OutputLine, RenderedBatch, render
 from collector.sources.base import SourceBatch
 from collector.state import StateStore
 from processors.config import SplitConfig
 from processors.dedupe import Deduplicator
 from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
-from processors.records import Drop, ProcessedBatch
+from processors.records import Drop, Example, ProcessedBatch
 from processors.split import assign_split
 
 CURSOR_NAMESPACE = "cursor"
@@ -68,12 +68,13 @@ class Acknowledger:
 class WorkItem:
     source: str
     batch: SourceBatch
-    run: Callable[[SourceBatch], ProcessedBatch]
+    # A batch processed here or in a worker process, which renders it too (`RenderedBatch`).
+    run: Callable[[SourceBatch], ProcessedBatch | RenderedBatch]
     ack: Acknowledger
     # What reading a record counts as: "fetched" for configured sources; internal sources
     # (the rewrite stage re-reading pairs) count under their own name, so nothing counts twice.
     fetched_as: str = "fetched"
-    future: asyncio.Future[ProcessedBatch] = field(
+    future: asyncio.Future[ProcessedBatch | RenderedBatch] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -282,7 +283,7 @@ class Writer:
         for callback in self.between_checkpoints:
             await callback()
 
-    def _write(self, item: WorkItem, processed: ProcessedBatch) -> None:
+    def _write(self, item: WorkItem, processed: ProcessedBatch | RenderedBatch) -> None:
         counts: Counter[str] = Counter()
         batch = item.batch
         # Counted per (source, dataset) first (a batch is mostly of one): one update of
@@ -291,7 +292,13 @@ class Writer:
         for (source, dataset), n in fetched.items():
             self._counts[(source, dataset, item.fetched_as)] += n
         counts[item.fetched_as] += len(batch.records)
-        kept, duplicates = self.deduplicator.filter(processed.examples)
+        rendered: dict[int, OutputLine] = {}
+        if isinstance(processed, RenderedBatch):
+            rendered = {id(line.example): line for line in processed.lines}
+            examples = [line.example for line in processed.lines]
+        else:
+            examples = processed.examples
+        kept, duplicates = self.deduplicator.filter(examples)
         drops = [*batch.drops, *processed.drops]
         drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]
         for drop in drops:
@@ -301,25 +308,49 @@ class Writer:
                 note = getattr(sink, "note_drops", None)
                 if note is not None:
                     note(drop.source, drop.dataset)
+        lines: list[OutputLine] = []
+        unrendered: list[Example] = []
+        # Tallied per (source, dataset, what, licence, grounding) first, a few per batch, then
+        # added to the counters: one update each rather than several per line.
+        tally: dict[tuple[str, str, str, str, str], int] = {}
         for example in kept:
-            example.split = assign_split(example.group_key, self.split)
+            line = rendered.get(id(example))
+            # Rendered in a worker for the group the example had there; near dedupe may have
+            # moved it into another group since (a cluster's), and with it its split.
+            if line is not None and line.provenance.group == example.group_key:
+                lines.append(line)
+            else:
+                example.split = assign_split(example.group_key, self.split)
+                unrendered.append(example)
             what = "pairs" if example.kind == "pairs" else "written"
-            self._counts[(example.source, example.dataset, what)] += 1
-            counts[what] += 1
+            # `license:{spdx}`: the licences the card lists per source
+            licence = example.meta.get("license") if what == "written" else None
+            key = (example.source, example.dataset, what, str(licence or ""), example.grounding)
+            tally[key] = tally.get(key, 0) + 1
             for kind, n in example.residual.items():
                 self._counts[(example.source, example.dataset, f"residual:{kind}")] += n
-            licence = example.meta.get("license") if what == "written" else None
-            if licence:  # `license:{spdx}`: the licences the card lists per source
-                self._counts[(example.source, example.dataset, f"license:{licence}")] += 1
-            if example.grounding:  # "masked" or "kept" (a drop is counted with the drops)
-                what = f"{GROUNDING_PREFIX}{example.grounding}"
-                self._counts[(example.source, example.dataset, what)] += 1
-        lines = render(kept)  # once for every sink
+        for (source, dataset, what, licence, grounding), n in tally.items():
+            self._counts[(source, dataset, what)] += n
+            counts[what] += n
+            if licence:
+                self._counts[(source, dataset, f"license:{licence}")] += n
+            if grounding:  # "masked" or "kept" (a drop is counted with the drops)
+                self._counts[(source, dataset, f"{GROUNDING_PREFIX}{grounding}")] += n
+        if unrendered:  # once for every sink
+            lines = render(unrendered) if not lines else self._in_order(kept, lines, unrendered)
         for sink in self.sinks:
             sink.write(lines)
         for stream, cursor in batch.cursors.items():
             self._cursors[cursor_key(item.source, stream)] = cursor
         self._acks.append((item.ack, counts))
+
+    @staticmethod
+    def _in_order(
+        kept: list[Example], lines: list[OutputLine], unrendered: list[Example]
+    ) -> list[OutputLine]:
+        """The lines of `kept` in its order, from those rendered already and the rest."""
+        by_example = {id(line.example): line for line in (*lines, *render(unrendered))}
+        return [by_example[id(example)] for example in kept]
 
     async def checkpoint(self) -> None:
         """Make every write durable, then save cursors, dedupe keys and counts in one commit.

@@ -57,6 +57,7 @@ from collector.scaleout.open import open_placement
 from collector.scaleout.placement import LocalPlacement, Placement
 from collector.sinks.base import Sink
 from collector.sinks.formatted import FormattedSink
+from collector.sinks.lines import RenderedBatch
 from collector.sources import Source, SourceBatch, SourceContext, build_source
 from collector.sources.config import AnySourceConfig
 from collector.state import StateStore
@@ -188,7 +189,7 @@ class SourceRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
 
-    def _process(self, batch: SourceBatch) -> ProcessedBatch:
+    def _process(self, batch: SourceBatch) -> ProcessedBatch | RenderedBatch:
         records, opted_out = batch.records, list[Drop]()
         if self.optout is not None:
             records, opted_out = self.optout.current().split(records)

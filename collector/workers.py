@@ -6,7 +6,9 @@
                                  worker process (one per `service.workers`)
                                    chains built once per (recipe, processing), kept
                                    exact dedupe keys set (the writer, serial, takes them)
-                                            | msgpack bytes: ProcessedBatch
+                                            | msgpack bytes: RenderedBatch (each kept
+                                            |   example's split, training line and
+                                            |   provenance made here, not in the writer)
                                             v
                                  back in order through the pipeline's futures
 
@@ -40,8 +42,9 @@ import msgspec
 
 from collector.logging import Logger
 from collector.pipeline import PipelineFailed
+from collector.sinks.lines import RenderedBatch, prerender
 from processors.chain import ProcessorChain
-from processors.config import ProcessingConfig, RecipeConfig
+from processors.config import ProcessingConfig, RecipeConfig, SplitConfig
 from processors.dedupe import set_exact_keys
 from processors.records import ProcessedBatch, RawRecord
 
@@ -61,7 +64,7 @@ ORPHAN_CHECK_SECONDS = 0.5
 class Chain(Protocol):
     """What a source runner processes its batches with."""
 
-    def run(self, records: list[RawRecord]) -> ProcessedBatch: ...
+    def run(self, records: list[RawRecord]) -> ProcessedBatch | RenderedBatch: ...
 
 
 class WorkerProcessDied(PipelineFailed):
@@ -83,7 +86,7 @@ def resolve_mode(mode: WorkerMode) -> Literal["process", "thread"]:
 _KEY = msgspec.msgpack.Decoder(tuple[RecipeConfig, ProcessingConfig])
 _RECORDS_IN = msgspec.msgpack.Decoder(list[RawRecord])
 _ENCODE = msgspec.msgpack.Encoder().encode
-_chains: OrderedDict[bytes, ProcessorChain] = OrderedDict()
+_chains: OrderedDict[bytes, tuple[ProcessorChain, SplitConfig]] = OrderedDict()
 
 
 def _worker_started(service_pid: int) -> None:
@@ -107,10 +110,11 @@ def _exit_when_orphaned(service_pid: int, parent: int) -> None:
             os._exit(0)
 
 
-def _chain(key: bytes) -> ProcessorChain:
+def _chain(key: bytes) -> tuple[ProcessorChain, SplitConfig]:
     chain = _chains.get(key)
     if chain is None:
-        chain = _chains[key] = ProcessorChain(*_KEY.decode(key))
+        recipe, processing = _KEY.decode(key)
+        chain = _chains[key] = (ProcessorChain(recipe, processing), processing.split)
         while len(_chains) > CHAINS_PER_WORKER:
             _chains.popitem(last=False)
     else:
@@ -119,9 +123,12 @@ def _chain(key: bytes) -> ProcessorChain:
 
 
 def _run_in_worker(key: bytes, records: bytes) -> bytes:
-    processed = _chain(key).run(_RECORDS_IN.decode(records))
-    set_exact_keys(processed.examples)  # here, in parallel, not in the service's writer
-    return _ENCODE(processed)
+    chain, split = _chain(key)
+    processed = chain.run(_RECORDS_IN.decode(records))
+    # Here, in parallel, not in the service's writer: the exact keys, the splits and the
+    # rendered lines (the service's running processing config is the one the chain has).
+    set_exact_keys(processed.examples)
+    return _ENCODE(RenderedBatch(prerender(processed.examples, split), processed.drops))
 
 
 def _build_in_worker(key: bytes) -> None:
@@ -137,7 +144,7 @@ def _warm(_: int) -> int:
 
 # --- in the service --------------------------------------------------------------------------
 
-_RESULT = msgspec.msgpack.Decoder(ProcessedBatch)
+_RESULT = msgspec.msgpack.Decoder(RenderedBatch)
 
 
 class ProcessPool:
@@ -177,7 +184,7 @@ class ProcessPool:
         self._call(0, _build_in_worker, key)
         return PooledChain(self, key)
 
-    def run(self, key: bytes, records: list[RawRecord]) -> ProcessedBatch:
+    def run(self, key: bytes, records: list[RawRecord]) -> RenderedBatch:
         """Process one batch in a worker (blocking: called from a pipeline thread)."""
         return _RESULT.decode(self._call(len(records), _run_in_worker, key, _ENCODE(records)))
 
@@ -224,5 +231,5 @@ class PooledChain:
         self.pool = pool
         self.key = key
 
-    def run(self, records: list[RawRecord]) -> ProcessedBatch:
+    def run(self, records: list[RawRecord]) -> RenderedBatch:
         return self.pool.run(self.key, records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import pytest
 from collector.logging import get_logger
 from collector.pipeline import Acknowledger, Pipeline, PipelineFailed, WorkItem
 from collector.sinks.formatted import FormattedSink
+from collector.sinks.lines import RenderedBatch, prerender
 from collector.sources.base import SourceBatch
 from collector.state.sqlite import SqliteStateStore
 from processors.chain import ProcessorChain
 from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, SplitConfig
-from processors.dedupe import Deduplicator
+from processors.dedupe import Deduplicator, set_exact_keys
 from processors.records import Example, ProcessedBatch, RawRecord
 
 
@@ -132,3 +134,51 @@ async def test_a_writer_that_dies_is_reported_and_stops_the_service(tmp_path: Pa
     assert [type(e) for e in failures] == [OSError]
     with pytest.raises(PipelineFailed, match="Input/output error"):
         await pipeline.drain()
+
+
+async def test_lines_rendered_in_a_worker_are_written_as_lines_rendered_by_the_writer(
+    tmp_path: Path,
+) -> None:
+    # A worker process renders each line for the group it knows (`prerender`); near dedupe in
+    # the writer may move a line into its cluster's group, and then its split and provenance
+    # must follow the cluster, as when the writer renders everything itself.
+    dedupe = DedupeConfig(near=True, near_action="group")
+    processing = ProcessingConfig(dedupe=dedupe)
+    here = ProcessorChain(RecipeConfig(name="pairs"), processing)
+    answer = "Automated the monthly finance report for all four regional sales teams"
+    records = [
+        RawRecord("box", "local/a", str(n), {"original": f"Wrote report {n}", "improved": text})
+        for n, text in enumerate([answer, answer + " in Q3", "Hired and trained six analysts"])
+    ]
+
+    def in_worker(batch: SourceBatch) -> RenderedBatch:
+        processed = here.run(batch.records)
+        set_exact_keys(processed.examples)
+        return RenderedBatch(prerender(processed.examples, SplitConfig()), processed.drops)
+
+    outputs = []
+    for name, run in (("writer", lambda b: here.run(b.records)), ("worker", in_worker)):
+        folder = tmp_path / name
+        folder.mkdir()
+        state = SqliteStateStore(folder / "state.sqlite3")
+        pipeline = Pipeline(
+            state=state,
+            sinks=[FormattedSink(folder, state, get_logger())],
+            deduplicator=Deduplicator(dedupe, state),
+            split=SplitConfig(),
+            workers=1,
+            queue_size=1,
+            flush_interval=0.05,
+            flush_bytes=1 << 20,
+            log=get_logger(),
+        )
+        await pipeline.submit(WorkItem("box", SourceBatch(records, [], {}), run, Acknowledger()))
+        await pipeline.drain()
+        files = sorted((folder / "formatted").glob("*.jsonl"))
+        outputs.append({path.name: path.read_bytes() for path in files})
+    assert outputs[0] == outputs[1]
+    provenance = [
+        json.loads(line) for line in outputs[1]["local__a__provenance.jsonl"].splitlines()
+    ]
+    assert len(provenance) == 3
+    assert provenance[0]["group"] == provenance[1]["group"] != provenance[2]["group"]

@@ -15,6 +15,7 @@ import pytest
 
 from collector.config import ConfigError, parse_config
 from collector.logging import get_logger
+from collector.sinks.lines import RenderedBatch, prerender
 from collector.workers import PooledChain, ProcessPool, WorkerProcessDied
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig, ValidateConfig
@@ -52,11 +53,14 @@ def test_a_batch_processed_in_the_pool_equals_the_batch_processed_here(pool: Pro
     recipe, processing = RecipeConfig(name="pairs"), ProcessingConfig()
     batch = records(200)
     here = ProcessorChain(recipe, processing).run(batch)
-    set_exact_keys(here.examples)  # the pool sets them too, so the writer need not
+    # The pool sets the exact keys and renders each line too, so the writer need not.
+    set_exact_keys(here.examples)
+    expected = RenderedBatch(prerender(here.examples, processing.split), here.drops)
     there = pool.chain(recipe, processing).run(batch)
-    assert msgspec.msgpack.encode(there) == msgspec.msgpack.encode(here)
-    assert all(e.dedupe_key for e in there.examples)
-    assert len(here.examples) == 200  # the comparison compared something
+    assert msgspec.msgpack.encode(there) == msgspec.msgpack.encode(expected)
+    assert all(line.example.dedupe_key for line in there.lines)
+    assert all(line.provenance.split == line.example.split for line in there.lines)
+    assert len(there.lines) == 200  # the comparison compared something
 
 
 def test_each_worker_process_has_its_next_batch_queued(pool: ProcessPool) -> None:
@@ -68,7 +72,7 @@ def test_each_worker_process_has_its_next_batch_queued(pool: ProcessPool) -> Non
     with ThreadPoolExecutor(pool.in_flight) as threads:
         batches = [records(50) for _ in range(pool.in_flight)]
         results = list(threads.map(chain.run, batches))
-    assert [len(r.examples) for r in results] == [50] * pool.in_flight
+    assert [len(r.lines) for r in results] == [50] * pool.in_flight
 
 
 def test_each_processing_config_reaches_the_workers(pool: ProcessPool) -> None:
@@ -76,23 +80,23 @@ def test_each_processing_config_reaches_the_workers(pool: ProcessPool) -> None:
     strict = ProcessingConfig(
         validate=ValidateConfig(min_chars={"system": 1, "user": 1, "assistant": 500})
     )
-    assert len(pool.chain(recipe, ProcessingConfig()).run(records(10)).examples) == 10
+    assert len(pool.chain(recipe, ProcessingConfig()).run(records(10)).lines) == 10
     dropped = pool.chain(recipe, strict).run(records(10))
-    assert dropped.examples == [] and len(dropped.drops) == 10
+    assert dropped.lines == [] and len(dropped.drops) == 10
 
 
 def test_a_processor_error_in_a_worker_is_raised_to_the_caller(pool: ProcessPool) -> None:
     # (the pipeline counts it as `processor_error` for the batch's records, as in a thread)
     with pytest.raises(msgspec.DecodeError):
         PooledChain(pool, b"not a chain").run(records(1))
-    assert len(pool.chain(RecipeConfig(name="pairs"), ProcessingConfig()).run(records(1)).examples)
+    assert len(pool.chain(RecipeConfig(name="pairs"), ProcessingConfig()).run(records(1)).lines)
 
 
 def test_a_worker_that_dies_is_replaced_and_the_batch_runs_again(pool: ProcessPool) -> None:
     chain = pool.chain(RecipeConfig(name="pairs"), ProcessingConfig())
     os.kill(pool.warm()[0], signal.SIGKILL)
-    assert len(chain.run(records(20)).examples) == 20
-    assert len(chain.run(records(20)).examples) == 20
+    assert len(chain.run(records(20)).lines) == 20
+    assert len(chain.run(records(20)).lines) == 20
 
 
 def test_a_process_whose_worker_died_still_exits() -> None:
@@ -107,7 +111,7 @@ def test_a_process_whose_worker_died_still_exits() -> None:
         "    pool = ProcessPool(2, get_logger())\n"
         "    os.kill(pool.warm()[0], signal.SIGKILL)\n"
         "    chain = pool.chain(RecipeConfig(name='pairs'), ProcessingConfig())\n"
-        "    assert len(chain.run(records(20)).examples) == 20\n"
+        "    assert len(chain.run(records(20)).lines) == 20\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True

@@ -3,6 +3,11 @@
 The formatted sink and the chunk roller write the same training line and draw on the same
 provenance. Encoding them once per example, not once per sink, is a good part of what the
 service's own process spends per record (`collector/pipeline.py` `Writer`).
+
+Where the chain runs in worker processes, they render too (`prerender`): the service's process
+is the one serial stage, and what it does per record caps what any number of cores can give.
+A worker knows the final group of every line except one that near dedupe moves into another
+group (`near_action = "group"`, decided in the writer), which the writer renders again.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import msgspec
 
 from collector.licences import OWN, attribution_text, authors_of, requires_attribution
-from processors.records import Example
+from processors.config import SplitConfig
+from processors.records import Drop, Example
+from processors.split import assign_split
 
 
 class Author(msgspec.Struct):
@@ -80,3 +87,21 @@ def render(examples: list[Example]) -> list[OutputLine]:
         )
         for example in examples
     ]
+
+
+class RenderedBatch(msgspec.Struct):
+    """A processed batch as a worker process returns it: each kept example already rendered
+    (`prerender`), and the drops."""
+
+    lines: list[OutputLine]
+    drops: list[Drop]
+
+
+def prerender(examples: list[Example], split: SplitConfig) -> list[OutputLine]:
+    """`render` ahead of the writer: each example's group (its own dedupe key unless the
+    formatter chose one) and split set as the writer would set them. The exact keys must be
+    set (`processors.dedupe.set_exact_keys`)."""
+    for example in examples:
+        example.group_key = example.group_key or example.dedupe_key
+        example.split = assign_split(example.group_key, split)
+    return render(examples)
