@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from processors.anonymize import Anonymizer
-from processors.anonymize.spans import Context, Span
+from processors.anonymize import addresses as addresses_module
+from processors.anonymize import anonymizer as anonymizer_module
+from processors.anonymize import emails as emails_module
+from processors.anonymize import links as links_module
+from processors.anonymize import names as names_module
+from processors.anonymize import phones as phones_module
+from processors.anonymize.addresses import _ADDRESS, _STREET_TYPES, AddressDetector
+from processors.anonymize.spans import Context, RecordNames, Span
 from processors.config import AnonymizeConfig
 from processors.records import Example, Message
 
@@ -532,3 +539,312 @@ def test_common_names_of_every_country_are_names_in_running_text() -> None:
         if any(part in out for part in name.split()):
             missed.append(out)
     assert len(missed) <= 4, missed
+
+
+# ----------------------------------------------------------------------------- fast paths
+_split = str.split
+# Each shortcut of the anonymizer (a cache, a cheap test that skips a rule or a detector) must
+# change no output: each is held equal here to the full path it stands for, on tricky inputs.
+TRICKY_RECORDS: list[tuple[list[str], dict[str, object]]] = [
+    # a text clean on its own, then beside a message that names the person it mentions
+    (["Great work on the launch, priya."], {}),
+    (["Supervisor: Priya Raman", "Great work on the launch, priya."], {}),
+    # clean without the source's names, not with them (lower case, accents)
+    (["the review by zoë kierkegaard went well"], {}),
+    (["the review by zoë kierkegaard went well"], {"person_names": ["Zoë Kierkegaard"]}),
+    (["Thanks,\njane doe"], {}),
+    (["Thanks,\njane doe"], {"person_names": "Jane Doe"}),
+    (["Write a summary for jdoe42."], {"person_names": ["jdoe42"]}),
+    # upper case, a name line, and a pending bullet that names the person
+    (["LEAD ENGINEER AT ACME, 2019-2023"], {}),
+    (["ŁUKASZ WÓJCIK\nDATA ENGINEER\nlukasz.wojcik@example.com", "LEAD ENGINEER AT ACME"], {}),
+    (["Polish this: led the team", "Led the team of 12"], {"bullet": "led the team with łukasz"}),
+    (
+        ["Polish this: led the team", "Led the team of 12"],
+        {"bullet": "led the team with łukasz", "person_names": ["Łukasz Wójcik"]},
+    ),
+    # the same prompt in every record, contacts and addresses beside it
+    (["You are a resume writer.", "Reach Siobhán O'Connor at +44 20 7946 0958."], {}),
+    (["You are a resume writer.", "Office: 221B Baker Street, London NW1 6XE"], {}),
+    (["You are a resume writer.", "linkedin.com/in/chidi-okonkwo-12 and chidi okonkwo"], {}),
+]
+
+
+def _run_records(anonymizer: Anonymizer, order: list[int]) -> dict[int, tuple[object, ...]]:
+    out: dict[int, tuple[object, ...]] = {}
+    for index in order:
+        texts, meta = TRICKY_RECORDS[index]
+        example = Example(
+            messages=[Message("user", text) for text in texts],
+            source="s",
+            dataset="d",
+            record_id=str(index),
+            meta=dict(meta),
+        )
+        anonymizer.run(example)
+        out[index] = (tuple(m.content for m in example.messages), example.meta, example.residual)
+    return out
+
+
+@pytest.mark.parametrize("numbered", [False, True])
+def test_the_cache_of_clean_texts_changes_no_output(
+    monkeypatch: pytest.MonkeyPatch, numbered: bool
+) -> None:
+    config = AnonymizeConfig(consistent_names=numbered)
+    cached = Anonymizer(config)
+    order = list(range(len(TRICKY_RECORDS)))
+    # Twice in each order: the second pass reads the texts the first found clean.
+    runs = [_run_records(cached, o) for o in (order, order, order[::-1], order[::-1])]
+    assert cached._clean  # the cache was used
+    monkeypatch.setattr(anonymizer_module, "_CLEAN_LENGTH", -1)  # no text is cached
+    full = _run_records(Anonymizer(config), order)
+    for run in runs:
+        assert run == full
+    # A text clean on its own still loses the names that the rest of its record holds.
+    assert "priya" not in str(full[1]) and "kierkegaard" not in str(full[3])
+    assert "jane doe" not in str(full[5]) and "łukasz" not in str(full[10])
+
+
+def test_a_clean_text_still_loses_a_person_carried_from_an_earlier_call() -> None:
+    anonymizer = Anonymizer(CONFIG)
+    assert anonymizer.anonymize("Great work on the launch, priya.") == (
+        "Great work on the launch, priya."
+    )
+    record = RecordNames()
+    assert anonymizer.anonymize("Supervisor: Priya Raman", record=record) == "Supervisor: [NAME]"
+    assert anonymizer.anonymize("Great work on the launch, priya.", record=record) == (
+        "Great work on the launch, [NAME]."
+    )
+
+
+ADDRESS_PIECES = {
+    "us": st.builds(
+        lambda n, suffix, gap, direction, names, kind, tail: (
+            f"{n}{suffix}{gap}{direction}{gap.join(names)}{gap}{kind}{tail}"
+        ),
+        st.integers(0, 99999),
+        st.sampled_from(["", "B", "a", "-14"]),
+        st.sampled_from([" ", "  ", "\t", "\u00a0", "\n", "\u2009"]),
+        st.sampled_from(["", "N ", "E. "]),
+        st.lists(st.sampled_from(["Baker", "Main", "Élysée", "O'Neil", "St.", "X"]), max_size=3),
+        st.sampled_from([*_STREET_TYPES.split("|"), "Box", "Stack", "st"]),
+        st.sampled_from(["", ".", "-X", "s", ", Apt 4", ", Springfield, IL 62704"]),
+    ),
+    "german": st.builds(
+        lambda head, word, gap, n: f"{head}{word}{gap}{n}",
+        st.sampled_from(["Haupt", "Königs", "Ö", "", "X-", "during "]),
+        st.sampled_from(["straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "damm"])
+        | st.sampled_from(["ring", "Ring", "Str."]),
+        st.sampled_from([" ", "\t", "\u00a0", "\n"]),
+        st.integers(0, 9999),
+    ),
+    "french": st.builds(
+        lambda n, bis, word, particle, name: f"{n}{bis} {word} {particle}{name}, 75002 Paris",
+        st.integers(0, 999),
+        st.sampled_from(["", " bis", "ter", ","]),
+        st.sampled_from(["rue", "avenue", "av.", "boulevard", "bd", "allée", "place", "route"])
+        | st.sampled_from(["chemin", "impasse", "quai", "Rue"]),
+        st.sampled_from(["", "de la ", "d'", "l’", "du", "des "]),
+        st.sampled_from(["Paix", "Élysée", "Alésia", "paix", "Èze"]),
+    ),
+    "spanish": st.builds(
+        lambda word, particle, name, comma, number: f"{word} {particle}{name}{comma} {number}",
+        st.sampled_from(["Calle", "Avenida", "Carrer", "Paseo", "Plaza", "Via", "Viale"])
+        | st.sampled_from(["Piazza", "Corso", "Rua", "Travessa", "Largo", "calle"]),
+        st.sampled_from(["", "de ", "della "]),
+        st.sampled_from(["Mayor", "Roma", "Augusta", "x"]),
+        st.sampled_from(["", ","]),
+        st.sampled_from(["5", "nº 12", "no. 7", "1234"]),
+    ),
+    "uk": st.sampled_from(
+        ["SW1A 1AA", "M1 1AA", "GIR 0AA", "GIR0AA", "B33 8TH", "DN55 1PT", "Q1 1AA", "sw1a 1aa"]
+    ),
+    "box": st.builds(
+        "{}{}".format,
+        st.sampled_from(["P.O. Box ", "PO Box ", "P. O. Box ", "Box "]),
+        st.integers(),
+    ),
+}
+ADDRESS_NOISE = st.lists(
+    st.sampled_from([*"abcXYZ019 ,.;:()-'’\"\n\té", "Ä", "İ", "\u212a", "2019 ", "Jane "]),
+    max_size=6,
+).map("".join)
+
+
+@st.composite
+def address_texts(draw: st.DrawFn) -> str:
+    pieces = [draw(ADDRESS_NOISE)]
+    for _ in range(draw(st.integers(0, 2))):
+        pieces += [draw(st.one_of(*ADDRESS_PIECES.values())), draw(ADDRESS_NOISE)]
+    text = "".join(pieces)
+    return draw(st.sampled_from([text, text, text.upper(), text.lower()]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(address_texts())
+def test_the_address_hints_hold_wherever_the_address_regex_matches(text: str) -> None:
+    detector = AddressDetector()
+    if _ADDRESS.search(text) or any(_ADDRESS.search(line) for line in text.split("\n")):
+        assert addresses_module._may_hold_address(text), text
+    assert detector.find(text, Context(RecordNames())) == detector._find(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(f"221B Baker {kind}, Springfield" for kind in _STREET_TYPES.split("|")),
+        *(f"Office: Haupt{word} 12a, 10115 Berlin" for word in ("straße", "strasse", "str.")),
+        *(f"Königs{word} 5" for word in ("weg", "gasse", "platz", "allee", "damm", "ring")),
+        *(f"Office: Königs{word} 5" for word in ("weg", "gasse", "platz", "allee", "damm", "ring")),
+        *(
+            f"12 {word} de la Paix, 75002 Paris"
+            for word in _split("rue avenue av. boulevard bd allée place chemin impasse quai route")
+        ),
+        *(
+            f"{word} Mayor, nº 5"
+            for word in _split("Calle Avenida Carrer Paseo Plaza Via Viale Piazza Corso Rua")
+        ),
+        *(f"{word} della Roma 12" for word in ("Travessa", "Largo")),
+        *("London SW1A 1AA", "GIR 0AA", "M1 1AA", "P.O. Box 12", "PO Box 7"),
+    ],
+)
+def test_every_address_form_and_street_word_passes_the_address_hints(text: str) -> None:
+    detector = AddressDetector()
+    assert _ADDRESS.search(text), text  # each is an address the regex reads
+    assert addresses_module._may_hold_address(text)
+    assert detector.find(text, Context(RecordNames())) == detector._find(text) != []
+
+
+TWO_WORDS = names_module._two_words  # the gate of the name rules that cannot match
+NAME_TEXTS = [
+    "Jane Doe\nData Engineer\njane@example.com",
+    "JANE DOE\n",
+    "Contact: jane doe\nRole: analyst",
+    "improve this:\nŁukasz Wójcik | Data Engineer\n",
+    "notes\n\u00a0Zoë\u00a0Müller\n",
+    "a line\n— Siobhán O'Connor\n",
+    "Best regards,\nsiobhán o'connor",
+    "Best regards,\nSiobhán O'Connor",
+    "\nJane Doe",
+    "led the team with Jane Doe",
+    "led the team with Jane\nDoe did the rest",
+    "x 'Jean -Luc Picard'\nsecond line",
+    "References\nZorvani Quillvard, Manager\n",
+    "A\nB C\n",
+]
+
+
+@PROPERTY
+@given(
+    st.one_of(
+        st.sampled_from(NAME_TEXTS),
+        st.lists(
+            st.sampled_from(
+                [
+                    *" \u00a0\n\t,:'-—x",
+                    *("Jane", "doe", "DOE", "Ørsted", "Müller", "Name", "Thanks", "Dr.", "J."),
+                    *("Raman", "Zoë", "priya", "References", "Best regards,"),
+                ]
+            ),
+            max_size=12,
+        ).map("".join),
+    ),
+    st.sampled_from([(), ("Jane Doe",), ("Priya Raman", "jdoe42")]),
+)
+def test_the_name_rules_skipped_as_unable_to_match_find_nothing(
+    text: str, known: tuple[str, ...]
+) -> None:
+    sequences, name_lines = names_module._two_words(text)
+    if not sequences:
+        assert names_module._SEQUENCE.search(text) is None
+    if not name_lines:
+        assert all(names_module._FIRST_LINE.match(text, at) is None for at in range(len(text)))
+    detector = ANON.names
+    assert detector is not None
+    fast_record, full_record = RecordNames(), RecordNames()
+    fast = detector.find(text, Context(fast_record, known))
+    try:  # the full path: no rule skipped (hypothesis does not take pytest's monkeypatch)
+        names_module._two_words = lambda text: (True, True)  # type: ignore[assignment]
+        full = detector.find(text, Context(full_record, known))
+    finally:
+        names_module._two_words = TWO_WORDS  # type: ignore[assignment]
+    assert fast == full and fast_record == full_record
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.sampled_from([*"0 \t().-/+x,a:#\n\u00a0\u2009_", "555", "12", "1234", "٣٤٥"]),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_seven_digit_test_is_the_regex_it_replaces(text: str) -> None:
+    assert phones_module._has_seven_digits(text) == bool(phones_module._SEVEN_DIGITS.search(text))
+
+
+@pytest.mark.parametrize("between", [*" \t().-/+_,:#x\n\u00a0\u2009\u2013", "- ", "()"])
+def test_the_seven_digit_test_reads_every_separator_as_the_regex_does(between: str) -> None:
+    for text in (f"555{between}1234", f"+1{between}555{between}0134", f"12{between}34"):
+        assert phones_module._has_seven_digits(text) == bool(
+            phones_module._SEVEN_DIGITS.search(text)
+        )
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                *sorted(addresses_module._STREET_WORDS),
+                *("st-x", "é", "\u2003"),
+                *"()[]{}<>,.;:!?\"'/| \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-x",
+            ]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_street_word_test_on_bytes_is_the_one_on_text(low: str) -> None:
+    words = low.translate(addresses_module._PUNCTUATION).split()
+    assert addresses_module._has_street_word(low) == (
+        not addresses_module._STREET_WORDS.isdisjoint(words)
+    )
+
+
+HOST_HINT = re.compile(  # what `links._host_hint` tests, as one regex (the slow way)
+    r"(?:linkedin|github|gitlab|bitbucket|twitter|x\.com|facebook|instagram|medium|behance|"
+    r"dribbble|kaggle|stackoverflow|indeed|about\.me|angel\.co|wellfound|leetcode|hackerrank|"
+    r"codepen|dev\.to|substack|netlify|vercel|pages\.dev|herokuapp|wordpress|blogspot|wixsite|"
+    r"carrd)|[a-z0-9]\.(?:me|dev|name|page|site|website|portfolio|blog)\b"
+)
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                *_split("linkedin github gitlab bitbucket twitter x.com facebook instagram"),
+                *_split("medium behance dribbble kaggle stackoverflow indeed about.me angel.co"),
+                *_split("wellfound leetcode hackerrank codepen dev.to substack netlify vercel"),
+                *_split("pages.dev herokuapp wordpress blogspot wixsite carrd carr x.co angel."),
+                *_split(".me .dev .name .page .site .website .portfolio .blog me"),
+                *"abcmx0.-/ é",
+            ]
+        ),
+        max_size=6,
+    ).map("".join)
+)
+def test_the_host_hint_is_the_regex_it_replaces(low: str) -> None:
+    assert links_module._host_hint(low) == bool(HOST_HINT.search(low))
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.sampled_from([*"ab.+-_@ x1-Zé\n", "@x.io", "jane.doe", ".com", "ł", "\u0660", "@@"]),
+        max_size=12,
+    ).map("".join)
+)
+def test_emails_are_searched_from_their_user_part_as_from_the_line_start(line: str) -> None:
+    fast = [m.span() for m in emails_module._plain_emails(line)]
+    assert fast == [m.span() for m in emails_module._EMAIL.finditer(line)]

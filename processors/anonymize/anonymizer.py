@@ -35,6 +35,14 @@ from processors.anonymize.spans import (
 from processors.config import AnonymizeConfig
 from processors.records import Example, Message
 
+# Texts in which the detectors found nothing, remembered for records with no known names:
+# detection reads nothing of a record but those names (the people found in its other messages
+# are looked for after it, in every text, cached or not), so such a text finds nothing again;
+# and records repeat their prompts and instructions. At most 4,096 texts of 1,000 characters
+# (4 MB of ASCII text).
+_CLEAN_TEXTS = 4096
+_CLEAN_LENGTH = 1000
+
 
 class Detector:
     """What every detector is: `find(text, context) -> spans` of its kind."""
@@ -68,6 +76,8 @@ class Anonymizer:
         if config.names and self.lexicon is not None:
             self.names = NameDetector(self.lexicon)
             self.persons = PersonFinder(self.lexicon)
+        # See `_CLEAN_TEXTS`. Each dict operation is atomic: threads may share it.
+        self._clean: dict[str, None] = {}
 
     # -- public API ------------------------------------------------------------------------
     def anonymize(
@@ -105,6 +115,8 @@ class Anonymizer:
         record = RecordNames(numbered=self.config.consistent_names)
         residual: dict[str, int] = {}  # a plain dict: a Counter costs more to build than to fill
         out = self._record(texts, known, record, residual)
+        if out is texts:
+            return  # nothing found: the example stays as it is
         if residual:
             example.residual = residual
         if has_bullet:
@@ -123,8 +135,11 @@ class Anonymizer:
         record: RecordNames,
         residual: dict[str, int] | None = None,
     ) -> list[str]:
+        """The texts anonymized; `texts` itself where nothing is to be replaced in any."""
         context = Context(record, known)
         found = [self._detect(text, context) for text in texts]
+        if not record.parts and not any(found):
+            return texts  # nothing found, and no person of the record to look for
         persons = self.persons
         if persons is None:
             return [
@@ -151,6 +166,18 @@ class Anonymizer:
     def _detect(self, text: str, context: Context) -> list[Span]:
         if not text:
             return []
+        cacheable = not context.known and len(text) <= _CLEAN_LENGTH
+        if cacheable and text in self._clean:
+            return []
+        spans = self._detect_all(text, context)
+        if cacheable and not spans:
+            if len(self._clean) >= _CLEAN_TEXTS:
+                self._clean.clear()  # rare; the prompts that repeat come back at once
+            self._clean[text] = None
+        return spans
+
+    def _detect_all(self, text: str, context: Context) -> list[Span]:
+        """Every detector on `text` (the path `_detect` caches a clean result of)."""
         spans: list[Span] = []
         for detector in self.contacts:
             spans += detector.find(text, context)

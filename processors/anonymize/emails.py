@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from processors.anonymize.spans import EMAIL, Context, Span, lines_of
 
@@ -65,6 +66,26 @@ def _is_obfuscated_email(match: re.Match[str]) -> bool:
     return first_label in _MAIL_PROVIDERS
 
 
+# A run of the characters an address's user part is made of, read backwards from its `@`.
+_USER_RUN = re.compile(r"[\w.+-]*")
+
+
+def _plain_emails(line: str) -> Iterator[re.Match[str]]:
+    """What `_EMAIL.finditer(line)` finds, sooner: that regex tries every character of the
+    line, but a match holds exactly one `@` and starts where the run of user-part characters
+    before it starts (its lookbehind says so), so each search starts there."""
+    backwards = line[::-1]
+    pos = 0
+    while (at := line.find("@", pos)) != -1:
+        user = _USER_RUN.match(backwards, len(line) - at)  # always matches, maybe empty
+        user_start = at - len(user.group()) if user is not None else at
+        match = _EMAIL.search(line, max(pos, user_start))
+        if match is None:
+            return
+        yield match
+        pos = match.end()
+
+
 class EmailDetector:
     kind = EMAIL
 
@@ -74,7 +95,7 @@ class EmailDetector:
             for at, line in lines_of(text):
                 if "@" in line:
                     spans += [
-                        Span(at + m.start(), at + m.end(), EMAIL) for m in _EMAIL.finditer(line)
+                        Span(at + m.start(), at + m.end(), EMAIL) for m in _plain_emails(line)
                     ]
         low = text.lower()
         if (

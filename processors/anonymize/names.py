@@ -70,6 +70,10 @@ _FIRST_LINE = re.compile(
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?(?:{_WORD}|[{re.escape(_UPPER)}'’\-]+)){{1,3}})[ \t]*"
     r"(?:(?:[|•,;–—]|[ \t]-[ \t])[^\n]*)?\r?\n"
 )
+# What `_FIRST_LINE` and `_SEQUENCE` need: two words of a name, the second after a `_GAP` and
+# starting with a capital (or `'’-`); for `_FIRST_LINE`, on a line that a line break ends. Most
+# texts of an instruction or a bullet have none: they skip the name-line and sequence rules.
+_GAP_CAPITAL = re.compile(rf"[{re.escape(_UPPER)}'’\-](?<={_GAP}.)")
 # What a line `_FIRST_LINE` matches may start with.
 _NAME_LINE_LEADS = frozenset(_UPPER + "'’- \t")
 # Words that make the capitalised words beside them an organisation named after people.
@@ -187,6 +191,15 @@ def _header_starts(text: str, contacts: tuple[int, ...] | None) -> list[tuple[in
     return sorted(starts.items())
 
 
+def _two_words(text: str) -> tuple[bool, bool]:
+    """Whether `_SEQUENCE`, then `_FIRST_LINE`, may match in `text`: both need a
+    `_GAP_CAPITAL`, `_FIRST_LINE` one on a line that a line break ends."""
+    second = _GAP_CAPITAL.search(text)
+    if second is None:
+        return False, False
+    return True, second.start() < text.rfind("\n")
+
+
 class NameDetector:
     kind = NAME
 
@@ -210,12 +223,14 @@ class NameDetector:
                 for m in compiled.pattern.finditer(text):
                     key = compiled.key_of.get(" ".join(m.group(0).split()).casefold(), "")
                     spans.append((m.start(), m.end(), key or m.group(0).casefold()))
-        self._cued_names(text, spans, context)
-        name_words = lexicon.name_words
-        for m in _SEQUENCE.finditer(text):
-            # Most capitalised runs (Machine Learning, Product Manager) hold no name at all.
-            if any(w.capitalize() in name_words for w in m.group(0).split()):
-                self._sequence_names(m, spans)
+        sequences, name_lines = _two_words(text)
+        self._cued_names(text, spans, context, name_lines=name_lines)
+        if sequences:
+            name_words = lexicon.name_words
+            for m in _SEQUENCE.finditer(text):
+                # Most capitalised runs (Machine Learning, Product Manager) hold no name at all.
+                if any(w.capitalize() in name_words for w in m.group(0).split()):
+                    self._sequence_names(m, spans)
         parts = context.record.parts
         for start, end, key in spans:
             for token in _TOKEN.findall(text[start:end]):
@@ -254,7 +269,16 @@ class NameDetector:
         pattern = re.compile(rf"(?<![\w@/.\[])(?:{body})(?![\w@\]])", re.IGNORECASE)
         return _KnownNames(pattern, alternatives)
 
-    def _cued_names(self, text: str, spans: list[tuple[int, int, str]], context: Context) -> None:
+    def _cued_names(
+        self,
+        text: str,
+        spans: list[tuple[int, int, str]],
+        context: Context,
+        *,
+        name_lines: bool = True,
+    ) -> None:
+        """`name_lines`: False where `_FIRST_LINE` cannot match (no `_GAP_CAPITAL` before the
+        last line break)."""
         lexicon = self.lexicon
         assert lexicon is not None
         if _CUE_HINT.search(text):
@@ -266,7 +290,7 @@ class NameDetector:
         ):
             self._references(text, spans)
         if "\n" in text:
-            for start, top in _header_starts(text, context.contacts):
+            for start, top in _header_starts(text, context.contacts) if name_lines else ():
                 # Most lines cannot start a name line (`"`, a lowercase word): skip the regex.
                 if text[start] not in _NAME_LINE_LEADS:
                     continue

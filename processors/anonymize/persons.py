@@ -19,6 +19,7 @@ from processors.anonymize.spans import EMAIL, LINK, NAME, URL, RecordNames, Span
 
 Variant = tuple[str, bool]  # (the person, whether the form must start with a capital)
 _LETTERS = re.compile(r"[^\W\d_]+")
+_PERSON_SPLIT = re.compile(r"[\s,.]+")  # the words of a person's key
 # Paths whose user segment is a person's name by construction: two or more words there are a
 # name even when no list knows them.
 _NAMED_BY_SITE = re.compile(r"(?:linkedin\.com/(?:in|pub)|indeed\.com/r)/", re.IGNORECASE)
@@ -102,7 +103,7 @@ class PersonFinder:
             people.setdefault(person, []).append(low)
         vocabulary = lexicon.vocabulary
         for person, parts in people.items():
-            words = [w for w in re.split(r"[\s,.]+", person) if w.isalpha()] or parts
+            words = [w for w in _PERSON_SPLIT.split(person) if w.isalpha()] or parts
             if len(words) < 2:
                 continue
             first, last = words[0].lower(), words[-1].lower()

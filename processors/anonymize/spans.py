@@ -32,7 +32,7 @@ class Span(NamedTuple):
     detail: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # slots: one of each is built per record
 class RecordNames:
     """The people of one record: each name part found so far, and `[NAME_n]` numbers."""
 
@@ -47,7 +47,7 @@ class RecordNames:
         return f"[NAME_{n}]"
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """What a detector may know of the text beyond itself: the record it belongs to."""
 
