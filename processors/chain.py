@@ -83,19 +83,20 @@ class ProcessorChain:
 
     def run(self, records: list[RawRecord]) -> ProcessedBatch:
         out = ProcessedBatch(examples=[], drops=[])
-        run = self.stages.run
+        # Looked up once a batch rather than once a record.
+        run, format_record = self.stages.run, self.formatter.format
+        kept, dropped = out.examples, out.drops
         for record in records:
             if credit_identifies_subject(record.meta):
-                out.drops.append(Drop(record.source, record.dataset, record.id, CREDIT_REASON))
+                dropped.append(Drop(record.source, record.dataset, record.id, CREDIT_REASON))
                 continue
-            examples, drops = self.formatter.format(record)
-            out.drops.extend(drops)
+            examples, drops = format_record(record)
+            if drops:
+                dropped.extend(drops)
             for example in examples:
                 reason = run(example)
                 if reason is None:
-                    out.examples.append(example)
+                    kept.append(example)
                 else:
-                    out.drops.append(
-                        Drop(example.source, example.dataset, example.record_id, reason)
-                    )
+                    dropped.append(Drop(example.source, example.dataset, example.record_id, reason))
         return out

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from functools import cache
+from collections.abc import Sequence
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Literal, get_args
 
@@ -119,15 +120,43 @@ def default_templates() -> Templates:
     return msgspec.convert({**data.get("tasks", {}), "fields": data.get("fields", {})}, Templates)
 
 
-def pick(texts: list[str], seed: str, salt: str) -> str:
+# blake2b's state after `{salt}\x1f`, per salt: a copy of it hashes a seed in half the time a new
+# hasher takes (the salts are a handful of fixed names; bounded all the same).
+_SALTED: dict[str, hashlib.blake2b] = {}
+
+
+def pick(texts: Sequence[str], seed: str, salt: str) -> str:
     """One of `texts`, the same for the same seed every time (blake2b, not Python's hash)."""
-    digest = hashlib.blake2b(f"{salt}\x1f{seed}".encode(), digest_size=8).digest()
-    return texts[int.from_bytes(digest, "big") % len(texts)]
+    data = seed.encode()  # before the shortcut: a seed UTF-8 cannot encode raises either way
+    if len(texts) == 1:  # any digest picks it: no need to hash
+        return texts[0]
+    state = _SALTED.get(salt)
+    if state is None:
+        if len(_SALTED) >= 256:
+            _SALTED.clear()
+        state = _SALTED[salt] = hashlib.blake2b(f"{salt}\x1f".encode(), digest_size=8)
+    hasher = state.copy()
+    hasher.update(data)  # the digest of `{salt}\x1f{seed}`, as one blake2b call would give
+    return texts[int.from_bytes(hasher.digest(), "big") % len(texts)]
+
+
+@lru_cache(maxsize=1024)
+def _pieces(text: str) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """A phrasing cut at its placeholders once: its head, then (name, the placeholder as written,
+    the text up to the next one) for each (the phrasings are a fixed set: they recur)."""
+    parts = _PLACEHOLDER.split(text)  # text, name, text, name, ..., text
+    names = range(1, len(parts), 2)
+    return parts[0], tuple((parts[i], "{" + parts[i] + "}", parts[i + 1]) for i in names)
 
 
 def render(text: str, values: dict[str, str]) -> str:
     """`text` with its placeholders filled in one pass (a value's own braces stay as written)."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    # Joined from the cut phrasing: what _PLACEHOLDER.sub would give, without a pattern and a
+    # call of Python per placeholder.
+    out, rest = _pieces(text)
+    for name, written, tail in rest:
+        out += values.get(name, written) + tail
+    return out
 
 
 def system_phrasing(phrasings: list[str], context: str, default_context: str, seed: str) -> str:
@@ -137,8 +166,14 @@ def system_phrasing(phrasings: list[str], context: str, default_context: str, se
         return ""
     if context:
         return render(pick(phrasings, seed, "system"), {"context": context})
-    without = [p for p in phrasings if "{context}" not in p]
+    without = _without_context(tuple(phrasings))
     return render(pick(without or phrasings, seed, "system"), {"context": default_context})
+
+
+@lru_cache(maxsize=256)
+def _without_context(phrasings: tuple[str, ...]) -> tuple[str, ...]:
+    """The phrasings that name no {context}: once per set (they are the template set's)."""
+    return tuple(p for p in phrasings if "{context}" not in p)
 
 
 def field_of_tags(tags: list[str], fields: dict[str, str]) -> str:

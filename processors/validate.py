@@ -127,11 +127,12 @@ class Validator:
             if not content.isprintable() and _CONTROL.search(content):
                 return "control_characters"
             low, high = limits[message.role]
-            if len(content) < low:
+            size = len(content)
+            if size < low:
                 return f"{message.role}_too_short"
-            if len(content) > high:
+            if size > high:
                 return f"{message.role}_too_long"
-            total += len(content)
+            total += size
         config = self.config
         if total / config.chars_per_token > config.max_total_tokens:
             return "too_many_tokens"

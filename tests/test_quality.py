@@ -4,6 +4,7 @@ to a bullet that are no bullet, and job postings' duty lines."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 
 from collector.config import ConfigError, parse_config
 from processors.config import QualityConfig, RewriteCheckConfig
-from processors.quality import STOCK_WORDS, STOP_WORDS, QualityCheck, input_text, new_words
+from processors.quality import (
+    STOCK_WORDS,
+    STOP_WORDS,
+    QualityCheck,
+    duty_line,
+    input_text,
+    new_words,
+)
 from processors.records import Example, Message, RawRecord
 from processors.rewrite import RewriteChecker, RewrittenFormatter
 
@@ -360,3 +368,224 @@ def test_languages_are_checked_at_load() -> None:
         parse_config({"processing": {"quality": {"language_confidence": 2}}})
     config = parse_config({"processing": {"quality": {"languages": ["en", "de"]}}})
     assert config.processing.quality.languages == ["en", "de"]
+
+
+# --- Fast paths agree with the plain computations they stand for ---------------------------------
+# Each reference below is the check as first written (one pattern or one loop, no shortcut); the
+# inputs mix what the shortcuts turn on: ASCII or not, apostrophes, markers, figures, separators,
+# punctuation at word ends, the whitespace str.split() knows and bytes.split() does not.
+
+TRICKY = st.lists(
+    st.sampled_from(
+        [
+            *"aZ eE'’_-.,;:!?()\"“”<>#|/•·\n\t\x1c\x1f7[]XN%+",
+            *["[NAME]", "[X]%", "[EMAIL_2]", "the", "The", "AND", "with", "bullet", "Bullet"],
+            *["ſ", "İ", "ı", "é", "ß", "Ж", "٣", "```", "http://x.io", "www.x", "`c`", "you will"],
+            *["Responsible for", "in charge of", "tasked with", "to ", "we need", "result", "cut"],
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+OUTCOME = re.compile(
+    r"\d|\[(?:X|N)\]|\b(?:result\w*|cut\w*|reduc\w*|increas\w*|rais\w*|lift\w*|sav\w*|"
+    r"grow\w*|grew|boost\w*|shorten\w*|eliminat\w*|enabl\w*|achiev\w*|generat\w*|doubl\w*|"
+    r"halv\w*|lower\w*|decreas\w*|accelerat\w*|prevent\w*|improv\w*|replac\w*|freeing)\b",
+    re.IGNORECASE,
+)
+
+
+def reference_words(text: str) -> list[str]:
+    from processors.markers import MARKER
+    from processors.quality import _ASCII_WORD, _WORD
+
+    text = MARKER.sub(" ", text)
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def reference_input_text(user: str) -> str:
+    from processors.quality import _QUOTED
+
+    quoted = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(user)]
+    if quoted:
+        return "\n".join(quoted)
+    _, newline, rest = user.partition("\n")
+    if newline and rest.strip():
+        return rest
+    _, colon, after = user.partition(":")
+    return after if colon and after.strip() else user
+
+
+def reference_rewrite_reason(
+    before: list[str], after: list[str], config: QualityConfig
+) -> str | None:
+    from difflib import SequenceMatcher
+
+    fresh = [w for w in after if w not in set(before) and w not in STOCK_WORDS | STOP_WORDS]
+    if len([w for w in fresh if len(w) > 1]) < config.min_new_words:
+        return "trivial_rewrite"
+    if before and after:
+        ratio = SequenceMatcher(None, before, after, autojunk=False).ratio()
+        if ratio >= config.near_copy_ratio:
+            return "near_copy"
+    return None
+
+
+def reference_tag_list(text: str) -> bool:
+    from processors.quality import (
+        _MARKED_TAGS,
+        _SEPARATOR_CHARS,
+        _TAG_SEPARATORS,
+        DUTY_VERBS,
+        IRREGULAR_PAST,
+    )
+
+    text = text.strip().rstrip(".")
+    if _MARKED_TAGS.match(text):
+        return True
+    if sum(map(text.count, _SEPARATOR_CHARS)) < 2:
+        return False
+    items = [item for item in _TAG_SEPARATORS.split(text) if item]
+    if len(items) < 3 or any(len(item.split()) > 3 for item in items):
+        return False
+    split = [item.lower().split() for item in items]
+    if any(w in STOP_WORDS for item in split for w in item):
+        return False
+    if split[0][0] in IRREGULAR_PAST or split[0][0] in DUTY_VERBS:
+        return False
+    openers = [item[0] for item in split if len(item) > 1]
+    return not any(w in IRREGULAR_PAST or w in DUTY_VERBS or w.endswith("ed") for w in openers)
+
+
+def reference_duty_line(answer: str) -> bool:
+    from processors.formatters.job_posting import REQUIREMENT_OPENERS
+    from processors.quality import _JOB_WAS, _POSTING_VOICE, DUTY_VERBS
+
+    text = answer.strip().lstrip("-*•·– ").strip()
+    if _POSTING_VOICE.match(text):
+        return True
+    if _JOB_WAS.match(text):
+        return OUTCOME.search(text) is None
+    first, _, rest = text.partition(" ")
+    first = first.casefold().strip(",.:;()")
+    base = first
+    if first not in DUTY_VERBS:
+        base = first[:-2] if first.endswith("es") and first[:-2] in DUTY_VERBS else first[:-1]
+    if base not in DUTY_VERBS and first not in REQUIREMENT_OPENERS:
+        return False
+    return OUTCOME.search(rest) is None
+
+
+def reference_prose(text: str) -> str:
+    from processors.language import _NOT_PROSE, SAMPLE_CHARS
+
+    return " ".join(_NOT_PROSE.sub(" ", text[: SAMPLE_CHARS * 4]).split())[:SAMPLE_CHARS]
+
+
+@given(text=TRICKY)
+@settings(max_examples=1500, deadline=None)
+def test_the_quality_checks_shortcuts_agree_with_their_plain_forms(text: str) -> None:
+    from processors import quality
+
+    assert quality.words(text) == reference_words(text)
+    assert input_text(text) == reference_input_text(text)
+    assert quality.tag_list(text) == reference_tag_list(text)
+    assert quality.duty_line(text) == reference_duty_line(text)
+    first = text.partition("\n")[0]
+    assert quality.is_bullet_task(example(text, "x"), text) == bool(
+        quality._BULLET_TASK.search(first)
+    )
+    assert quality.states_outcome(text) == (OUTCOME.search(text) is not None)
+    for answer in (text, (text + " ") * 3):  # about as many characters as words, and fewer
+        stripped = answer.strip()
+        question = stripped.rstrip("\"'”’)").endswith("?")
+        for max_words in (5, 8, 20):
+            expected = len(stripped.split()) > max_words or question or reference_tag_list(stripped)
+            assert quality.not_a_bullet(answer, max_words) == expected
+
+
+@given(
+    before=st.lists(st.sampled_from(["a", "the", "billing", "cut", "team", "x", "é", "api"])),
+    after=st.lists(st.sampled_from(["a", "the", "billing", "cut", "rate", "successfully", "é"])),
+    min_new=st.integers(0, 4),
+    ratio=st.sampled_from([0.1, 0.5, 0.85, 1.0]),
+)
+@settings(max_examples=1000, deadline=None)
+def test_the_rewrite_checks_shortcuts_agree_with_their_plain_forms(
+    before: list[str], after: list[str], min_new: int, ratio: float
+) -> None:
+    from processors import quality
+
+    config = QualityConfig(min_new_words=min_new, near_copy_ratio=ratio)
+    have = set(before)
+    expected = reference_rewrite_reason(before, after, config)
+    got = "trivial_rewrite" if quality._count_new_words(have, after, min_new) < min_new else None
+    if got is None and quality._near_copy(before, after, ratio, have):
+        got = "near_copy"
+    assert got == expected
+    assert quality._near_copy(before, after, ratio) == quality._near_copy(
+        before, after, ratio, have
+    )
+
+
+def test_duty_line_skips_its_patterns_only_for_openings_they_cannot_match() -> None:
+    """IGNORECASE matches a letter to itself and to letters of other case only: every character
+    with a case is tried in front of each alternative's rest."""
+    import sys
+
+    cased = [c for c in map(chr, range(sys.maxunicode + 1)) if c.lower() != c.upper()]
+    rests = ["ou will x", "ill x", "o x", "he role will x", "e need x", "esponsible for x"]
+    rests += ["n charge of x", "asked with x", "uties include x", "esponsibilities include x"]
+    for char in [*cased, "1", " ", "-"]:
+        for rest in rests:
+            assert duty_line(char + rest) == reference_duty_line(char + rest)
+
+
+def reference_looks_english(text: str) -> bool:
+    from processors.language import _ENGLISH
+
+    words = text.lower().split()
+    hits = sum(word.strip(",.;:!?()\"'") in _ENGLISH for word in words)
+    return hits >= max(3, (len(words) + 3) // 4)
+
+
+ENGLISH_CHECK = QualityCheck(QualityConfig(language_confidence=0.0)).language
+
+
+@given(text=TRICKY)
+@settings(max_examples=800, deadline=None)
+def test_the_language_checks_shortcuts_agree_with_their_plain_forms(text: str) -> None:
+    from processors import language
+
+    for sample in (text, text * 30):  # and past the sample's length
+        prose = reference_prose(sample)
+        assert language.prose(sample) == prose
+        assert language.looks_english(prose) == reference_looks_english(prose)
+        head = language._plain_head(sample)
+        if head is not None and head.isascii():  # foreign()'s way, in bytes
+            encoded, words = language._ascii_prose(head)
+            assert encoded.decode() == prose
+            assert language._english_words(words) == reference_looks_english(prose)
+        letters = len(re.sub(r"[\W\d_]+", "", prose))
+        expected = None
+        if not reference_looks_english(prose) and letters >= ENGLISH_CHECK.min_chars:
+            expected = ENGLISH_CHECK._identify(prose, letters)
+        assert ENGLISH_CHECK.foreign(sample) == expected
+
+
+def test_the_last_unmarked_text_is_only_reused_for_that_very_string() -> None:
+    from processors import language, quality
+    from processors.markers import MARKER
+
+    answer = "Cut costs by [X]% for [NAME]'s team"
+    assert quality.words(answer) == reference_words(answer)
+    assert language.prose(answer) == reference_prose(answer)  # the same string: reused
+    other = "".join(["Cut costs by [N]", " for the team"])  # another string, made at run time
+    assert language.unmarked(other) == MARKER.sub(" ", other) != MARKER.sub(" ", answer)
+    assert language.unmarked(answer) == MARKER.sub(" ", answer)
+    assert language.unmarked("no marker") == "no marker"
+    english = QualityCheck(QualityConfig()).language
+    assert english.foreign(answer) is None and english.foreign(answer * 20) is None

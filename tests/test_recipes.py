@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +400,145 @@ def test_sample_datasets_give_valid_clean_pairs_lines(recipe: str, path: str) ->
             assert example.kind == "pairs"
             assert not any(mark in example.meta["bullet"] for mark in MOJIBAKE)
     assert produced >= len(rows)
+
+
+# --- Fast paths of the prompts agree with the plain computations they stand for -----------------
+
+PROMPT_TEXT = st.lists(
+    st.sampled_from(
+        [
+            *"aZ {}_.,7[]xXnN%\n\"'é",
+            *["{context}", "{bullet}", "{posting}", "{{bullet}}", "{}", "{ context}", "{bul{let}"],
+            *["cut", "Cutting", "reduced", "saved", "saving", "so that", "sped up", "speed it up"],
+            *["leading to", "grew", "caught", "[X]", "[n]", "İ", "ſaved", "KG", "_1", "ab9"],
+        ]
+    ),
+    max_size=30,
+).map("".join)
+
+
+RESULT = re.compile(
+    r"\d|\[(?:X|N)\]|\b(?:cut|cutting|reduc\w*|rais\w*|increas\w*|improv\w*|sav(?:ed|ing)|"
+    r"grew|grow\w*|boost\w*|lower\w*|shorten\w*|doubl\w*|halv\w*|prevent\w*|caught|"
+    r"resulting|leading to|so that|enabling|eliminat\w*|speed\w* up|sped up)\b",
+    re.IGNORECASE,
+)
+
+
+def reference_pick(texts: list[str], seed: str, salt: str) -> str:
+    import hashlib
+
+    digest = hashlib.blake2b(f"{salt}\x1f{seed}".encode(), digest_size=8).digest()
+    return texts[int.from_bytes(digest, "big") % len(texts)]
+
+
+def reference_render(text: str, values: dict[str, str]) -> str:
+    from processors.templates import _PLACEHOLDER
+
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def reference_get_field(payload: Any, path: str) -> Any:
+    current = payload
+    for part in path.split("."):
+        if isinstance(current, dict):
+            if part in current:
+                current = current[part]
+                continue
+            lowered = part.casefold()
+            for key, value in current.items():
+                if isinstance(key, str) and key.casefold() == lowered:
+                    current = value
+                    break
+            else:
+                return None
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return current
+
+
+@given(text=PROMPT_TEXT, seed=PROMPT_TEXT, salt=st.sampled_from(["task", "system", "user:x", "é"]))
+@settings(max_examples=1000, deadline=None)
+def test_the_prompts_shortcuts_agree_with_their_plain_forms(
+    text: str, seed: str, salt: str
+) -> None:
+    from processors.formatters import prompts
+    from processors.templates import pick, render, system_phrasing
+
+    for count in (1, 2, 3, 8):
+        texts = [f"{text}{i}" for i in range(count)]
+        assert pick(texts, seed, salt) == reference_pick(texts, seed, salt)
+    for values in ({}, {"bullet": seed, "context": "{posting}"}, {"context": "", "bul{let": "x"}):
+        assert render(text, values) == reference_render(text, values)
+    # The lower-case ASCII pattern against the one IGNORECASE pattern, on any text.
+    assert prompts.shows_result(text) == (RESULT.search(text) is not None)
+    phrasings = [text, "You coach {context} people.", "No context here.", seed]
+    for context in ("", "Data engineer"):
+        picked = reference_pick(
+            phrasings if context else ([p for p in phrasings if "{context}" not in p] or phrasings),
+            seed,
+            "system",
+        )
+        assert system_phrasing(phrasings, context, "general", seed) == reference_render(
+            picked, {"context": context or "general"}
+        )
+
+
+def test_pick_raises_on_a_seed_utf8_cannot_encode_even_with_one_text() -> None:
+    from processors.templates import pick
+
+    with pytest.raises(UnicodeEncodeError):
+        pick(["only"], "lone \ud800 surrogate", "task")
+    with pytest.raises(UnicodeEncodeError):
+        reference_pick(["only"], "lone \ud800 surrogate", "task")
+
+
+@given(
+    payload=st.recursive(
+        st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["", " x ", "Text"])),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(
+                st.sampled_from(["original", "Original", "ORIGINAL", "a.b", "a", "B", "ǅ", "K"]),
+                inner,
+                max_size=4,
+            ),
+        ),
+        max_leaves=10,
+    ),
+    path=st.sampled_from(["original", "oRiginal", "a.b", "a", "a.0", "b.a", "0", "k", "ǆ", ""]),
+)
+@settings(max_examples=1000, deadline=None)
+def test_field_look_up_shortcuts_agree_with_the_plain_walk(payload: Any, path: str) -> None:
+    from processors.formatters.fields import get_field, get_text
+
+    expected = reference_get_field(payload, path)
+    assert get_field(payload, path) == expected
+    if isinstance(expected, str):
+        assert get_text(payload, path) == expected.strip()
+    elif isinstance(expected, int) and not isinstance(expected, bool):
+        assert get_text(payload, path) == str(expected)
+    else:
+        assert get_text(payload, path) == ""
+
+
+@pytest.mark.parametrize(
+    "tasks", [[], ["improve_bullet"], ["star_bullet"], ["star_bullet", "improve_bullet"]]
+)
+@given(bullet=PROMPT_TEXT, improved=PROMPT_TEXT)
+@settings(max_examples=200, deadline=None)
+def test_the_bullet_task_is_chosen_as_its_plain_rule_chooses(
+    tasks: list[str], bullet: str, improved: str
+) -> None:
+    from processors.config import BULLET_TASKS
+    from processors.formatters.prompts import bullet_task, shows_result
+
+    recipe = RecipeConfig(name="pairs", tasks=tasks)  # type: ignore[arg-type]
+    improved = improved or "x"
+    eligible = [t for t in BULLET_TASKS if t in (tasks or BULLET_TASKS)]
+    if not shows_result(improved) or shows_result(bullet):
+        eligible = [t for t in eligible if t != "star_bullet"]
+    expected = reference_pick(list(eligible), bullet, "task") if eligible else "improve_bullet"
+    assert bullet_task(recipe, bullet, improved) == expected

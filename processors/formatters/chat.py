@@ -27,7 +27,12 @@ class ChatFormatter:
         for item in raw:
             if not isinstance(item, dict):
                 return drop(record, "message_not_an_object")
-            role, content = _get(item, "role"), _get(item, "content")
+            # _get's exact keys inline: three messages a record, two look-ups each.
+            role, content = item.get("role"), item.get("content")
+            if role is None:
+                role = get_field(item, "role")
+            if content is None:
+                content = get_field(item, "content")
             if role not in ("system", "user", "assistant"):
                 return drop(record, "unrecognized_role", str(role)[:40])
             if not isinstance(content, str):
@@ -50,7 +55,11 @@ _IMPROVE_BULLET = re.compile(r"^(?:improve|rewrite|strengthen|polish)\b[^\n]*\bb
 def chat_task(messages: list[Message]) -> str:
     """A chat line's task as its first user message shows it: a request to improve a bullet is
     `improve_bullet`, a one-line question `answer_question`; anything else stays `chat`."""
-    user = next((m.content for m in messages if m.role == "user"), "").strip()
+    user = ""
+    for message in messages:  # the first user message (a loop: cheaper than next() of a generator)
+        if message.role == "user":
+            user = message.content.strip()
+            break
     if _IMPROVE_BULLET.match(user):
         return "improve_bullet"
     return "answer_question" if user.endswith("?") and "\n" not in user else "chat"
