@@ -37,7 +37,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import combinations
+from itertools import combinations, pairwise
+from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -77,21 +78,26 @@ _SCALES = {
 # A figure in digits: `1,200+`, `96%`, `$2.4M`, `40k`, `3 TB`, `2-week`, `0.91`, `1st`. Not the
 # digits of a name (`S3`, `EC2`, `p95`, `OAuth2`, `[NAME_1]`) nor of a version after a dot.
 # It opens with the first digit, and looks behind it only then, so that the regex engine skips
-# to a text's digits instead of trying the pattern at every position.
+# to a text's digits instead of trying the pattern at every position. A scale or a percentage
+# is tried only after a character one opens with (a lookahead that fails at once after most
+# figures, where trying each of them took a third of the time of a match).
 _DIGITS = re.compile(
     r"(?P<num>\d(?<![A-Za-z0-9_.,]\d)(?:\d{0,2}(?:,\d{3})+(?!\d)|\d*))(?P<frac>\.\d+)?"
+    r"(?:(?=[kKMBbmpt%]|\s[tmbp%])"
     r"(?:(?P<glued>k|K|M|MM|B|bn|mn)\b|\s?(?P<word>thousand|million|billion|trillion)\b)?"
-    r"(?P<pct>\s?%|\s?percent\b|\s?per\s?cent\b)?"
+    r"(?P<pct>\s?%|\s?percent\b|\s?per\s?cent\b)?)?"
 )
+_MONEY = frozenset("$€£¥")  # the signs before an amount
 # A quarter (`Q3`) is a date, hence a figure; other letter-digit words are names (`S3`).
 _QUARTER = re.compile(r"\bQ(?P<num>[1-4])\b")
 # Figures that are idioms, not facts: 24/7 support, a 1:1, 360-degree feedback, 2FA, 3D, 5G.
 # (?<![\w/])(?:24/7|24x7|1:1|1-on-1|360(?:-degree|°)|2FA|[2-5]G|3D|2D)(?!\w), written to open
 # with a digit so that the regex engine skips to the digits 1-5 instead of trying every position:
-# a lookbehind then checks the character before it, and each idiom's own first digit.
+# a lookbehind then checks the character before it, and one each idiom's own first digit, after
+# its second character (a digit is mostly followed by none of those, which fails at once).
 _IDIOMS = re.compile(
-    r"[1-5](?<![\w/].)(?:(?<=2)4/7|(?<=2)4x7|(?<=1):1|(?<=1)-on-1|(?<=3)60(?:-degree|°)|(?<=2)FA"
-    r"|(?<=[2-5])G|(?<=[23])D)(?!\w)"
+    r"[1-5](?<![\w/].)(?:4(?<=24)/7|4(?<=24)x7|:(?<=1:)1|-(?<=1-)on-1|6(?<=36)0(?:-degree|°)"
+    r"|F(?<=2F)A|G(?<=[2-5]G)|D(?<=[23]D))(?!\w)"
 )
 
 _UNITS = {
@@ -136,13 +142,17 @@ _NUMBER_WORDS = re.compile(
     re.IGNORECASE,
 )
 # Fractions: `half`, `a third`, `two thirds`, `three quarters of`, `a quarter of` (a quarter
-# alone is a period of time).
+# alone is a period of time). That is \b(?:half|(?:a|one)\s+third(?!\s*-?\s*part)|(?:two|2)\s+
+# thirds|(?:three|3)\s+quarters(?=\s+of\b)|(?:a|one)\s+quarter(?=\s+of\b))\b, written as
+# _IDIOMS is to open with a character of a set, so that the regex engine skips to those in a
+# lower-case text: a lookbehind then stands for the `\b`, and one for each word's first letter.
 _FRACTIONS = re.compile(
-    r"\b(?P<frac>half"
-    r"|(?:a|one)\s+third(?!\s*-?\s*part)"
-    r"|(?:two|2)\s+thirds"
-    r"|(?:three|3)\s+quarters(?=\s+of\b)"
-    r"|(?:a|one)\s+quarter(?=\s+of\b))\b",
+    r"(?P<frac>[ahot23](?<!\w.)"
+    r"(?:(?<=h)alf"
+    r"|(?<=a)\s+third(?!\s*-?\s*part)|(?<=o)ne\s+third(?!\s*-?\s*part)"
+    r"|(?<=t)wo\s+thirds|(?<=2)\s+thirds"
+    r"|(?<=t)hree\s+quarters(?=\s+of\b)|(?<=3)\s+quarters(?=\s+of\b)"
+    r"|(?<=a)\s+quarter(?=\s+of\b)|(?<=o)ne\s+quarter(?=\s+of\b)))\b",
     re.IGNORECASE,
 )
 _FRACTION_VALUES = {"half": 0.5, "third": 1 / 3, "thirds": 2 / 3, "quarter": 0.25, "quarters": 0.75}
@@ -156,10 +166,10 @@ _MULTIPLES = re.compile(
 _MULTIPLE_VALUES = {"twi": 2, "dou": 2, "tri": 3, "qua": 4, "hal": 0.5, "two": 2, "thr": 3}
 _FOLD_VALUES = {"four": 4, "five": 5, "ten": 10}
 # The words without which the three patterns above cannot match: a text that has none of them
-# (most have none) is not scanned by them, which took the most of `figures`' time. `one` alone
-# is no figure; `one-one` is, and is looked for as it is written. An ASCII text's words are
-# read as bytes: a table that turns all but small letters into spaces, and a split, cost a fifth
-# of what a regex does.
+# (most have none) is not scanned by them, which took the most of `figures`' time. `one` (and
+# `a`) alone is no figure, and with a scale word, the scale word is looked for. An ASCII text's
+# words are read as bytes: a table that turns all but small letters into spaces, and a split,
+# cost a fifth of what a regex does.
 _LETTERS_ONLY = bytes(c if chr(c) in string.ascii_lowercase else ord(" ") for c in range(256))
 
 
@@ -178,6 +188,22 @@ _MULTIPLE_VOCABULARY = _vocabulary(
     ]
     + [f"{word}fold" for word in ("two", "three", "four", "five", "ten")]
 )
+_WORD_VOCABULARY = _NUMBER_VOCABULARY | _FRACTION_VOCABULARY | _MULTIPLE_VOCABULARY
+_MORE_FRACTIONS = _FRACTION_VOCABULARY - {b"half"}
+# The three word patterns without IGNORECASE, for an ASCII text matched in lower case (an ASCII
+# letter equals a pattern's letter, case aside, just when its lower case does): matching without
+# the flag costs the regex engine half as much, and lets it skip to the letters a pattern opens
+# with.
+_NUMBER_WORDS_LOWER = re.compile(_NUMBER_WORDS.pattern)
+_FRACTIONS_LOWER = re.compile(_FRACTIONS.pattern)
+_MULTIPLES_LOWER = re.compile(_MULTIPLES.pattern)
+# What _FRACTIONS_LOWER finds in a text with no fraction word but `half`: \bhalf\b, written to
+# open with the word (a lookbehind then stands for the `\b`), which the regex engine looks for
+# as a string.
+_HALF = re.compile(r"(?P<frac>half)(?<!\w....)\b")
+# _DIGITS for an ASCII text, in which `\d` is [0-9]: a range, tested at a fraction of the cost
+# of the Unicode category.
+_DIGITS_ASCII = re.compile(_DIGITS.pattern.replace(r"\d", "[0-9]"))
 
 
 # A named tuple rather than a frozen dataclass, whose __init__ costs four times as much: one is
@@ -206,6 +232,9 @@ def _canon(value: float) -> str:
     return f"{round(value, 6):g}"
 
 
+# Cached: the same few values (years, small counts, percentages, `half`) come back in text after
+# text, and a hit costs a fifth of formatting them again.
+@lru_cache(maxsize=4096)
 def _values(value: float, percent: bool = False) -> frozenset[str]:
     """The canonical strings a value may be compared as (a fraction is also a percentage)."""
     if not (percent or 0 < value < 1):  # most values: only one
@@ -238,18 +267,52 @@ def figures(text: str) -> list[Figure]:
     return _figures(_blank(text))
 
 
+# Cached for one text: `judge` reads an answer's words for its figures, then for its names.
+@lru_cache(maxsize=1)
+def _letter_runs(text: str) -> tuple[bytes, ...]:
+    """The runs of letters of an ASCII `text` in lower case, as bytes (see `_LETTERS_ONLY`)."""
+    return tuple(text.lower().encode().translate(_LETTERS_ONLY).split())
+
+
 def _figures(blank: str) -> list[Figure]:
     """`figures` of a text already blanked (`judge` blanks an answer once for figures and names)."""
     found: list[Figure] = []
+    # tuple.__new__ makes a Figure at half the cost of calling Figure, whose __new__ is Python.
+    new = tuple.__new__
+    digits = _DIGITS
+    number_words: re.Pattern[str] | None
+    fractions: re.Pattern[str] | None
+    multiples: re.Pattern[str] | None
     if blank.isascii():
-        lowered = blank.encode().lower()
-        present = set(lowered.translate(_LETTERS_ONLY).split())
-        number_words = not _NUMBER_VOCABULARY.isdisjoint(present) or b"one-" in lowered
-        fractions = not _FRACTION_VOCABULARY.isdisjoint(present)
-        multiples = not _MULTIPLE_VOCABULARY.isdisjoint(present)
+        digits = _DIGITS_ASCII
+        text = blank
+        words = _letter_runs(blank)
+        number_words = fractions = multiples = None
+        if not _WORD_VOCABULARY.isdisjoint(words):  # most texts have none of the words
+            # The word patterns read the text in lower case (same length: the spans hold).
+            text = blank.lower()
+            present = set(words)
+            if not _NUMBER_VOCABULARY.isdisjoint(present):
+                number_words = _NUMBER_WORDS_LOWER
+            if not _FRACTION_VOCABULARY.isdisjoint(present):
+                # `half` is the fraction most texts state, and the only one they can when they
+                # have none of the other words: found as a literal, it is found at a third of
+                # the cost of the full pattern.
+                halves = _MORE_FRACTIONS.isdisjoint(present)
+                fractions = _HALF if halves else _FRACTIONS_LOWER
+            if not _MULTIPLE_VOCABULARY.isdisjoint(present):
+                multiples = _MULTIPLES_LOWER
     else:  # case-insensitive matching may equate letters that lower() does not
-        number_words = fractions = multiples = True
-    for match in _DIGITS.finditer(blank):
+        text = blank
+        number_words, fractions, multiples = _NUMBER_WORDS, _FRACTIONS, _MULTIPLES
+    for match in digits.finditer(blank):
+        start, end = match.span()
+        if match.lastindex == 1:  # `num` alone, as in most figures: a whole number, no unit
+            num = match.group()
+            placeholder = "[X]" if start > 0 and blank[start - 1] in _MONEY else "[N]"
+            values = _values(float(num.replace(",", "")), False)
+            found.append(new(Figure, (start, end, num, values, placeholder, start, end)))
+            continue
         num, frac, glued, word, pct = match.group("num", "frac", "glued", "word", "pct")
         number = num.replace(",", "") + (frac or "")
         value = float(number)
@@ -257,73 +320,50 @@ def _figures(blank: str) -> list[Figure]:
         if scale:
             value *= _SCALES[scale]
         percent = bool(pct)
-        start, end = match.span()
         # An integer count is an [N]; a percentage, an amount, a decimal or a scale is an [X].
-        money = start > 0 and blank[start - 1] in "$€£¥"
+        money = start > 0 and blank[start - 1] in _MONEY
         exact = not (percent or scale or frac or money)
         values = _values(value, percent)
         if scale:  # `2M` is also the 2 of `2 million` written the other way
             values |= {_canon(float(number))}
         # The placeholder stands for the digits (`num`, `frac`), which open the match.
         mask_end = start + len(num) + len(frac or "")
+        placeholder = "[N]" if exact else "[X]"
         found.append(
-            Figure(start, end, match.group(0), values, "[N]" if exact else "[X]", start, mask_end)
+            new(Figure, (start, end, match.group(0), values, placeholder, start, mask_end))
         )
     digit_figures = len(found)
     for match in _QUARTER.finditer(blank) if "Q" in blank else ():
+        values = frozenset({f"q{match.group('num')}"})
         found.append(
-            Figure(
-                match.start(),
-                match.end(),
-                match.group(0),
-                frozenset({f"q{match.group('num')}"}),
-                "[N]",
-                match.start("num"),
-                match.end("num"),
-            )
+            new(Figure, (*match.span(), match.group(0), values, "[N]", *match.span("num")))
         )
-    for match in _NUMBER_WORDS.finditer(blank) if number_words else ():
-        words = match.group("words")
-        if words.lower() in ("a", "one"):
+    # The word patterns' matches are of `text`; a figure's text is the blanked answer's own.
+    for match in number_words.finditer(text) if number_words else ():
+        spelled = match.group("words")
+        if spelled.lower() in ("a", "one"):
             continue
-        value = _word_value(words)
+        start, end = match.span()  # the group's: `\b` opens and closes the pattern
+        value = _word_value(spelled)
+        found.append(new(Figure, (start, end, blank[start:end], _values(value), "[N]", start, end)))
+    for match in fractions.finditer(text) if fractions else ():
+        value = _FRACTION_VALUES[match.group("frac").lower().split()[-1]]
+        start, end = match.span()
         found.append(
-            Figure(
-                match.start(),
-                match.end(),
-                words,
-                _values(value),
-                "[N]",
-                match.start(),
-                match.end(),
-            )
+            new(Figure, (start, end, blank[start:end], _values(value), "[X]%", start, end))
         )
-    for match in _FRACTIONS.finditer(blank) if fractions else ():
-        words = match.group("frac").lower().split()
-        value = _FRACTION_VALUES[words[-1]]
-        found.append(
-            Figure(
-                match.start(), match.end(), match.group(0), _values(value), "[X]%", *match.span()
-            )
-        )
-    for match in _MULTIPLES.finditer(blank) if multiples else ():
+    for match in multiples.finditer(text) if multiples else ():
         word = match.group("mult").lower()
         if word.endswith("fold"):
             value = float(_FOLD_VALUES.get(word[:-4], _MULTIPLE_VALUES.get(word[:3], 2)))
         else:
             value = float(_MULTIPLE_VALUES[word[:3]])
-        placeholder = "[N] times" if word == "twice" else None
-        found.append(
-            Figure(
-                match.start(),
-                match.end(),
-                match.group(0),
-                _values(value),
-                placeholder,
-                *match.span(),
-            )
-        )
+        times = "[N] times" if word == "twice" else None  # no placeholder for `doubled`
+        start, end = match.span()
+        found.append(new(Figure, (start, end, blank[start:end], _values(value), times, start, end)))
     if len(found) == digit_figures:  # the digits' figures alone are in order, none overlapping
+        return found
+    if all(a.end <= b.start for a, b in pairwise(found)):  # as most texts' figures are
         return found
     # A number word inside a fraction (`two thirds`) is the fraction's, not a figure of its own:
     # of overlapping figures the one that starts first, then the longest, is kept.
@@ -442,13 +482,18 @@ def _word_forms(word: str) -> set[str]:
     return forms
 
 
+_WORD_PARTS = re.compile(r"[.&+#/]")
+
+
 def input_words(text: str) -> set[str]:
     """Every word of `text` (and its singular), case-folded: what an answer's names must be."""
     words: set[str] = set()
-    for match in _ENTITY_WORD.finditer(text):
-        for part in [*re.split(r"[.&+#/]", match.group(0)), match.group(0)]:
-            if part:
-                words |= _word_forms(part)
+    for word in set(_ENTITY_WORD.findall(text)):  # a text says most of its words many times
+        words |= _word_forms(word)
+        if not word.isalnum():  # `Node.js`, `R&D`, `C++`: each part is a word too
+            for part in _WORD_PARTS.split(word):
+                if part:
+                    words |= _word_forms(part)
     return words
 
 
@@ -463,9 +508,64 @@ def entities(text: str) -> list[str]:
     return _entities(_blank(text))
 
 
+# The shapes of a text's bytes for `_names_nothing`: small letters, capitals, digits, and the
+# marks that join a name's parts (`Node.js`, `R&D`; `C++`, `C#`); a space for all else.
+_SHAPES = bytes(
+    ord("a")
+    if chr(c) in string.ascii_lowercase
+    else ord("A")
+    if chr(c) in string.ascii_uppercase
+    else ord("0")
+    if chr(c) in string.digits
+    else ord(".")
+    if chr(c) in ".&"
+    else ord("+")
+    if chr(c) in "+#"
+    else ord(" ")
+    for c in range(256)
+)
+
+
+@lru_cache(maxsize=1)
+def _known_lower() -> frozenset[bytes]:
+    """The known names written in small letters only (`pandas`, `dbt`), as bytes."""
+    return frozenset(w.encode() for w in known_entities() if w.isalpha() and w.islower())
+
+
+def _names_nothing(blank: str, known: frozenset[str]) -> bool:
+    """Whether `_entities(blank)` finds nothing because every word of `blank` is a lower-case one
+    that is not a known name, but the first, which may be capitalised (`Cut the error...`).
+
+    Such a word is passed over by `_entities`, and so is that first one: no word before it can
+    introduce it, and its shape is a plain word's. Most answers are such texts, told here by a
+    few tests of the whole text at once, in C, not word by word.
+    """
+    first = _ENTITY_WORD.search(blank)
+    if first is None:
+        return True
+    word = first.group()
+    if not (word.isalpha() and (word.islower() or word.istitle())) or word in known:
+        return False
+    # Every letter is in a word: the words after the first are lower-case ones when the text
+    # after it has none of the shapes only another has: a capital, a digit after a letter (`S3`,
+    # `p95`), or a mark after a letter that `_ENTITY_WORD` takes in (`Node.js`, `R&D`, `C++`,
+    # `C#`; and `a+ b`, which it does not: a safe guess). In a `str`, where `in` costs a third
+    # of what it does in `bytes`. (UTF-8: a character outside ASCII is no letter, nor a mark.)
+    rest = blank[first.end() :].encode().translate(_SHAPES).decode()
+    if "A" in rest or "a0" in rest or "a.a" in rest or "a.0" in rest or "a+" in rest:
+        return False
+    # A lower-case word is a run of small letters, bounded by no letter: one of the text's
+    # (in lower case too, for an ASCII text: lowering it joins no letters).
+    if blank.isascii():
+        return _known_lower().isdisjoint(_letter_runs(blank))
+    return _known_lower().isdisjoint(blank.encode().translate(_LETTERS_ONLY).split())
+
+
 def _entities(blank: str) -> list[str]:
     """`entities` of a text already blanked."""
     known = known_entities()
+    if _names_nothing(blank, known):  # most answers
+        return []
     found: list[str] = []
     previous = ""
     # Whether the text is written in capitals, worked out at its first all-caps word (most
@@ -556,29 +656,152 @@ class Verdict:
 
 def judge(source: str, answer: str) -> Verdict:
     """The figures and names of `answer` that `source` (its input) does not give."""
+    return _judge(_Input((source,)), answer)
+
+
+def _judge(given: _Input, answer: str) -> Verdict:
     # The input is read only for what the answer states: most answers name nothing, and
     # reading every word of the input was a fifth of the whole chain's time.
     blank = _blank(answer)
     invented = _figures(blank)
+    names = _entities(blank)  # before the input is read: it reuses the answer's `_letter_runs`
     if invented:
-        # `grounded_values(source)` in two steps: the values the input states ground most
-        # answers' figures, and pairing its values (quadratic in their number) is then not needed.
-        stated, numbers = _stated_values(figures(source))
-        invented = [f for f in invented if not (f.values & stated)]
-        if invented and len(numbers) > 1:
-            derived = _derived_values(numbers[:_PAIRED_VALUES])
-            invented = [f for f in invented if not (f.values & derived)]
-    names = _entities(blank)
+        invented = given.unstated(invented)
     if names:
-        words = input_words(source)
-        names = [e for e in names if not (_word_forms(e) & words)]
+        names = given.unnamed(names)
     return Verdict(invented, names)
+
+
+# How many texts what they state is kept for: the system prompts come from a few templates and
+# are the same texts in line after line, and a chat's turns are each read once.
+_CACHED_TEXTS = 512
+# The words after which a figure may go on past a line break (see `_figure_may_go_on`): a
+# number word (`twenty\nfive`, `two hundred\nthousand`), a fraction's (`a\nthird`, `a third\n
+# part`, `three quarters\nof`), a scale (`5 thousand\n%`) and `per` (`5 per\ncent`).
+_GOING_ON = frozenset(
+    [*_UNITS, *_WORD_SCALES, "trillion", "one", "a", "third", "quarter", "quarters", "per"]
+)
+_ASCII_WORD = string.ascii_letters + string.digits + "_"
+
+
+def _figure_may_go_on(text: str) -> bool:
+    """Whether a figure that `text` ends with may go on into a line put after it.
+
+    The patterns take in a line break only in the space after a digit or a word of `_GOING_ON`
+    (or the `-` of `a third -\npart`): after any other end (`.`, `?`, `"`, `bullet`), what
+    `"\n".join` puts after a text states figures of its own. Not an exact test, a safe one.
+    """
+    tail = text.rstrip()  # the spaces `\s` matches
+    if not tail or tail[-1] == "-":
+        return True
+    if not (tail[-1].isalnum() or tail[-1] == "_"):  # not `\w`
+        return False
+    word = tail.rsplit(None, 1)[-1]
+    if not word.isascii():  # case-insensitive matching may equate letters that lower() does not
+        return True
+    word = word[len(word.rstrip(_ASCII_WORD)) :].lower()  # the `\w+` the text ends with
+    return not word.isalpha() or word in _GOING_ON  # a digit or `_`: as good as a digit
+
+
+@lru_cache(maxsize=_CACHED_TEXTS)
+def _text_values(text: str) -> tuple[frozenset[str], tuple[float, ...]]:
+    """`_stated_values(figures(text))`, but for its first `_PAIRED_VALUES` numbers only: only
+    those can be among the first that many of a longer text that begins with this one."""
+    values, numbers = _stated_values(figures(text))
+    return frozenset(values), tuple(numbers[:_PAIRED_VALUES])
+
+
+@lru_cache(maxsize=_CACHED_TEXTS)
+def _text_words(text: str) -> frozenset[str]:
+    return frozenset(input_words(text))
+
+
+_NO_VALUES: tuple[frozenset[str], tuple[float, ...]] = (frozenset(), ())
+
+
+def _add_numbers(numbers: list[float], more: Iterable[float]) -> None:
+    """Appends the numbers of `more` that `numbers` lacks, up to `_PAIRED_VALUES` in all."""
+    for number in more:
+        if len(numbers) == _PAIRED_VALUES:
+            return
+        if number not in numbers:
+            numbers.append(number)
+
+
+class _Input:
+    """The input of an answer, `"\n".join(texts)`, read a text at a time.
+
+    A text's values and words are cached by the text (a system prompt is read once for many
+    lines), and a chat's later answers read only the texts that came after the earlier ones:
+    joined and read again for each answer, the input of a long chat took time quadratic in its
+    length. A figure can go on from one text into the next (`twenty\nfive`, `50\n%`): such texts
+    are read together, as one part.
+    """
+
+    __slots__ = ("_numbers", "_parts", "_read", "_read_words", "_values", "_words")
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self._parts: list[str] = []  # the input, cut at line breaks no figure goes over
+        # What the parts before the last state, read up to `_read` and `_read_words`.
+        self._read = self._read_words = 0
+        self._values: set[str] = set()
+        self._numbers: list[float] = []  # the first `_PAIRED_VALUES` distinct ones
+        self._words: set[str] = set()
+        for text in texts:
+            self.add(text)
+
+    def add(self, text: str) -> None:
+        parts = self._parts
+        if parts and _figure_may_go_on(parts[-1]):
+            parts[-1] += "\n" + text
+        else:
+            parts.append(text)
+
+    def unstated(self, found: list[Figure]) -> list[Figure]:
+        """The figures of `found` whose values the input neither states nor gives from two of
+        its numbers (`grounded_values`)."""
+        parts = self._parts
+        while self._read < len(parts) - 1:
+            values, numbers = _text_values(parts[self._read])
+            self._values |= values
+            if numbers:
+                _add_numbers(self._numbers, numbers)
+            self._read += 1
+        values, numbers = _text_values(parts[-1]) if parts else _NO_VALUES
+        stated = self._values
+        invented = [f for f in found if f.values.isdisjoint(values) and f.values.isdisjoint(stated)]
+        # The values the input states ground most answers' figures, and pairing its numbers
+        # (quadratic in their number) is then not needed.
+        if invented and len(self._numbers) + len(numbers) > 1:
+            paired = self._numbers.copy()
+            _add_numbers(paired, numbers)
+            if len(paired) > 1:
+                derived = _derived_values(paired)
+                invented = [f for f in invented if f.values.isdisjoint(derived)]
+        return invented
+
+    def unnamed(self, names: list[str]) -> list[str]:
+        """The names of `names` the input does not give."""
+        parts = self._parts
+        while self._read_words < len(parts) - 1:
+            self._words |= _text_words(parts[self._read_words])
+            self._read_words += 1
+        words = _text_words(parts[-1]) if parts else frozenset()
+        stated = self._words
+        return [
+            name
+            for name in names
+            if (forms := _word_forms(name)).isdisjoint(words) and forms.isdisjoint(stated)
+        ]
+
+
+_MASK_START = attrgetter("mask_start")  # a third of what a lambda costs
 
 
 def mask(answer: str, invented: Iterable[Figure]) -> str:
     """`answer` with each invented figure replaced by its placeholder (`[N]+`, `[X]%`)."""
     out = answer
-    for figure in sorted(invented, key=lambda f: f.mask_start, reverse=True):
+    for figure in sorted(invented, key=_MASK_START, reverse=True):
         assert figure.placeholder is not None
         out = out[: figure.mask_start] + figure.placeholder + out[figure.mask_end :]
     return out
@@ -623,20 +846,25 @@ class GroundingCheck:
 
     def run(self, example: Example) -> str | None:
         """Checks (and masks) the example in place; the drop reason, or None to keep it."""
-        if example.kind != "train" or not any(m.role == "assistant" for m in example.messages):
+        if example.kind != "train":
             return None
+        for message in example.messages:
+            if message.role == "assistant":
+                break
+        else:
+            return None  # nothing to check
         if self.detect_task and not asks_for_transformation(example):
             return None
         self.outcomes["checked"] += 1
         action = self.per_source.get(example.source, self.action)
-        given: list[str] = []
-        messages = list(example.messages)
+        given = _Input()
+        masked: list[Message] | None = None  # a copy, made at the first answer masked
         ungrounded = False
-        for index, message in enumerate(messages):
+        for index, message in enumerate(example.messages):
             if message.role != "assistant":
-                given.append(message.content)
+                given.add(message.content)
                 continue
-            verdict = judge("\n".join(given), message.content)
+            verdict = _judge(given, message.content)
             if verdict.grounded:
                 continue
             ungrounded = True
@@ -644,12 +872,14 @@ class GroundingCheck:
                 self.outcomes["dropped"] += 1
                 return DROP_REASON
             if action == "mask":
-                messages[index] = Message("assistant", mask(message.content, verdict.figures))
+                if masked is None:
+                    masked = list(example.messages)
+                masked[index] = Message("assistant", mask(message.content, verdict.figures))
         if not ungrounded:
             return None
         outcome = "masked" if action == "mask" else "kept"
         self.outcomes[outcome] += 1
         example.grounding = outcome
-        if action == "mask":
-            example.messages = messages
+        if masked is not None:
+            example.messages = masked
         return None

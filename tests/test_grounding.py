@@ -389,3 +389,293 @@ recipe = {{ name = "pairs", grounding = "{action}" }}
     assert stats.returncode == 0, stats.stderr
     assert "answers with invented facts: masked 1, dropped 1, kept 0" in stats.stdout
     assert "answers with invented facts: masked 0, dropped 0, kept 2" in stats.stdout
+
+
+# --- shortcuts agree with the long way -------------------------------------------------------
+# `processors/grounding.py` takes shortcuts for speed. Each test below runs a shortcut and the way
+# it stands for on texts made to trip it: capitals, letters outside ASCII that match ASCII ones
+# case-insensitively (`ſ`, the Kelvin sign `K`), digits outside ASCII (`٣`), spaces `\s` matches
+# but ASCII lacks (`\x1c`), figures that a line break cuts (`twenty\nfive`, `50\n%`).
+
+# The patterns as they were written before they were rewritten for speed.
+_DIGITS_BEFORE = (
+    r"(?P<num>\d(?<![A-Za-z0-9_.,]\d)(?:\d{0,2}(?:,\d{3})+(?!\d)|\d*))(?P<frac>\.\d+)?"
+    r"(?:(?P<glued>k|K|M|MM|B|bn|mn)\b|\s?(?P<word>thousand|million|billion|trillion)\b)?"
+    r"(?P<pct>\s?%|\s?percent\b|\s?per\s?cent\b)?"
+)
+_FRACTIONS_BEFORE = (
+    r"\b(?P<frac>half|(?:a|one)\s+third(?!\s*-?\s*part)|(?:two|2)\s+thirds"
+    r"|(?:three|3)\s+quarters(?=\s+of\b)|(?:a|one)\s+quarter(?=\s+of\b))\b"
+)
+_IDIOMS_BEFORE = (
+    r"[1-5](?<![\w/].)(?:(?<=2)4/7|(?<=2)4x7|(?<=1):1|(?<=1)-on-1|(?<=3)60(?:-degree|°)|(?<=2)FA"
+    r"|(?<=[2-5])G|(?<=[23])D)(?!\w)"
+)
+
+_TRICKY = [
+    *("half", "Half", "HALF", "halves", "a", "A", "one", "One", "two", "TWO", "three", "third"),
+    *("thirds", "quarter", "Quarters", "of", "part", "-part", "-", "twenty", "Five", "hundred"),
+    *("thousand", "million", "per", "cent", "percent", "%", "k", "K", "M", "MM", "bn", "mn"),
+    *("twice", "Doubled", "tenfold", "1,200", "3", "2", "12.5", "0.5", "7", "2019", "$", "€"),
+    *("24/7", "24x7", "1:1", "1-on-1", "360-degree", "360°", "2FA", "5G", "3D", "S3", "p95"),
+    *("Q3", "٣", "ſix", "K", "team", "Cut", "the", "_", ".", ",", "/", "[N]", "[NAME]", "é"),
+]
+_GLUE = st.sampled_from(["", " ", "  ", "\n", " \n ", "-", ", ", ".", "\x1c", "\u2003"])
+
+
+@st.composite
+def tricky_texts(draw: st.DrawFn, words: list[str] = _TRICKY) -> str:
+    parts = draw(st.lists(st.tuples(st.sampled_from(words), _GLUE), max_size=10))
+    return "".join(word + glue for word, glue in parts)
+
+
+def _found(pattern: re.Pattern[str], text: str) -> list[tuple[tuple[int, int], dict[str, str]]]:
+    return [(m.span(), m.groupdict()) for m in pattern.finditer(text)]
+
+
+@given(tricky_texts())
+def test_patterns_rewritten_for_speed_find_what_they_did(text: str) -> None:
+    from processors import grounding
+
+    assert _found(grounding._DIGITS, text) == _found(re.compile(_DIGITS_BEFORE), text)
+    assert _found(grounding._IDIOMS, text) == _found(re.compile(_IDIOMS_BEFORE), text)
+    before = re.compile(_FRACTIONS_BEFORE, re.IGNORECASE)
+    assert _found(grounding._FRACTIONS, text) == _found(before, text)
+    if text.isascii():  # what the ASCII and lower-case forms are used for
+        assert _found(grounding._DIGITS_ASCII, text) == _found(grounding._DIGITS, text)
+        lowered = text.lower()
+        for lower, pattern in [
+            (grounding._NUMBER_WORDS_LOWER, grounding._NUMBER_WORDS),
+            (grounding._FRACTIONS_LOWER, grounding._FRACTIONS),
+            (grounding._MULTIPLES_LOWER, grounding._MULTIPLES),
+        ]:
+            assert _found(lower, lowered) == _found(pattern, lowered)
+            assert [s for s, _ in _found(lower, lowered)] == [s for s, _ in _found(pattern, text)]
+        words = set(grounding._letter_runs(text))
+        if b"half" in words and words.isdisjoint(grounding._MORE_FRACTIONS):
+            assert _found(grounding._HALF, lowered) == _found(grounding._FRACTIONS_LOWER, lowered)
+
+
+def _digit_figures_before(blank: str) -> list[tuple[object, ...]]:
+    """The figures in digits of `blank` as `_figures` made them before its shortcuts."""
+    from processors import grounding
+
+    found: list[tuple[object, ...]] = []
+    for match in re.finditer(_DIGITS_BEFORE, blank):
+        num, frac, glued, word, pct = match.group("num", "frac", "glued", "word", "pct")
+        number = num.replace(",", "") + (frac or "")
+        value = float(number)
+        scale = glued or word
+        if scale:
+            value *= grounding._SCALES[scale]
+        start, end = match.span()
+        money = start > 0 and blank[start - 1] in "$€£¥"
+        exact = not (pct or scale or frac or money)
+        values = grounding._values(value, bool(pct))
+        if scale:
+            values |= {grounding._canon(float(number))}
+        mask_end = start + len(num) + len(frac or "")
+        placeholder = "[N]" if exact else "[X]"
+        found.append((start, end, match.group(0), values, placeholder, start, mask_end))
+    return found
+
+
+_DIGITS_ONLY = [
+    *("1,200", "12,34", "3", "40", "7.5", ".5", "0.91", "2019", "٣", "٤٥", "1st", "S3", "p95"),
+    *("k", "K", "M", "MM", "B", "bn", "mn", "thousand", "million", "billion", "trillion", "TB"),
+    *("%", "percent", "per", "cent", "$", "€", "£", "¥", "x", "+", "24/7", "2FA", "team"),
+]
+
+
+@given(tricky_texts(_DIGITS_ONLY))
+def test_figures_in_digits_are_made_as_they_were(text: str) -> None:
+    """`_figures` makes a whole number's figure on a shortcut (`lastindex`): the same figure."""
+    from processors import grounding
+
+    blank = grounding._blank(text)
+    assert [tuple(f) for f in grounding._figures(blank)] == _digit_figures_before(blank)
+
+
+def _stated(text: str) -> list[frozenset[str]]:
+    return [f.values for f in figures(text)]
+
+
+# How a text may end and the next begin so that a figure goes on from one into the other.
+_ENDS = ["a", "One", "third", "a third", "a third -", "quarters", "twenty", "hundred", "5"]
+_ENDS += ["5 per", "5k", "2 thousand", "ſix", "K", "3", " ", "\x1c", "-", ""]
+_STARTS = ["part", "-part", " part", "five", "Hundred", "%", "percent", "cent", "of", " of"]
+_STARTS += ["third", " third", "thousand", "ſix", "\n", ""]
+
+
+@st.composite
+def input_texts(draw: st.DrawFn) -> str:
+    ends = st.sampled_from(_ENDS)
+    return draw(st.sampled_from(_STARTS)) + draw(tricky_texts()) + draw(ends) + draw(ends)
+
+
+@given(st.lists(input_texts(), max_size=6))
+def test_an_input_read_text_by_text_states_what_the_joined_texts_do(texts: list[str]) -> None:
+    """The input of an answer is read in parts, cut at the line breaks that `_figure_may_go_on`
+    says no figure goes over: the parts state, in order, just what the whole text states."""
+    from processors import grounding
+
+    parts = grounding._Input(texts)._parts
+    assert "\n".join(parts) == "\n".join(texts)
+    assert [v for part in parts for v in _stated(part)] == _stated("\n".join(texts))
+
+
+def test_a_figure_that_a_line_break_cuts_is_read_whole() -> None:
+    from processors import grounding
+
+    for texts in [
+        ["Led twenty", "five hundred engineers"],
+        ["Cut costs by 50", "% in a year"],
+        ["Cut costs by 5 per", "cent"],
+        ["Grew sales by a", "third"],
+        ["Grew sales by three quarters", "of a point"],
+        ["Cut it by a third -", "part of the plan"],
+        ["Cut it by a", "", "third"],
+        ["Cut it by a third", "part of the plan"],
+        ["Grew it 5", "thousand-fold"],
+    ]:
+        assert len(grounding._Input(texts)._parts) == 1, texts
+    for texts, value, grounded in [
+        (["Led twenty", "five hundred engineers"], "2500", True),
+        (["Grew sales by a", "third"], "33", True),
+        (["Grew sales by three quarters", "of a point"], "75", True),
+        (["Cut it by a third -", "part of the plan"], "33", False),  # a third part: no fraction
+        (["Cut it by a third", "part of the plan"], "33", False),
+    ]:
+        assert judge("\n".join(texts), f"x {value}").grounded == grounded
+        assert grounding._judge(grounding._Input(texts), f"x {value}").grounded == grounded
+    # A text that ends a sentence, or in a word no figure goes on after, ends its figures.
+    parts = grounding._Input(["You are a resume writer.", "Improve:", "2 teams", "x"])._parts
+    assert len(parts) == 4
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 120), max_size=30), min_size=1, max_size=4),
+    st.lists(st.integers(0, 400), min_size=1, max_size=6),
+)
+def test_the_numbers_paired_are_the_first_of_the_whole_input(
+    inputs: list[list[int]], stated: list[int]
+) -> None:
+    """Each part keeps only its first `_PAIRED_VALUES` numbers: the first of the whole input
+    are among them, and only those are paired (`2019-2023` is 4 years)."""
+    from processors import grounding
+
+    texts = [" ".join(str(n) for n in numbers) + "." for numbers in inputs]
+    answer = " and ".join(str(n) for n in stated)
+    whole = judge("\n".join(texts), answer)
+    parts = grounding._judge(grounding._Input(texts), answer)
+    assert parts.figures == whole.figures
+
+
+_ENTITY_WORDS = [
+    *("Cut", "cut", "the", "pandas", "Pandas", "Spark", "spark", "AWS", "API", "APIs", "S3"),
+    *("p95", "node.js", "Node.js", "C++", "c++", "C#", "c#", "R&D", "a+", "at", "At", "Acme"),
+    *("using", "iOS", "e.g", "don't", "field-service", "É", "ñandú", "K", "ſpark", "[NAME]"),
+    *("7", "2FA", "GitHub", "GITHUB", "REST", "Kafka", "kafka", "x", "Next", "Go", "go"),
+]
+_ENTITY_GLUE = st.sampled_from([" ", ". ", ", ", "\n", "-", "'", "’", " (", " “", ": ", "_"])
+
+
+@st.composite
+def sentences(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.tuples(st.sampled_from(_ENTITY_WORDS), _ENTITY_GLUE), max_size=10))
+    return draw(st.sampled_from(["", " ", "- ", "“"])) + "".join(w + g for w, g in parts)
+
+
+@given(sentences())
+def test_names_found_without_the_shortcut_are_those_found_with_it(text: str) -> None:
+    """`_names_nothing` lets `_entities` skip its word-by-word reading: only when that reading
+    finds nothing."""
+    from unittest import mock
+
+    from processors import grounding
+
+    blank = grounding._blank(text)
+    with mock.patch.object(grounding, "_names_nothing", return_value=False):
+        word_by_word = grounding._entities(blank)
+    assert grounding._entities(blank) == word_by_word
+    if grounding._names_nothing(blank, grounding.known_entities()):
+        assert word_by_word == []
+
+
+def test_most_answers_take_the_shortcuts() -> None:
+    from processors import grounding
+
+    answer = "Cut the error rate of billing service 7 by half within one year"
+    assert grounding._names_nothing(answer, grounding.known_entities())
+    assert not grounding._names_nothing("Moved jobs to Airflow", grounding.known_entities())
+    assert not grounding._names_nothing("Cleaned data with pandas", grounding.known_entities())
+
+
+def _input_words_before(text: str) -> set[str]:
+    from processors import grounding
+
+    words: set[str] = set()
+    for match in grounding._ENTITY_WORD.finditer(text):
+        for part in [*re.split(r"[.&+#/]", match.group(0)), match.group(0)]:
+            if part:
+                words |= grounding._word_forms(part)
+    return words
+
+
+@given(sentences())
+def test_input_words_are_those_read_match_by_match(text: str) -> None:
+    from processors.grounding import input_words
+
+    assert input_words(text) == _input_words_before(text)
+
+
+def _run_before(check: GroundingCheck, example: Example) -> str | None:
+    """`GroundingCheck.run` as it was: each answer judged on all the texts before it, joined."""
+    if example.kind != "train" or not any(m.role == "assistant" for m in example.messages):
+        return None
+    check.outcomes["checked"] += 1
+    action = check.per_source.get(example.source, check.action)
+    given_texts: list[str] = []
+    messages = list(example.messages)
+    ungrounded = False
+    for index, message in enumerate(messages):
+        if message.role != "assistant":
+            given_texts.append(message.content)
+            continue
+        verdict = judge("\n".join(given_texts), message.content)
+        if verdict.grounded:
+            continue
+        ungrounded = True
+        if action == "drop" or (action == "mask" and not verdict.maskable):
+            check.outcomes["dropped"] += 1
+            return "invented_fact"
+        if action == "mask":
+            messages[index] = Message("assistant", mask(message.content, verdict.figures))
+    if not ungrounded:
+        return None
+    outcome = "masked" if action == "mask" else "kept"
+    check.outcomes[outcome] += 1
+    example.grounding = outcome
+    if action == "mask":
+        example.messages = messages
+    return None
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["system", "user", "assistant"]), tricky_texts() | sentences()),
+        max_size=8,
+    ),
+    st.sampled_from(["mask", "drop", "keep"]),
+)
+def test_a_chat_is_checked_as_when_each_answer_was_judged_on_all_before_it(
+    turns: list[tuple[str, str]], action: str
+) -> None:
+    def line() -> Example:
+        return Example([Message(role, text) for role, text in turns], "box", "d", "r")  # type: ignore[arg-type]
+
+    new, old = line(), line()
+    check, reference = GroundingCheck(action), GroundingCheck(action)  # type: ignore[arg-type]
+    assert check.run(new) == _run_before(reference, old)
+    assert (new.messages, new.grounding) == (old.messages, old.grounding)
+    assert check.outcomes == reference.outcomes
