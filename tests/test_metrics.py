@@ -36,6 +36,7 @@ from collector.sources.config import (
     StackExchangeSourceConfig,
 )
 from collector.sources.stackexchange import StackExchangeSource
+from collector.workers import IN_FLIGHT_PER_PROCESS, resolve_mode
 from tests.conftest import wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
 from tests.stall import stalling_daemon
@@ -130,8 +131,10 @@ def test_scraped_counters_match_the_output_files(
 
     assert value(samples, "resume_collector_queue_depth", queue="work") == 0
     assert value(samples, "resume_collector_queue_capacity", queue="ordered") == 16
-    # every queue is bounded: `work` by queue_size and a stop marker per worker (2)
-    assert value(samples, "resume_collector_queue_capacity", queue="work") == 16 + 2
+    # every queue is bounded: `work` by queue_size and a stop marker per batch in flight (two
+    # per worker process, one per worker thread; 2 workers)
+    in_flight = 2 * (IN_FLIGHT_PER_PROCESS if resolve_mode("auto") == "process" else 1)
+    assert value(samples, "resume_collector_queue_capacity", queue="work") == 16 + in_flight
     assert value(samples, "resume_collector_source_running", source="inbox") == 1
     assert value(samples, "resume_collector_source_passes_total", source="inbox") >= 1
     success = "resume_collector_source_last_success_timestamp_seconds"
