@@ -28,18 +28,18 @@ _U = f"[{re.escape(_UPPER)}]"
 _L = r"[^\W\d_]"
 # Possessive (`*+`, `++`): what follows a word in every pattern here is never a letter, so a
 # word that fails there would fail with fewer letters too; the engine is told not to retry.
-_WORD = rf"{_U}{_L}*+(?:['’\-]{_U}?{_L}++)*"
+_WORD = rf"{_U}{_L}*+(?:['’\-]{_L}++)*"
 _INITIAL = rf"{_U}\."
 _GAP = "[ \u00a0]"  # one space between the parts of a name: more is a column gap
 # Two to four capitalised words in a row, with an optional middle initial.
 # Both start with the capital letter itself and look behind it after it, so the regex engine
 # can skip from capital to capital (a leading lookbehind makes it try every position).
 _SEQUENCE = re.compile(
-    rf"{_U}(?<![\w@/#.\[].){_L}*+(?:['’\-]{_U}?{_L}++)*"
+    rf"{_U}(?<![\w@/#.\[].){_L}*+(?:['’\-]{_L}++)*"
     rf"(?:{_GAP}(?:{_INITIAL}{_GAP})?{_WORD}){{1,3}}(?![\w@\]])"
 )
 _TOKEN = re.compile(rf"{_INITIAL}|{_WORD}")
-_LONE_WORD = re.compile(rf"{_U}(?<![\w@/.\[].){_L}*(?:['’\-]{_U}?{_L}+)*(?![\w@\]])")
+_LONE_WORD = re.compile(rf"{_U}(?<![\w@/.\[].){_L}*(?:['’\-]{_L}+)*(?![\w@\]])")
 _NAME_AFTER = rf"((?:{_WORD})(?:{_GAP}(?:{_INITIAL}{_GAP})?{_WORD}){{0,3}})"
 _CUE = re.compile(
     r"\b(?:(?:Full[ \t]+)?Name|Contact(?:[ \t]+(?:Person|Name))?|Supervisor|Manager|Reference|"
