@@ -172,6 +172,13 @@ class Pipeline:
         """Batches the writer has written, out of `submitted`."""
         return self.writer.written
 
+    async def durable(self, ack: Acknowledger) -> None:
+        """Until everything submitted with `ack` is durable, the writer told to checkpoint as
+        soon as it has written it rather than at its next interval."""
+        if ack.outstanding:
+            self.writer.checkpoint_soon()
+        await ack.wait_idle()
+
     async def submit(self, item: WorkItem) -> None:
         # The only wait is for a place in `ordered`; a runner cancelled there has submitted
         # nothing, and once the item is in, nothing can separate the two queues or the ack.
@@ -249,6 +256,7 @@ class Writer:
         # Waits for space on a full disk (collector/diskfull.py); `hurry` shortens the waits.
         self.disk = DiskWait(log)
         self._hurried = asyncio.Event()
+        self._wanted = asyncio.Event()  # see `checkpoint_soon`
         self._flushed: dict[str, dict[str, str]] = {}  # sinks' puts not committed yet
         self._unconfirmed: list[Sink] = []  # sinks whose `committed` has not gone through
         # Awaited after each checkpoint the writer makes, with nothing buffered in the sinks
@@ -259,8 +267,9 @@ class Writer:
         deadline = time.monotonic() + self.flush_interval
         while True:
             try:
-                item = await asyncio.wait_for(ordered.get(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:  # nothing arrived before the flush deadline
+                item = await self._next(ordered, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:  # the flush deadline, or a checkpoint wanted with nothing queued
+                self._wanted.clear()
                 await self.checkpoint()
                 await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval
@@ -273,11 +282,37 @@ class Writer:
             await asyncio.to_thread(self._write, item, processed)
             self.written += 1
             pending = sum(sink.pending_bytes for sink in self.sinks)
-            if time.monotonic() >= deadline or pending >= self.flush_bytes:
+            wanted = self._wanted.is_set() and ordered.empty()
+            if wanted or time.monotonic() >= deadline or pending >= self.flush_bytes:
+                self._wanted.clear()
                 await self.checkpoint()
                 await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval
         await self.checkpoint()
+
+    async def _next(
+        self, ordered: asyncio.Queue[WorkItem | None], timeout: float
+    ) -> WorkItem | None:
+        """The next item; TimeoutError when `timeout` passes first, or when a checkpoint is
+        wanted (`checkpoint_soon`) and nothing is queued."""
+        if not ordered.empty():
+            return ordered.get_nowait()
+        if self._wanted.is_set():
+            raise TimeoutError
+        get = asyncio.ensure_future(ordered.get())
+        wanted = asyncio.ensure_future(self._wanted.wait())
+        await asyncio.wait((get, wanted), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        wanted.cancel()
+        if get.done():
+            return get.result()
+        get.cancel()  # a cancelled `Queue.get` takes nothing from the queue
+        raise TimeoutError
+
+    def checkpoint_soon(self) -> None:
+        """A runner waits for what it submitted to be durable (its pass is over): checkpoint
+        as soon as nothing more is queued, not at the next `flush_interval`. Without this a
+        pass (and `once`) ends up to `flush_interval` later than its last batch is written."""
+        self._wanted.set()
 
     async def _between_checkpoints(self) -> None:
         for callback in self.between_checkpoints:

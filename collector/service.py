@@ -182,7 +182,7 @@ class SourceRunner:
             self.passes += 1
             if failed or ERRORS.counts[self.config.name] > errors:
                 self.failed_passes += 1
-            await self.ack.wait_idle()
+            await self.pipeline.durable(self.ack)
             self._pass_done(idle=not failed and self.ack.counts["fetched"] == fetched_before)
             if self.mode == "once":
                 break
@@ -238,7 +238,7 @@ class SourceRunner:
                 # Stuck inside a request: cancelling loses nothing, its batch was never acked.
                 self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        await self.ack.wait_idle()
+        await self.pipeline.durable(self.ack)
         await self.source.close()
 
     @property

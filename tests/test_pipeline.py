@@ -21,7 +21,9 @@ from processors.dedupe import Deduplicator, set_exact_keys
 from processors.records import Example, ProcessedBatch, RawRecord
 
 
-def make_pipeline(tmp_path: Path, sinks: list[object] | None = None, size: int = 1) -> Pipeline:
+def make_pipeline(
+    tmp_path: Path, sinks: list[object] | None = None, size: int = 1, flush_interval: float = 0.05
+) -> Pipeline:
     state = SqliteStateStore(tmp_path / "state.sqlite3")
     log = get_logger()
     return Pipeline(
@@ -31,7 +33,7 @@ def make_pipeline(tmp_path: Path, sinks: list[object] | None = None, size: int =
         split=SplitConfig(),
         workers=1,
         queue_size=size,
-        flush_interval=0.05,
+        flush_interval=flush_interval,
         flush_bytes=1 << 20,
         log=log,
     )
@@ -102,6 +104,26 @@ async def test_every_queue_is_bounded_and_the_drain_fits_in_a_full_one(tmp_path:
     gate.set()
     await asyncio.wait_for(draining, 10)
     assert ack.outstanding == 0
+
+
+@pytest.mark.parametrize("when", ["while the writer writes", "once it waits for more"])
+async def test_a_runner_waiting_for_durability_does_not_wait_for_the_flush_interval(
+    tmp_path: Path, when: str
+) -> None:
+    # A pass's end (and with it `once`) comes as soon as its batches are written and committed.
+    pipeline = make_pipeline(tmp_path, size=4, flush_interval=3600)
+    ack = Acknowledger()
+    run = chain().run
+    for n in range(3):
+        await pipeline.submit(WorkItem("box", batch(n), lambda b: run(b.records), ack))
+    if when == "once it waits for more":
+        while pipeline.written < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the writer is back waiting for the next batch
+    await asyncio.wait_for(pipeline.durable(ack), 10)
+    assert pipeline.writer.checkpoints == 1
+    assert dict(pipeline.writer.state.scan("cursor", "")) == {"box\x1fa.jsonl": "2"}
+    await pipeline.drain()
 
 
 class BrokenSink:
