@@ -269,7 +269,7 @@ class Writer:
             try:
                 item = await self._next(ordered, max(0.0, deadline - time.monotonic()))
             except TimeoutError:  # the flush deadline, or a checkpoint wanted with nothing queued
-                self._wanted.clear()
+                self._wanted.clear()  # nothing queued: this checkpoint takes all that was wanted
                 await self.checkpoint()
                 await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval
@@ -284,7 +284,8 @@ class Writer:
             pending = sum(sink.pending_bytes for sink in self.sinks)
             wanted = self._wanted.is_set() and ordered.empty()
             if wanted or time.monotonic() >= deadline or pending >= self.flush_bytes:
-                self._wanted.clear()
+                if ordered.empty():  # else what a runner waits for may still be queued
+                    self._wanted.clear()
                 await self.checkpoint()
                 await self._between_checkpoints()
                 deadline = time.monotonic() + self.flush_interval

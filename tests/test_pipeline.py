@@ -22,7 +22,11 @@ from processors.records import Example, ProcessedBatch, RawRecord
 
 
 def make_pipeline(
-    tmp_path: Path, sinks: list[object] | None = None, size: int = 1, flush_interval: float = 0.05
+    tmp_path: Path,
+    sinks: list[object] | None = None,
+    size: int = 1,
+    flush_interval: float = 0.05,
+    flush_bytes: int = 1 << 20,
 ) -> Pipeline:
     state = SqliteStateStore(tmp_path / "state.sqlite3")
     log = get_logger()
@@ -34,7 +38,7 @@ def make_pipeline(
         workers=1,
         queue_size=size,
         flush_interval=flush_interval,
-        flush_bytes=1 << 20,
+        flush_bytes=flush_bytes,
         log=log,
     )
 
@@ -123,6 +127,46 @@ async def test_a_runner_waiting_for_durability_does_not_wait_for_the_flush_inter
     await asyncio.wait_for(pipeline.durable(ack), 10)
     assert pipeline.writer.checkpoints == 1
     assert dict(pipeline.writer.state.scan("cursor", "")) == {"box\x1fa.jsonl": "2"}
+    await pipeline.drain()
+
+
+async def test_a_checkpoint_for_size_while_a_runners_batches_wait_still_checkpoints_after_them(
+    tmp_path: Path,
+) -> None:
+    # The first batch fills `flush_bytes` and is checkpointed with the other two still queued:
+    # the runner's wish holds until its last batch is written.
+    pipeline = make_pipeline(tmp_path, size=4, flush_interval=3600, flush_bytes=10_000)
+    ack = Acknowledger()
+    run = chain().run
+    gate = threading.Event()
+
+    def held(b: SourceBatch) -> ProcessedBatch:
+        gate.wait(10)
+        return run(b.records)
+
+    kept = [
+        RawRecord(
+            source="box",
+            dataset="local/a",
+            id=str(n),
+            payload={
+                "original": f"Maintained service number {n} for the billing and payments team",
+                "improved": f"Cut the error rate of billing service {n} by half within one year",
+            },
+        )
+        for n in range(200)
+    ]
+    assert len(run(kept).examples) == 200
+    big = SourceBatch(kept, [], {"a.jsonl": "199"})
+    await pipeline.submit(WorkItem("box", big, held, ack))
+    for n in (200, 201):
+        await pipeline.submit(WorkItem("box", batch(n), lambda b: run(b.records), ack))
+    durable = asyncio.create_task(pipeline.durable(ack))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(durable, 10)
+    assert pipeline.writer.checkpoints == 2
+    assert dict(pipeline.writer.state.scan("cursor", "")) == {"box\x1fa.jsonl": "201"}
     await pipeline.drain()
 
 
