@@ -27,7 +27,6 @@ nothing of it acknowledged, so the next start fetches it again. Never a hang.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -40,6 +39,7 @@ from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
+from collector import poolserver
 from collector.logging import Logger
 from collector.pipeline import PipelineFailed
 from collector.sinks.lines import RenderedBatch, prerender
@@ -71,13 +71,9 @@ class WorkerProcessDied(PipelineFailed):
     """A worker process died twice on the same batch: the service stops, nothing is lost."""
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def resolve_mode(mode: WorkerMode) -> Literal["process", "thread"]:
     if mode == "auto":
-        return "process" if usable_cores() > 1 else "thread"
+        return "process" if poolserver.usable_cores() > 1 else "thread"
     return mode
 
 
@@ -154,9 +150,9 @@ class ProcessPool:
         self.workers = workers
         self.log = log
         self._lock = threading.Lock()
-        self._context = multiprocessing.get_context("forkserver")
-        # Loaded once by the forkserver, then shared by every worker it forks.
-        self._context.set_forkserver_preload(["collector.workerboot"])
+        # Loaded once by the forkserver, then shared by every worker it forks (started early
+        # by the command line where it can be: collector/poolserver.py).
+        self._context = poolserver.context()
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:

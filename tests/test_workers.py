@@ -119,6 +119,32 @@ def test_a_process_whose_worker_died_still_exits() -> None:
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: threads, no pool")
+def test_the_command_line_starts_the_forkserver_before_the_service_and_the_pool_uses_it() -> None:
+    # Started before the commands' imports, it loads the processors on another core meanwhile.
+    script = (
+        "import multiprocessing.forkserver as fs, sys\n"
+        "from collector import poolserver\n"
+        "if __name__ == '__main__':\n"
+        "    assert not poolserver.start_early(['report', '--config', 'c.toml'])\n"
+        "    assert fs._forkserver._forkserver_pid is None\n"
+        "    assert poolserver.start_early(['once', '--config', 'c.toml'])\n"
+        "    assert 'collector.workers' not in sys.modules  # nothing heavy imported yet\n"
+        "    server = fs._forkserver._forkserver_pid\n"
+        "    from collector.logging import get_logger\n"
+        "    from collector.workers import ProcessPool\n"
+        "    pool = ProcessPool(1, get_logger())\n"
+        "    [worker] = pool.warm()\n"
+        "    stat = open(f'/proc/{worker}/stat').read()\n"
+        "    assert int(stat.rsplit(')', 1)[1].split()[1]) == server\n"
+        "    pool.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
     pool: ProcessPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
