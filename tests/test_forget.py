@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -237,6 +238,29 @@ def test_forget_killed_midway_and_run_again_finishes_and_loses_nothing(
     for path in emulator.files(REPO):
         if path != "README.md":  # the card changes with every commit
             assert len(emulator.writes(REPO, path)) <= 2  # a revised chunk: once more, no more
+
+
+def test_forget_on_a_state_store_another_process_keeps_locked_says_so_and_exits_3(
+    tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
+) -> None:
+    # A service stopped (SIGSTOP) inside a checkpoint holds the store's write lock this way.
+    emulator, url = hub
+    config = make_config(tmp_path, data_dir, url)
+    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    once(config)
+    holder = sqlite3.connect(data_dir / "state.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        refused = run("forget", "--config", str(config), "--match", EMAIL)
+    finally:
+        holder.close()
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert "stayed locked by another process" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    done = run("forget", "--config", str(config), "--match", EMAIL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    once(config)
+    assert_forgotten(data_dir, emulator)
 
 
 def test_forget_queues_the_request_when_the_data_folder_is_held_and_names_the_holder(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from collector.config import Config, ConfigError, load_config
 if TYPE_CHECKING:
     from collector.erasure import Found, Plan
 
+# The data folder, its chunks or its state store are held by another process: try again.
 EXIT_BUSY = 3
 # The request is queued and the service has not served it yet (`--wait` ran out).
 EXIT_QUEUED = 75
@@ -48,7 +50,20 @@ def _forget(args: argparse.Namespace) -> int:
         return 2
     records = [(args.source, args.record)] if args.source else []
     configure_logging(config.service.log_format, config.service.log_level, stream=sys.stderr)
-    return asyncio.run(forget(config, texts, records, dry_run=args.dry_run, wait=args.wait))
+    try:
+        return asyncio.run(forget(config, texts, records, dry_run=args.dry_run, wait=args.wait))
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        # Another process stayed inside a write past the store's busy timeout: most often a
+        # service stopped (SIGSTOP, a debugger) in the middle of a checkpoint.
+        print(
+            f"forget: the state store {config.state.path} stayed locked by another process"
+            f" ({error}): a service stopped or stuck inside a write? Let it run on, or stop"
+            " it, then run forget again: it finishes what this run began.",
+            file=sys.stderr,
+        )
+        return EXIT_BUSY
 
 
 async def forget(
