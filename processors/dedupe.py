@@ -83,6 +83,14 @@ def exact_key(example: Example, content: str | None = None) -> str:
     return hashlib.blake2b(f"{example.kind}\x1f{body}".encode(), digest_size=16).hexdigest()
 
 
+def own_group(example: Example) -> str:
+    """The group an example's split follows unless near dedupe puts it in a cluster's: the one
+    its formatter chose (all bullets of one resume, a rewrite and its pair), else its own exact
+    key. The one home of the rule: the writer, and a worker process rendering ahead of it
+    (collector/sinks/lines.py `prerender`), must place every line alike."""
+    return example.group_key or example.dedupe_key
+
+
 def set_exact_keys(examples: Iterable[Example]) -> None:
     """Each example's exact key, computed where the chain ran (a worker process, in parallel)
     rather than in the writer, the one serial stage, which takes a key it finds set."""
@@ -298,7 +306,7 @@ class Deduplicator:
             texts = [contents[id(e)] if id(e) in contents else content_of(e) for e in kept]
             kept = self._near(kept, texts, dropped)
         for example in kept:
-            example.group_key = example.group_key or example.dedupe_key
+            example.group_key = own_group(example)
         return kept, dropped
 
     def _near(
@@ -318,7 +326,7 @@ class Deduplicator:
                 if any(k in known or k in pending for k in keys):
                     dropped.append((example, "duplicate_near"))
                     continue
-                example.group_key = example.group_key or example.dedupe_key
+                example.group_key = own_group(example)
                 pending.update(dict.fromkeys(keys, ""))
                 kept.append(example)
                 continue
@@ -327,7 +335,7 @@ class Deduplicator:
             )
             # A cluster found in the index wins; else a group the formatter chose (all bullets
             # of one resume, a rewrite and its pair) stays together.
-            example.group_key = group or example.group_key or example.dedupe_key
+            example.group_key = group or own_group(example)
             for key in keys:
                 pending.setdefault(key, example.group_key)
             kept.append(example)

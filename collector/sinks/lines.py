@@ -16,6 +16,7 @@ import msgspec
 
 from collector.licences import OWN, attribution_text, authors_of, requires_attribution
 from processors.config import SplitConfig
+from processors.dedupe import own_group
 from processors.records import Drop, Example
 from processors.split import assign_split
 
@@ -98,10 +99,9 @@ class RenderedBatch(msgspec.Struct):
 
 
 def prerender(examples: list[Example], split: SplitConfig) -> list[OutputLine]:
-    """`render` ahead of the writer: each example's group (its own dedupe key unless the
-    formatter chose one) and split set as the writer would set them. The exact keys must be
-    set (`processors.dedupe.set_exact_keys`)."""
+    """`render` ahead of the writer: each example's group (`own_group`) and split set as the
+    writer sets them. The exact keys must be set (`processors.dedupe.set_exact_keys`)."""
     for example in examples:
-        example.group_key = example.group_key or example.dedupe_key
+        example.group_key = own_group(example)
         example.split = assign_split(example.group_key, split)
     return render(examples)
