@@ -401,3 +401,20 @@ def test_bounded_lines_counts_the_quotes_of_a_line_it_reads_past(tmp_path: Path)
     with path.open("rb") as handle:
         lines = list(bounded_lines(handle, 100))
     assert lines == [(b"a\n", 2, True, 0), (None, 3000 + 9, True, 3), (b"last", 4, False, 0)]
+
+
+def test_a_dataset_batch_ends_at_batch_bytes_but_parquet_rows_count_as_rows(
+    tmp_path: Path,
+) -> None:
+    from collector.sources.datasets import read_chunk
+
+    table = [{"n": n, "pad": "p" * 80} for n in range(10)]
+    lines = tmp_path / "data.jsonl"
+    lines.write_text("".join(json.dumps(row) + "\n" for row in table))
+    size = len(json.dumps(table[0])) + 1
+    parquet = write_parquet(tmp_path / "data.parquet", table, group=10)
+    for path, first in ((lines, 3), (parquet, 10)):
+        chunk = read_chunk("hf", "o/d", path.name, path, 0, 0, 100, {}, batch_bytes=3 * size - 10)
+        assert [r.payload["n"] for r in chunk.records] == list(range(first)), path.name
+        rest = read_chunk("hf", "o/d", path.name, path, chunk.offset, chunk.row, 100, {})
+        assert [r.payload["n"] for r in rest.records] == list(range(first, 10))

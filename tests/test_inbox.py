@@ -413,6 +413,38 @@ async def test_a_json_item_over_max_record_bytes_is_skipped_and_the_others_kept(
     ]
 
 
+async def test_a_batch_ends_once_it_holds_batch_bytes_of_the_file_and_the_next_goes_on(
+    inbox: Path,
+) -> None:
+    lines = [json.dumps({"n": n, "pad": "p" * 80}) + "\n" for n in range(10)]
+    (inbox / "a.jsonl").write_text("".join(lines))
+    items = inbox / "list.json"
+    items.write_text(json.dumps([{"n": n, "pad": "p" * 80} for n in range(10)]))
+    age(items)
+    size = len(lines[0])
+    source = make_source(inbox, batch_bytes=3 * size - 10)
+    batches = await collect(source, {})
+    per_file = {
+        name: [len(b.records) for b in batches if name in b.cursors and b.records]
+        for name in ("a.jsonl", "list.json")
+    }
+    assert per_file == {"a.jsonl": [3, 3, 3, 1], "list.json": [3, 3, 3, 1]}
+    ns = [r.payload["n"] for b in batches for r in b.records]
+    assert ns == list(range(10)) * 2  # each record once, in order
+    # A pass resumed after the first batch reads on from there.
+    rest = await collect(source, {"a.jsonl": batches[0].cursors["a.jsonl"]})
+    assert [r.payload["n"] for b in rest for r in b.records if r.id.startswith("a.jsonl")] == [
+        *range(3, 10)
+    ]
+
+
+def test_batch_size_and_batch_bytes_are_checked_at_load() -> None:
+    for field in ("batch_size", "batch_bytes"):
+        raw = {"sources": [{"type": "inbox", "name": "box", field: 0}]}
+        with pytest.raises(ConfigError, match=rf"sources\[0\]\.{field}: expected `?int`? >= 1"):
+            parse_config(raw)
+
+
 def test_max_record_bytes_is_checked_at_load() -> None:
     raw = {"sources": [{"type": "inbox", "name": "box", "max_record_bytes": 0}]}
     with pytest.raises(ConfigError, match=r"sources\[0\]\.max_record_bytes: expected `?int`? >= 1"):

@@ -18,6 +18,8 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 CHUNK = 1024 * 1024  # bytes read at a time where a file is read past or copied
 # The largest record a reader hands out (a source's `max_record_bytes`, this by default).
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024**2
+# The input a batch of records holds at most (collector/sources/config.py `batch_bytes`).
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 RECORD_TOO_LARGE = "record_too_large"
 
 

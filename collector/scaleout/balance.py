@@ -32,6 +32,7 @@ OPERATIONAL_FIELDS = frozenset(
         "enabled",
         "interval",
         "batch_size",
+        "batch_bytes",
         "recipe",
         "license",
         "rate",

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from collector.datafiles.rows import DEFAULT_BATCH_BYTES
 from processors.config import RecipeConfig
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -37,7 +38,12 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_
     name: str
     enabled: bool = True
     interval: Annotated[float, msgspec.Meta(ge=0)] = 3600.0  # seconds between passes in `run`
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 256
+    # Records of a file (an inbox file, a dataset's member) go to the pipeline in batches of
+    # up to `batch_size` records, a batch ending sooner once it holds `batch_bytes` of input:
+    # big batches spread the service's cost per batch thin (256 records cost it ~30% more CPU
+    # a record than 1024), the byte bound keeps a batch of big records small.
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    batch_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_BATCH_BYTES
     recipe: RecipeConfig = RecipeConfig()
     license: str = "unknown"  # for the dataset card
     rate: RateConfig = RateConfig()

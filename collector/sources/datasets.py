@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from collector.datafiles.formats import member_kind, read_rows
-from collector.datafiles.rows import DEFAULT_MAX_RECORD_BYTES
+from collector.datafiles.rows import DEFAULT_BATCH_BYTES, DEFAULT_MAX_RECORD_BYTES
 from collector.logging import Logger
 from collector.sources.archive import ArchivedResponse, ArchiveEntry, redact_url
 from collector.sources.base import JsonCursor, SourceBatch
@@ -79,14 +79,18 @@ def read_chunk(
     batch_size: int,
     meta: dict[str, Any],
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> Chunk:
-    """Up to `batch_size` records and drops of `member` from `offset` (in a worker thread)."""
+    """Up to `batch_size` records and drops of `member` from `offset` (in a worker thread),
+    fewer once they hold `batch_bytes` of the file (not for Parquet: its offsets count rows)."""
     kind = member_kind(member) or member_kind(path.name) or ""
     records: list[RawRecord] = []
     drops: list[Drop] = []
     now = time.time()
+    size, most = 0, batch_bytes if kind != "parquet" else None
     for item in read_rows(path, kind, offset, max_record_bytes=max_record_bytes):
         row += 1
+        size += item.end - offset
         offset = item.end
         record_id = f"{member}#{row}"
         if item.error == "lfs_pointer":  # the whole file is a pointer: one drop, named by file
@@ -97,7 +101,7 @@ def read_chunk(
             records.append(
                 RawRecord(source, dataset, record_id, item.value, str(row), now, dict(meta))
             )
-        if len(records) + len(drops) >= batch_size:
+        if len(records) + len(drops) >= batch_size or (most is not None and size >= most):
             return Chunk(records, drops, offset, row, False)
     return Chunk(records, drops, offset, row, True)
 
@@ -114,6 +118,7 @@ async def read_member(
     stopped: Callable[[], bool],
     log: Any,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> AsyncIterator[tuple[SourceBatch, DatasetCursor]]:
     """Batches of one downloaded file from where `cursor` left it, each with its new cursor."""
     offset, row = (cursor.offset, cursor.row) if cursor.member == member else (0, 0)
@@ -141,6 +146,7 @@ async def read_member(
             batch_size,
             meta,
             max_record_bytes,
+            batch_bytes,
         )
         offset, row = chunk.offset, chunk.row
         if any(d.reason == "lfs_pointer" for d in chunk.drops):

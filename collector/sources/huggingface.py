@@ -263,6 +263,7 @@ class HuggingFaceSource:
                 stopped=self.context.stop.is_set,
                 log=self.log,
                 max_record_bytes=self.config.max_record_bytes,
+                batch_bytes=self.config.batch_bytes,
             )
             async for batch, progress in reader:
                 cursor = progress

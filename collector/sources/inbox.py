@@ -215,8 +215,10 @@ class InboxSource:
                 offset = max(offset, table.start)
         else:
             rows = jsonl_rows(handle, offset, limit, settled=settled)
+        size, most = 0, self.config.batch_bytes
         for row in rows:
             record_id = f"{stream}:{offset}"
+            size += row.end - offset
             if row.error == RECORD_TOO_LARGE:
                 detail = f"{row.end - offset} bytes, over max_record_bytes {limit}"
                 drops.append(Drop(self.name, dataset, record_id, row.error, detail))
@@ -225,7 +227,7 @@ class InboxSource:
             else:
                 records.append(self._record(dataset, record_id, row.value, row.end))
             offset = row.end
-            if len(records) + len(drops) >= self.config.batch_size:
+            if len(records) + len(drops) >= self.config.batch_size or size >= most:
                 return _Chunk(records, drops, str(offset), False)
         return _Chunk(records, drops, str(offset), True)
 
@@ -251,7 +253,9 @@ class InboxSource:
         records: list[RawRecord] = []
         drops: list[Drop] = []
         index -= skip
+        size, most = 0, self.config.batch_bytes
         for row in json_items(handle, offset, self.config.max_record_bytes):
+            size += row.end - offset
             offset = row.end
             if skip:
                 skip -= 1
@@ -263,7 +267,7 @@ class InboxSource:
             else:
                 drops.append(Drop(self.name, dataset, record_id, row.error, row.detail))
             index += 1
-            if len(records) + len(drops) >= self.config.batch_size:
+            if len(records) + len(drops) >= self.config.batch_size or size >= most:
                 return _Chunk(records, drops, f"{index}+{offset}+{version}", False)
         return _Chunk(records, drops, done_mark, True)
 

@@ -495,6 +495,7 @@ class KaggleSource:
             stopped=self.context.stop.is_set,
             log=self.log,
             max_record_bytes=self.config.max_record_bytes,
+            batch_bytes=self.config.batch_bytes,
         )
 
     def records_from_archive(self, entry: ArchiveEntry) -> tuple[list[RawRecord], list[Drop]]:
