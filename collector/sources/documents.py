@@ -225,12 +225,18 @@ def _docx_blocks(blocks: object, lines: list[str]) -> None:
             else:
                 lines.extend(text.split("\n"))
         elif isinstance(block, Table):
-            seen: set[int] = set()
+            # `row.cells` repeats a merged cell's `<w:tc>` for each grid cell it spans, so
+            # a cell is read only the first time its element comes up. The set holds the
+            # elements themselves, not their `id()`: lxml makes a new proxy object for an
+            # element each time one is asked for, and frees it once the row's cells are
+            # dropped, so CPython can give a later row's cell the same address (and `id`).
+            # Keeping the proxies in the set keeps them alive, and they compare by identity.
+            seen: set[object] = set()
             for row in block.rows:
                 for cell in row.cells:
-                    if id(cell._tc) in seen:
+                    if cell._tc in seen:
                         continue
-                    seen.add(id(cell._tc))
+                    seen.add(cell._tc)
                     _docx_blocks(cell.iter_inner_content(), lines)
                     lines.append("")
 
