@@ -12,7 +12,11 @@ the same mode (the goal: >= 0.8 x N up to the cores available). Peak RSS is the 
 plus its worker processes' (each measured alone, so the pages they share count once per process).
 
     .venv/bin/python benchmarks/pipeline_bench.py [--sizes 200000 1000000] \
-        [--workers 1 2] [--mode process thread]
+        [--workers 1 2] [--mode process thread] [--repeat 3]
+
+Each row is the median of `--repeat` rounds, each round running every worker count in turn, so
+a machine whose speed drifts over minutes (a shared host: 20% between runs here) moves them
+alike; the last column shows the spread of the rounds.
 """
 
 from __future__ import annotations
@@ -142,14 +146,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--mode", nargs="+", choices=["process", "thread"], default=["process"])
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the median is shown")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"cores: {cores}, load average at start: {' '.join(map(str, os.getloadavg()))}")
     print(
         f"{'records':>9} {'what':<32} {'seconds':>8} {'records/s':>10} {'per core':>9} "
         f"{'scaling':>8} {'CPU us/rec':>10} {'service':>8} {'peak RSS':>10} "
-        f"{'+workers':>10} {'PSS':>10}"
+        f"{'+workers':>10} {'PSS':>10} {'records/s of':>13}"
     )
+    print(f"{'':>118} {'each round':>13}")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -161,9 +167,16 @@ def main() -> None:
                 f"{base.cpu_seconds / size * 1e6:>10.1f} {'':>8} {base.rss_kib / 1024:>8.1f}MB"
             )
             for mode in args.mode:
+                # Rounds of every worker count in turn, the median of each kept: a machine
+                # whose speed drifts (a shared host) moves every count alike, not one of them.
+                runs: dict[int, list[Run]] = {workers: [] for workers in args.workers}
+                for _ in range(args.repeat):
+                    for workers in args.workers:
+                        runs[workers].append(once(work, size, mode, workers))
                 one_worker_rate = None
                 for workers in args.workers:
-                    result = once(work, size, mode, workers)
+                    rates = sorted(size / r.seconds for r in runs[workers])
+                    result = sorted(runs[workers], key=lambda r: r.seconds)[len(rates) // 2]
                     rate = size / result.seconds
                     if workers == 1:
                         one_worker_rate = rate
@@ -171,18 +184,21 @@ def main() -> None:
                     used = min(cores, workers + 1) if mode == "process" else min(cores, 2)
                     what = f"once, {workers} worker{'s' * (workers > 1)}, {mode}"
                     cpu = result.cpu_seconds / size * 1e6
+                    spread = f"{rates[0]:.0f}-{rates[-1]:.0f}" if len(rates) > 1 else ""
                     print(
                         f"{size:>9} {what:<32} {result.seconds:>8.2f} {rate:>10.0f} "
                         f"{rate / used:>9.0f} {scaling:>8} {cpu:>10.1f} "
                         f"{result.service_cpu_seconds / size * 1e6:>8.1f} "
                         f"{result.rss_kib / 1024:>8.1f}MB "
                         f"{result.tree_rss_kib / 1024:>8.1f}MB {result.tree_pss_kib / 1024:>8.1f}MB"
+                        f" {spread:>13}"
                     )
     print(f"load average at end: {' '.join(map(str, os.getloadavg()))}")
     print("per core: records/s over the cores the run can use (the service + its workers)")
     print("CPU us/rec: CPU time of the service and its workers per record (start-up included);")
     print("  1e6 / it is the records/s per core an idle machine would give")
     print("service: the CPU us/rec of the service's own process (reading, writing, checkpoints)")
+    print(f"each row: the median of {args.repeat} rounds (rows of a round run one after another)")
 
 
 def once(work: Path, size: int, mode: str, workers: int) -> Run:
