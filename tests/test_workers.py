@@ -145,6 +145,21 @@ def test_the_command_line_starts_the_forkserver_before_the_service_and_the_pool_
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
+def test_the_workers_code_and_the_config_load_no_http_client() -> None:
+    # What the forkserver imports before the pool can start (the start's critical path):
+    # the HTTP sources and aiohttp come only with a source that is built.
+    script = (
+        "import sys\n"
+        "import collector.config, collector.workers\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp'\n"
+        "assert 'collector.sources.github' not in sys.modules, 'github'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
     pool: ProcessPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
 
 from collector.sources.base import Source, SourceBatch, SourceContext
 from collector.sources.config import AnySourceConfig
-from collector.sources.github import GitHubSource
-from collector.sources.huggingface import HuggingFaceSource
-from collector.sources.inbox import InboxSource
-from collector.sources.kaggle import KaggleSource
-from collector.sources.stackexchange import StackExchangeSource
 
-# config type -> class; each class takes (config, context).
-SOURCES: dict[str, Callable[[Any, SourceContext], Source]] = {
-    "inbox": InboxSource,
-    "kaggle": KaggleSource,
-    "huggingface": HuggingFaceSource,
-    "stackexchange": StackExchangeSource,
-    "github": GitHubSource,
+# config type -> the module and class that implement it; each class takes (config, context).
+# Imported when a source of the type is built: every config load imports this package (for
+# collector/sources/config.py), and the HTTP sources bring aiohttp, which an inbox-only service,
+# the commands and the workers' forkserver would import for nothing.
+SOURCES: dict[str, tuple[str, str]] = {
+    "inbox": ("collector.sources.inbox", "InboxSource"),
+    "kaggle": ("collector.sources.kaggle", "KaggleSource"),
+    "huggingface": ("collector.sources.huggingface", "HuggingFaceSource"),
+    "stackexchange": ("collector.sources.stackexchange", "StackExchangeSource"),
+    "github": ("collector.sources.github", "GitHubSource"),
 }
 
 
 def build_source(config: AnySourceConfig, context: SourceContext) -> Source:
     kind = type(config).__struct_config__.tag
     try:
-        factory = SOURCES[str(kind)]
+        module, name = SOURCES[str(kind)]
     except KeyError:
         raise ValueError(f"source type {kind!r} is not available yet") from None
-    return factory(config, context)
+    source: Source = getattr(importlib.import_module(module), name)(config, context)
+    return source
 
 
 __all__ = ["SOURCES", "Source", "SourceBatch", "SourceContext", "build_source"]

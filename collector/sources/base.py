@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import msgspec
 import structlog
 
-from collector.http import HttpClient, HttpSettings, ServerHints, SharedLimits
 from collector.layout import raw_dir
 from processors.records import Drop, RawRecord
+
+if TYPE_CHECKING:  # aiohttp, imported only where a source makes HTTP requests
+    from collector.http import HttpClient, HttpSettings, ServerHints, SharedLimits
 
 
 class JsonCursor(msgspec.Struct, frozen=True):
@@ -48,6 +50,15 @@ class SourceBatch(msgspec.Struct):
     cursors: dict[str, str] = {}
 
 
+class SourceStopping(Exception):
+    """The source's stop event (the drain) cut a retry's backoff (or the raw
+    archive's wait for disk space) short: the pass ends here.
+
+    Not an `HttpError`: a source that counts a failed request as a drop must not count this
+    one, since nothing failed; the runner ends the pass quietly and the next start fetches again
+    from the saved cursor."""
+
+
 @dataclass
 class SourceContext:
     """What the service lends a source: where to archive raw responses, how to log, when to
@@ -72,6 +83,8 @@ class SourceContext:
     ) -> HttpClient:
         """The source's HTTP client: it logs as the source, its retries wake at the drain, and
         its rate limit is the one shared by the fleet when there is one."""
+        from collector.http import HttpClient
+
         return HttpClient(
             config,
             self.log,
