@@ -43,17 +43,19 @@ def make_pipeline(
     )
 
 
-def batch(n: int) -> SourceBatch:
-    record = RawRecord(
+def record(n: int, original: str, improved: str) -> RawRecord:
+    return RawRecord(
         source="box",
         dataset="local/a",
         id=str(n),
-        payload={
-            "original": f"Wrote report number {n} for finance",
-            "improved": f"Automated report {n}",
-        },
+        payload={"original": original, "improved": improved},
     )
-    return SourceBatch([record], [], {"a.jsonl": str(n)})
+
+
+def batch(n: int) -> SourceBatch:
+    # A trivial rewrite: the chain drops it (what these tests need is the batch's passage).
+    one = record(n, f"Wrote report number {n} for finance", f"Automated report {n}")
+    return SourceBatch([one], [], {"a.jsonl": str(n)})
 
 
 def chain() -> ProcessorChain:
@@ -145,14 +147,10 @@ async def test_a_checkpoint_for_size_while_a_runners_batches_wait_still_checkpoi
         return run(b.records)
 
     kept = [
-        RawRecord(
-            source="box",
-            dataset="local/a",
-            id=str(n),
-            payload={
-                "original": f"Maintained service number {n} for the billing and payments team",
-                "improved": f"Cut the error rate of billing service {n} by half within one year",
-            },
+        record(
+            n,
+            f"Maintained service number {n} for the billing and payments team",
+            f"Cut the error rate of billing service {n} by half within one year",
         )
         for n in range(200)
     ]

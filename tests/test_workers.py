@@ -42,6 +42,15 @@ def records(count: int) -> list[RawRecord]:
     ]
 
 
+def run_python(script: str) -> None:
+    """`script` in a fresh interpreter (a process-wide pool or forkserver of its own), which
+    must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 @pytest.fixture
 def pool() -> Iterator[ProcessPool]:
     pool = ProcessPool(2, get_logger())
@@ -113,10 +122,7 @@ def test_a_process_whose_worker_died_still_exits() -> None:
         "    chain = pool.chain(RecipeConfig(name='pairs'), ProcessingConfig())\n"
         "    assert len(chain.run(records(20)).lines) == 20\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    run_python(script)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: threads, no pool")
@@ -139,10 +145,7 @@ def test_the_command_line_starts_the_forkserver_before_the_service_and_the_pool_
         "    assert int(stat.rsplit(')', 1)[1].split()[1]) == server\n"
         "    pool.close()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    run_python(script)
 
 
 def test_the_workers_code_and_the_config_load_no_http_client() -> None:
@@ -154,10 +157,7 @@ def test_the_workers_code_and_the_config_load_no_http_client() -> None:
         "assert 'aiohttp' not in sys.modules, 'aiohttp'\n"
         "assert 'collector.sources.github' not in sys.modules, 'github'\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    run_python(script)
 
 
 def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
