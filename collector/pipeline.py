@@ -302,11 +302,14 @@ class Writer:
             raise TimeoutError
         get = asyncio.ensure_future(ordered.get())
         wanted = asyncio.ensure_future(self._wanted.wait())
-        await asyncio.wait((get, wanted), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        wanted.cancel()
-        if get.done():
+        try:
+            await asyncio.wait((get, wanted), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the writer is cancelled (an abort): no task left behind
+            wanted.cancel()
+            if not get.done():
+                get.cancel()  # a cancelled `Queue.get` takes nothing from the queue
+        if get.done() and not get.cancelled():
             return get.result()
-        get.cancel()  # a cancelled `Queue.get` takes nothing from the queue
         raise TimeoutError
 
     def checkpoint_soon(self) -> None:
