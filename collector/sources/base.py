@@ -50,15 +50,6 @@ class SourceBatch(msgspec.Struct):
     cursors: dict[str, str] = {}
 
 
-class SourceStopping(Exception):
-    """The source's stop event (the drain) cut a retry's backoff (or the raw
-    archive's wait for disk space) short: the pass ends here.
-
-    Not an `HttpError`: a source that counts a failed request as a drop must not count this
-    one, since nothing failed; the runner ends the pass quietly and the next start fetches again
-    from the saved cursor."""
-
-
 @dataclass
 class SourceContext:
     """What the service lends a source: where to archive raw responses, how to log, when to
