@@ -2,9 +2,9 @@
 
 The forkserver imports the processors' code and loads the anonymizer's lexicon
 (collector/workerboot.py): about a second of CPU before the first worker exists. Started at the
-very beginning of `run` and `once`, it does that on another core while the service imports its
-own modules and reads its config, instead of after them. This module imports nothing heavy, so
-the start really is early.
+very beginning of the commands that run the service, it does that on another core while the
+service imports its own modules and reads its config, instead of after them. This module
+imports nothing heavy, so the start really is early.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from multiprocessing.context import ForkServerContext
 
 # What the forkserver imports before it forks a worker.
 PRELOAD = ["collector.workerboot"]
-# The commands that run the service, and with it (in process mode) the pool.
-SERVICE_COMMANDS = frozenset({"run", "once"})
+# The commands that run the service, and with it (in process mode) the pool: `reprocess` runs
+# it once over the raw archive.
+SERVICE_COMMANDS = frozenset({"run", "once", "reprocess"})
 
 
 def usable_cores() -> int:
