@@ -29,9 +29,9 @@ from collector.sinks.lines import OutputLine, RenderedBatch, render
 from collector.sources.base import SourceBatch
 from collector.state import StateStore
 from processors.config import SplitConfig
-from processors.dedupe import Deduplicator
+from processors.dedupe import DUPLICATE, Deduplicator
 from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
-from processors.records import Drop, Example, ProcessedBatch
+from processors.records import Drop, ProcessedBatch
 from processors.split import assign_split
 
 CURSOR_NAMESPACE = "cursor"
@@ -331,15 +331,21 @@ class Writer:
         for (source, dataset), n in fetched.items():
             self._counts[(source, dataset, item.fetched_as)] += n
         counts[item.fetched_as] += len(batch.records)
-        rendered: dict[int, OutputLine] = {}
-        if isinstance(processed, RenderedBatch):
-            rendered = {id(line.example): line for line in processed.lines}
-            examples = [line.example for line in processed.lines]
-        else:
-            examples = processed.examples
-        kept, duplicates = self.deduplicator.filter(examples)
         drops = [*batch.drops, *processed.drops]
-        drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]
+        if isinstance(processed, RenderedBatch):  # rendered in a worker (no near dedupe)
+            lines: list[OutputLine] = []
+            first_seen = self.deduplicator.first_seen([line.dedupe_key for line in processed.lines])
+            for line, new in zip(processed.lines, first_seen, strict=True):
+                if new:
+                    lines.append(line)
+                else:
+                    drops.append(Drop(line.source, line.dataset, line.record_id, DUPLICATE))
+        else:
+            kept, duplicates = self.deduplicator.filter(processed.examples)
+            drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]
+            for example in kept:  # its group is final only now: near dedupe may have moved it
+                example.split = assign_split(example.group_key, self.split)
+            lines = render(kept)
         for drop in drops:
             self._counts[(drop.source, drop.dataset, f"drop:{drop.reason}")] += 1
             counts[f"drop:{drop.reason}"] += 1
@@ -347,27 +353,17 @@ class Writer:
                 note = getattr(sink, "note_drops", None)
                 if note is not None:
                     note(drop.source, drop.dataset)
-        lines: list[OutputLine] = []
-        unrendered: list[Example] = []
         # Tallied per (source, dataset, what, licence, grounding) first, a few per batch, then
         # added to the counters: one update each rather than several per line.
         tally: dict[tuple[str, str, str, str, str], int] = {}
-        for example in kept:
-            line = rendered.get(id(example))
-            # Rendered in a worker for the group the example had there; near dedupe may have
-            # moved it into another group since (a cluster's), and with it its split.
-            if line is not None and line.provenance.group == example.group_key:
-                lines.append(line)
-            else:
-                example.split = assign_split(example.group_key, self.split)
-                unrendered.append(example)
-            what = "pairs" if example.kind == "pairs" else "written"
+        for line in lines:
+            what = "pairs" if line.kind == "pairs" else "written"
             # `license:{spdx}`: the licences the card lists per source
-            licence = example.meta.get("license") if what == "written" else None
-            key = (example.source, example.dataset, what, str(licence or ""), example.grounding)
+            licence = line.license if what == "written" else ""
+            key = (line.source, line.dataset, what, licence, line.grounding)
             tally[key] = tally.get(key, 0) + 1
-            for kind, n in example.residual.items():
-                self._counts[(example.source, example.dataset, f"residual:{kind}")] += n
+            for kind, n in line.residual.items():
+                self._counts[(line.source, line.dataset, f"residual:{kind}")] += n
         for (source, dataset, what, licence, grounding), n in tally.items():
             self._counts[(source, dataset, what)] += n
             counts[what] += n
@@ -375,21 +371,11 @@ class Writer:
                 self._counts[(source, dataset, f"license:{licence}")] += n
             if grounding:  # "masked" or "kept" (a drop is counted with the drops)
                 self._counts[(source, dataset, f"{GROUNDING_PREFIX}{grounding}")] += n
-        if unrendered:  # once for every sink
-            lines = render(unrendered) if not lines else self._in_order(kept, lines, unrendered)
         for sink in self.sinks:
             sink.write(lines)
         for stream, cursor in batch.cursors.items():
             self._cursors[cursor_key(item.source, stream)] = cursor
         self._acks.append((item.ack, counts))
-
-    @staticmethod
-    def _in_order(
-        kept: list[Example], lines: list[OutputLine], unrendered: list[Example]
-    ) -> list[OutputLine]:
-        """The lines of `kept` in its order, from those rendered already and the rest."""
-        by_example = {id(line.example): line for line in (*lines, *render(unrendered))}
-        return [by_example[id(example)] for example in kept]
 
     async def checkpoint(self) -> None:
         """Make every write durable, then save cursors, dedupe keys and counts in one commit.

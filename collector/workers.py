@@ -7,8 +7,9 @@
                                    chains built once per (recipe, processing), kept
                                    exact dedupe keys set (the writer, serial, takes them)
                                             | msgpack bytes: RenderedBatch (each kept
-                                            |   example's split, training line and
-                                            |   provenance made here, not in the writer)
+                                            |   example's split and lines made here, not
+                                            |   in the writer; with near dedupe, the
+                                            |   examples: collector/sinks/lines.py)
                                             v
                                  back in order through the pipeline's futures
 
@@ -42,10 +43,9 @@ import msgspec
 from collector import poolserver
 from collector.logging import Logger
 from collector.pipeline import PipelineFailed
-from collector.sinks.lines import RenderedBatch, prerender
+from collector.sinks.lines import RenderedBatch, for_writer
 from processors.chain import ProcessorChain
-from processors.config import ProcessingConfig, RecipeConfig, SplitConfig
-from processors.dedupe import set_exact_keys
+from processors.config import ProcessingConfig, RecipeConfig
 from processors.records import ProcessedBatch, RawRecord
 
 WorkerMode = Literal["auto", "process", "thread"]
@@ -82,7 +82,7 @@ def resolve_mode(mode: WorkerMode) -> Literal["process", "thread"]:
 _KEY = msgspec.msgpack.Decoder(tuple[RecipeConfig, ProcessingConfig])
 _RECORDS_IN = msgspec.msgpack.Decoder(list[RawRecord])
 _ENCODE = msgspec.msgpack.Encoder().encode
-_chains: OrderedDict[bytes, tuple[ProcessorChain, SplitConfig]] = OrderedDict()
+_chains: OrderedDict[bytes, tuple[ProcessorChain, ProcessingConfig]] = OrderedDict()
 
 
 def _worker_started(service_pid: int) -> None:
@@ -106,11 +106,11 @@ def _exit_when_orphaned(service_pid: int, parent: int) -> None:
             os._exit(0)
 
 
-def _chain(key: bytes) -> tuple[ProcessorChain, SplitConfig]:
+def _chain(key: bytes) -> tuple[ProcessorChain, ProcessingConfig]:
     chain = _chains.get(key)
     if chain is None:
         recipe, processing = _KEY.decode(key)
-        chain = _chains[key] = (ProcessorChain(recipe, processing), processing.split)
+        chain = _chains[key] = (ProcessorChain(recipe, processing), processing)
         while len(_chains) > CHAINS_PER_WORKER:
             _chains.popitem(last=False)
     else:
@@ -119,12 +119,11 @@ def _chain(key: bytes) -> tuple[ProcessorChain, SplitConfig]:
 
 
 def _run_in_worker(key: bytes, records: bytes) -> bytes:
-    chain, split = _chain(key)
+    chain, processing = _chain(key)
     processed = chain.run(_RECORDS_IN.decode(records))
     # Here, in parallel, not in the service's writer: the exact keys, the splits and the
     # rendered lines (the service's running processing config is the one the chain has).
-    set_exact_keys(processed.examples)
-    return _ENCODE(RenderedBatch(prerender(processed.examples, split), processed.drops))
+    return _ENCODE(for_writer(processed, processing))
 
 
 def _build_in_worker(key: bytes) -> None:
@@ -140,7 +139,8 @@ def _warm(_: int) -> int:
 
 # --- in the service --------------------------------------------------------------------------
 
-_RESULT = msgspec.msgpack.Decoder(RenderedBatch)
+_RENDERED = msgspec.msgpack.Decoder(RenderedBatch)
+_PROCESSED = msgspec.msgpack.Decoder(ProcessedBatch)
 
 
 class ProcessPool:
@@ -178,11 +178,15 @@ class ProcessPool:
         here, not at the first batch. Not in this process, which never loads the lexicon."""
         key = msgspec.msgpack.encode((recipe, processing))
         self._call(0, _build_in_worker, key)
-        return PooledChain(self, key)
+        return PooledChain(self, key, rendered=not processing.dedupe.near)
 
-    def run(self, key: bytes, records: list[RawRecord]) -> RenderedBatch:
-        """Process one batch in a worker (blocking: called from a pipeline thread)."""
-        return _RESULT.decode(self._call(len(records), _run_in_worker, key, _ENCODE(records)))
+    def run(
+        self, key: bytes, records: list[RawRecord], rendered: bool = True
+    ) -> ProcessedBatch | RenderedBatch:
+        """Process one batch in a worker (blocking: called from a pipeline thread); what it
+        returns is `for_writer`'s: `rendered` tells which."""
+        result = self._call(len(records), _run_in_worker, key, _ENCODE(records))
+        return _RENDERED.decode(result) if rendered else _PROCESSED.decode(result)
 
     def _call(self, records: int, job: Callable[..., _T], *args: bytes) -> _T:
         """`job(*args)` in a worker; a dead worker's pool is replaced and the job runs once more."""
@@ -223,9 +227,10 @@ class ProcessPool:
 class PooledChain:
     """A processor chain run in the pool: the same `run(records)` as `ProcessorChain`."""
 
-    def __init__(self, pool: ProcessPool, key: bytes) -> None:
+    def __init__(self, pool: ProcessPool, key: bytes, rendered: bool) -> None:
         self.pool = pool
         self.key = key
+        self.rendered = rendered
 
-    def run(self, records: list[RawRecord]) -> RenderedBatch:
-        return self.pool.run(self.key, records)
+    def run(self, records: list[RawRecord]) -> ProcessedBatch | RenderedBatch:
+        return self.pool.run(self.key, records, self.rendered)

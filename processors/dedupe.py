@@ -39,6 +39,7 @@ from processors.config import DedupeConfig
 from processors.records import Example
 
 NAMESPACE = "set:dedupe:exact"
+DUPLICATE = "duplicate_exact"  # the drop reason of a line whose exact key was seen
 NEAR_NAMESPACE = "set:dedupe:near"
 NEAR_GROUPS_NAMESPACE = "dedupe:near"  # band -> group key, for near_action = "group"
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -294,20 +295,34 @@ class Deduplicator:
         kept = examples
         if self.config.exact:
             kept = []
-            known = self.index.get_many(NAMESPACE, [e.dedupe_key for e in examples])
-            for example in examples:
-                key = example.dedupe_key
-                if key in known or key in self._pending:
-                    dropped.append((example, "duplicate_exact"))
-                    continue
-                self._pending[key] = ""
-                kept.append(example)
+            keys = [e.dedupe_key for e in examples]
+            for example, new in zip(examples, self.first_seen(keys), strict=True):
+                if new:
+                    kept.append(example)
+                else:
+                    dropped.append((example, DUPLICATE))
         if self.hasher is not None:
             texts = [contents[id(e)] if id(e) in contents else content_of(e) for e in kept]
             kept = self._near(kept, texts, dropped)
         for example in kept:
             example.group_key = own_group(example)
         return kept, dropped
+
+    def first_seen(self, keys: list[str]) -> list[bool]:
+        """For each exact key, whether it is new: neither written before (the index) nor met
+        since the last checkpoint, earlier in `keys` included. The new ones become pending.
+        Without exact dedupe (`exact = false`) every key is new."""
+        if not self.config.exact:
+            return [True] * len(keys)
+        known = self.index.get_many(NAMESPACE, keys)
+        pending = self._pending
+        out: list[bool] = []
+        for key in keys:
+            new = key not in known and key not in pending
+            if new:
+                pending[key] = ""
+            out.append(new)
+        return out
 
     def _near(
         self, examples: list[Example], contents: list[str], dropped: list[tuple[Example, str]]

@@ -12,12 +12,12 @@ import pytest
 from collector.logging import get_logger
 from collector.pipeline import Acknowledger, Pipeline, PipelineFailed, WorkItem
 from collector.sinks.formatted import FormattedSink
-from collector.sinks.lines import RenderedBatch, prerender
+from collector.sinks.lines import RenderedBatch, for_writer
 from collector.sources.base import SourceBatch
 from collector.state.sqlite import SqliteStateStore
 from processors.chain import ProcessorChain
 from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, SplitConfig
-from processors.dedupe import Deduplicator, set_exact_keys
+from processors.dedupe import Deduplicator
 from processors.records import Example, ProcessedBatch, RawRecord
 
 
@@ -200,25 +200,35 @@ async def test_a_writer_that_dies_is_reported_and_stops_the_service(tmp_path: Pa
         await pipeline.drain()
 
 
-async def test_lines_rendered_in_a_worker_are_written_as_lines_rendered_by_the_writer(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "dedupe",
+    [
+        DedupeConfig(near=True, near_action="group"),
+        DedupeConfig(near=True),
+        DedupeConfig(),
+        DedupeConfig(exact=False),
+    ],
+    ids=["near-group", "near-drop", "exact", "none"],
+)
+async def test_what_a_worker_returns_is_written_as_what_the_writer_renders_itself(
+    tmp_path: Path, dedupe: DedupeConfig
 ) -> None:
-    # A worker process renders each line for the group it knows (`prerender`); near dedupe in
-    # the writer may move a line into its cluster's group, and then its split and provenance
-    # must follow the cluster, as when the writer renders everything itself.
-    dedupe = DedupeConfig(near=True, near_action="group")
+    # A worker process renders each line (`for_writer`), unless near dedupe in the writer
+    # reads the texts and may move a line into its cluster's group: then its split and
+    # provenance must follow the cluster, as when the writer renders everything itself.
     processing = ProcessingConfig(dedupe=dedupe)
     here = ProcessorChain(RecipeConfig(name="pairs"), processing)
     answer = "Automated the monthly finance report for all four regional sales teams"
+    texts = [answer, answer + " in Q3", "Hired and trained six analysts", answer]
     records = [
         RawRecord("box", "local/a", str(n), {"original": f"Wrote report {n}", "improved": text})
-        for n, text in enumerate([answer, answer + " in Q3", "Hired and trained six analysts"])
+        for n, text in enumerate(texts)
     ]
+    records.append(RawRecord("box", "local/a", "4", {"original": "Wrote report 0"}))
+    records.append(RawRecord("box", "local/a", "5", dict(records[0].payload)))  # exact re-post
 
-    def in_worker(batch: SourceBatch) -> RenderedBatch:
-        processed = here.run(batch.records)
-        set_exact_keys(processed.examples)
-        return RenderedBatch(prerender(processed.examples, SplitConfig()), processed.drops)
+    def in_worker(batch: SourceBatch) -> ProcessedBatch | RenderedBatch:
+        return for_writer(here.run(batch.records), processing)
 
     outputs = []
     for name, run in (("writer", lambda b: here.run(b.records)), ("worker", in_worker)):
@@ -236,13 +246,18 @@ async def test_lines_rendered_in_a_worker_are_written_as_lines_rendered_by_the_w
             flush_bytes=1 << 20,
             log=get_logger(),
         )
-        await pipeline.submit(WorkItem("box", SourceBatch(records, [], {}), run, Acknowledger()))
+        ack = Acknowledger()
+        await pipeline.submit(WorkItem("box", SourceBatch(records, [], {}), run, ack))
         await pipeline.drain()
         files = sorted((folder / "formatted").glob("*.jsonl"))
-        outputs.append({path.name: path.read_bytes() for path in files})
+        outputs.append(({path.name: path.read_bytes() for path in files}, ack.counts))
     assert outputs[0] == outputs[1]
-    provenance = [
-        json.loads(line) for line in outputs[1]["local__a__provenance.jsonl"].splitlines()
-    ]
-    assert len(provenance) == 3
-    assert provenance[0]["group"] == provenance[1]["group"] != provenance[2]["group"]
+    files, counts = outputs[1]
+    assert set(files) == {"local__a.jsonl", "local__a__provenance.jsonl", "local__a__pairs.jsonl"}
+    assert counts["pairs"] == 1
+    provenance = [json.loads(line) for line in files["local__a__provenance.jsonl"].splitlines()]
+    if dedupe.near_action == "group":
+        assert provenance[0]["group"] == provenance[1]["group"] != provenance[2]["group"]
+    if dedupe.exact:
+        assert counts["drop:duplicate_exact"] == 1  # the re-post
+    assert len(provenance) == counts["written"] > 0

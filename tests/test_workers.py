@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,12 +16,11 @@ import pytest
 
 from collector.config import ConfigError, parse_config
 from collector.logging import get_logger
-from collector.sinks.lines import RenderedBatch, prerender
+from collector.sinks.lines import RenderedBatch, for_writer
 from collector.workers import PooledChain, ProcessPool, WorkerProcessDied
 from processors.chain import ProcessorChain
-from processors.config import ProcessingConfig, RecipeConfig, ValidateConfig
-from processors.dedupe import set_exact_keys
-from processors.records import RawRecord
+from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, ValidateConfig
+from processors.records import ProcessedBatch, RawRecord
 from tests.conftest import subprocess_env, wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
 
@@ -63,13 +63,25 @@ def test_a_batch_processed_in_the_pool_equals_the_batch_processed_here(pool: Pro
     batch = records(200)
     here = ProcessorChain(recipe, processing).run(batch)
     # The pool sets the exact keys and renders each line too, so the writer need not.
-    set_exact_keys(here.examples)
-    expected = RenderedBatch(prerender(here.examples, processing.split), here.drops)
+    expected = for_writer(here, processing)
     there = pool.chain(recipe, processing).run(batch)
+    assert isinstance(there, RenderedBatch)
     assert msgspec.msgpack.encode(there) == msgspec.msgpack.encode(expected)
-    assert all(line.example.dedupe_key for line in there.lines)
-    assert all(line.provenance.split == line.example.split for line in there.lines)
+    assert all(line.dedupe_key for line in there.lines)
+    assert all(json.loads(line.provenance)["split"] == line.split for line in there.lines)
     assert len(there.lines) == 200  # the comparison compared something
+
+
+def test_with_near_dedupe_the_pool_returns_the_examples_with_their_exact_keys(
+    pool: ProcessPool,
+) -> None:
+    # Near dedupe reads the texts in the writer, and may move a line into another group.
+    recipe = RecipeConfig(name="pairs")
+    processing = ProcessingConfig(dedupe=DedupeConfig(near=True))
+    there = pool.chain(recipe, processing).run(records(20))
+    assert isinstance(there, ProcessedBatch)
+    assert len(there.examples) == 20
+    assert all(example.dedupe_key and example.messages for example in there.examples)
 
 
 def test_each_worker_process_has_its_next_batch_queued(pool: ProcessPool) -> None:
@@ -97,7 +109,7 @@ def test_each_processing_config_reaches_the_workers(pool: ProcessPool) -> None:
 def test_a_processor_error_in_a_worker_is_raised_to_the_caller(pool: ProcessPool) -> None:
     # (the pipeline counts it as `processor_error` for the batch's records, as in a thread)
     with pytest.raises(msgspec.DecodeError):
-        PooledChain(pool, b"not a chain").run(records(1))
+        PooledChain(pool, b"not a chain", rendered=True).run(records(1))
     assert len(pool.chain(RecipeConfig(name="pairs"), ProcessingConfig()).run(records(1)).lines)
 
 

@@ -20,63 +20,11 @@ import structlog
 
 from collector.diskfull import replacing
 from collector.layout import formatted_dir
-from collector.licences import requires_attribution
 from collector.sinks.files import DurableFiles
-from collector.sinks.lines import Author, OutputLine, ProvenanceLine
+from collector.sinks.lines import OutputLine
 from collector.sinks.naming import output_name
 from collector.state import StateStore
 from processors.grounding import outcome_counts
-from processors.records import Example
-
-
-class PairLine(msgspec.Struct):
-    bullet: str
-    context: str
-    source: str
-    dataset: str
-    record_id: str
-    split: str
-    # The pair's dedupe group: its rewrite joins the same group, hence the same split.
-    group: str = ""
-    # Where the bullet came from, so that its rewrite is credited as the bullet would be.
-    license: str = ""
-    url: str = ""
-    authors: list[Author] = []
-
-
-class PublishedProvenance(msgspec.Struct):
-    """An example's provenance as published beside it (`provenance/{split}/...`, line for line
-    with `data/{split}/...`): its origin, licence and task, and the credit its licence asks for.
-
-    Nothing else: the record ids and groups are the collector's own (an id may spell a login or
-    a file name), and a link or an author is given only where the licence requires credit: a
-    link to a record of someone else's would point back at the person it is about. Every line
-    has every field (empty where there is nothing to say), so that every file has the columns
-    the card declares (collector/upload/card.py `PROVENANCE_FEATURES`).
-    """
-
-    source: str
-    dataset: str
-    license: str = ""
-    task: str = ""
-    url: str = ""
-    authors: list[Author] = []
-    attribution: str = ""
-    rewritten_by: str = ""
-
-
-def published_provenance(line: ProvenanceLine) -> PublishedProvenance:
-    credited = requires_attribution(line.license)
-    return PublishedProvenance(
-        line.source,
-        line.dataset,
-        license=line.license,
-        task=line.task,
-        url=line.url if credited else "",
-        authors=line.authors if credited else [],
-        attribution=line.attribution if credited else "",
-        rewritten_by=line.rewritten_by,
-    )
 
 
 class CleanReport(msgspec.Struct):
@@ -95,10 +43,10 @@ class CleanReport(msgspec.Struct):
     invented_facts: dict[str, int] = {}
 
 
-def file_stem(example: Example) -> str:
+def file_stem(source: str, dataset: str, rewritten: bool) -> str:
     """`{owner}__{dataset}`, with `__rewritten` for lines whose answer an LLM wrote."""
-    name = output_name(example.source, example.dataset)
-    return f"{name}__rewritten" if example.rewritten else name
+    name = output_name(source, dataset)
+    return f"{name}__rewritten" if rewritten else name
 
 
 class FormattedSink:
@@ -110,16 +58,15 @@ class FormattedSink:
         self.dir = formatted_dir(data_dir)
         self.state = state
         self.files = DurableFiles(data_dir, state, log)
-        self._encoder = msgspec.json.Encoder()
         self._touched: set[str] = set()
         self._keys: dict[tuple[str, str, bool], tuple[str, str, str, str]] = {}
 
-    def _file_keys(self, example: Example) -> tuple[str, str, str, str]:
-        """(name, training, provenance, pairs) file keys of an example, cached: a hot path."""
-        ident = (example.source, example.dataset, example.rewritten)
+    def _file_keys(self, line: OutputLine) -> tuple[str, str, str, str]:
+        """(name, training, provenance, pairs) file keys of a line, cached: a hot path."""
+        ident = (line.source, line.dataset, line.rewritten)
         keys = self._keys.get(ident)
         if keys is None:
-            name, stem = output_name(example.source, example.dataset), file_stem(example)
+            name, stem = output_name(line.source, line.dataset), file_stem(*ident)
             keys = self._keys[ident] = (
                 name,
                 self.files.key(self.dir / f"{stem}.jsonl"),
@@ -137,32 +84,17 @@ class FormattedSink:
         return self.files.pending_bytes
 
     def write(self, lines: list[OutputLine]) -> None:
-        encode = self._encoder.encode
         # Lines per file for the whole batch, handed to the files once per file: `append`
         # per line was a good part of the cost of a line.
         batch: dict[str, list[bytes]] = {}
         for line in lines:
-            example = line.example
-            name, training, provenance, pairs = self._file_keys(example)
+            name, training, provenance, pairs = self._file_keys(line)
             self._touched.add(name)
-            if example.kind == "pairs":
-                origin = line.provenance
-                pair = PairLine(
-                    bullet=str(example.meta.get("bullet", "")),
-                    context=str(example.meta.get("context", "")),
-                    source=example.source,
-                    dataset=example.dataset,
-                    record_id=example.record_id,
-                    split=example.split,
-                    group=example.group_key,
-                    license=origin.license,
-                    url=origin.url,
-                    authors=origin.authors,
-                )
-                batch.setdefault(pairs, []).append(encode(pair) + b"\n")
+            if line.kind == "pairs":
+                batch.setdefault(pairs, []).append(line.line)
                 continue
-            batch.setdefault(training, []).append(line.training)
-            batch.setdefault(provenance, []).append(encode(line.provenance) + b"\n")
+            batch.setdefault(training, []).append(line.line)
+            batch.setdefault(provenance, []).append(line.provenance)
         for key, data in batch.items():
             self.files.extend(key, data)
 

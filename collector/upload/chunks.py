@@ -9,7 +9,7 @@ included. Per (split, output name) one chunk is open at a time under
 lines (`{"messages": [...]}`) go in; `pairs` examples never do.
 
 Beside each data chunk a provenance chunk (`provenance/{split}/{stem}-{seq:05d}.jsonl`, one
-line per training line, in the same order: `sinks/formatted.py` `PublishedProvenance`) is
+line per training line, in the same order: `sinks/lines.py` `PublishedProvenance`) is
 filled in step and closes with it; it is an entry of the ledger like any chunk, so it is
 published exactly once too. A data chunk opened before provenance chunks existed has none.
 
@@ -38,12 +38,11 @@ from pathlib import Path
 import msgspec
 
 from collector.layout import chunks_dir
-from collector.licences import requires_attribution
 from collector.logging import Logger
 from collector.sinks.files import NAMESPACE as FILES_NAMESPACE
 from collector.sinks.files import DurableFiles, apply_replacements
 from collector.sinks.files import _fsync_dir as fsync_dir
-from collector.sinks.formatted import file_stem, published_provenance
+from collector.sinks.formatted import file_stem
 from collector.sinks.lines import OutputLine
 from collector.sinks.naming import safe_part
 from collector.state import StateStore
@@ -51,7 +50,6 @@ from collector.upload.config import UploadConfig
 from collector.upload.ledger import NAMESPACE as LEDGER_NAMESPACE
 from collector.upload.ledger import ChunkEntry, Ledger, Origin
 from collector.upload.ledger import encode as encode_entry
-from processors.records import Example
 
 OPEN_NAMESPACE = "chunks"
 DATA = "data"
@@ -159,7 +157,6 @@ class ChunkRoller:
         self._due: set[str] = set()
         self._keys: dict[str, tuple[int, str]] = {}  # chunk key -> (seq, file key): a hot path
         self._stems: dict[tuple[str, str, bool], str] = {}  # (source, dataset, rewritten) -> stem
-        self._encode_line = msgspec.json.Encoder().encode
         self._encode_open = msgspec.json.Encoder().encode
         self._decode_open = msgspec.json.Decoder(OpenChunk).decode
 
@@ -252,14 +249,13 @@ class ChunkRoller:
         # of one dataset and split), not once per line. Each group goes to files of its own,
         # so every file still gets its lines in the batch's order.
         groups: dict[tuple[str, str, str, bool], list[OutputLine]] = {}
-        for rendered in lines:
-            example = rendered.example
-            if example.kind != "pairs":
-                ident = (example.split, example.source, example.dataset, example.rewritten)
+        for line in lines:
+            if line.kind != "pairs":
+                ident = (line.split, line.source, line.dataset, line.rewritten)
                 group = groups.get(ident)
                 if group is None:
                     group = groups[ident] = []
-                group.append(rendered)
+                group.append(line)
         now = self.clock()
         # Lines per file for the whole batch, handed to the files once per file.
         batch: dict[str, list[bytes]] = {}
@@ -272,19 +268,15 @@ class ChunkRoller:
         self, lines: list[OutputLine], now: float, batch: dict[str, list[bytes]]
     ) -> None:
         """Lines of one (split, output name, origin) into their chunk and its companion."""
-        first = lines[0].example
+        first = lines[0]
         origin = f"{first.source}\x1f{first.dataset}"
         limit_records, limit_bytes = self.config.max_records, self.config.max_bytes
-        encode = self._encode_line
-        # The published provenance of a line whose licence asks for no credit is the same for
-        # every line of a dataset's task: encoded once per batch, not once per line.
-        published: dict[tuple[str, str, str], bytes] = {}
         chunk = self._chunk(first.split, self._stem(first))
         out: list[bytes] | None = None
         about_out: list[bytes] | None = None
         companion: OpenChunk | None = None
         for rendered in lines:
-            line = rendered.training
+            line = rendered.line
             if chunk.records and chunk.bytes + len(line) > limit_bytes:
                 chunk, out = self._close(chunk), None
             if not chunk.records:
@@ -304,13 +296,7 @@ class ChunkRoller:
                 if companion is not None:
                     self._dirty.add(companion.key)
             if companion is not None and about_out is not None:
-                provenance = rendered.provenance
-                ident = (provenance.license, provenance.task, provenance.rewritten_by)
-                about = published.get(ident)
-                if about is None:
-                    about = encode(published_provenance(provenance)) + b"\n"
-                    if not requires_attribution(provenance.license):
-                        published[ident] = about
+                about = rendered.published
                 about_out.append(about)
                 companion.records += 1
                 companion.bytes += len(about)
@@ -325,12 +311,12 @@ class ChunkRoller:
             ):
                 chunk, out = self._close(chunk), None
 
-    def _stem(self, example: Example) -> str:
-        """The chunk stem of an example's output (this instance's suffix included), cached."""
-        ident = (example.source, example.dataset, example.rewritten)
+    def _stem(self, line: OutputLine) -> str:
+        """The chunk stem of a line's output (this instance's suffix included), cached."""
+        ident = (line.source, line.dataset, line.rewritten)
         stem = self._stems.get(ident)
         if stem is None:
-            stem = self._stems[ident] = file_stem(example) + self._suffix
+            stem = self._stems[ident] = file_stem(*ident) + self._suffix
         return stem
 
     async def flush(self) -> dict[str, dict[str, str]]:
