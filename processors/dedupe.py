@@ -352,7 +352,11 @@ class Deduplicator:
             # of one resume, a rewrite and its pair) stays together.
             example.group_key = group or own_group(example)
             for key in keys:
-                pending.setdefault(key, example.group_key)
+                # A band keeps the group it was first given: one committed already is not
+                # given another, as one still pending is not (else the groups would depend
+                # on when the checkpoints fall).
+                if key not in known:
+                    pending.setdefault(key, example.group_key)
             kept.append(example)
         return kept
 

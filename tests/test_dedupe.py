@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,31 @@ def test_sampling_keeps_the_same_half_of_the_shingles_in_every_text() -> None:
     assert all(int(h) % 2 == 0 for h in kept[: kept_lengths[0] + kept_lengths[1]])
     assert 0.3 < kept_lengths[0] / all_lengths[0] < 0.7
     assert kept_lengths[2] >= 1  # a text never ends up with no shingle at all
+
+
+def test_near_groups_do_not_depend_on_when_checkpoints_fall(tmp_path: Path) -> None:
+    # Chains of small edits, so that a text resembles two clusters through different bands.
+    # A band keeps the group it was first given, committed or still pending: the groups are
+    # the same whether every line is committed at once or one at a time.
+    rng = random.Random(7)
+    words = BULLET.split()
+    texts = []
+    for _ in range(300):
+        edited = list(words)
+        for _ in range(rng.randint(1, 6)):
+            edited[rng.randrange(len(edited))] = rng.choice(["led", "ran", "cut", "new", "ops"])
+        texts.append(" ".join(edited))
+    config = DedupeConfig(exact=False, near=True, near_action="group")  # repeats are kept
+    groups = []
+    for every in (len(texts), 1):  # commit at the end, or after each line
+        store = SqliteStateStore(tmp_path / f"{every}.sqlite3")
+        dedupe = Deduplicator(config, store)
+        found = []
+        for n, text in enumerate(texts, start=1):
+            kept, _ = dedupe.filter([example(text, str(n))])
+            found.append(kept[0].group_key)
+            if n % every == 0:
+                commit(dedupe, store)
+        groups.append(found)
+    assert groups[0] == groups[1]
+    assert 1 < len(set(groups[0])) < len(texts)  # some clusters, not one nor none
