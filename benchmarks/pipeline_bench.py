@@ -67,6 +67,48 @@ def make_inbox(folder: Path, count: int) -> Path:
     return path
 
 
+# The machine's own scaling, the ceiling of the service's: the processor chain alone (no
+# service, no transport) over `count` pair lines shared out to N forked processes that run at
+# once. On a shared host two busy cores are often each slower than one busy core.
+CHAIN_ALONE = """
+import sys, time
+from multiprocessing import get_context
+sys.path.insert(0, sys.argv[3])
+from benchmarks.pipeline_bench import pair_line
+from processors.chain import ProcessorChain
+from processors.config import ProcessingConfig, RecipeConfig
+from processors.records import RawRecord
+
+chain = ProcessorChain(RecipeConfig(name="pairs"), ProcessingConfig())
+chain.run([RawRecord("bench", "local/bench", "w", pair_line(0))])  # the lexicon, once
+
+def share(part):
+    start, count = part
+    ids = range(start, start + count)
+    records = [RawRecord("bench", "local/bench", str(i), pair_line(i)) for i in ids]
+    begun = time.perf_counter()
+    for i in range(0, count, 1024):
+        chain.run(records[i : i + 1024])
+    return time.perf_counter() - begun
+
+processes, count = int(sys.argv[1]), int(sys.argv[2])
+each = count // processes
+with get_context("fork").Pool(processes) as pool:
+    print(max(pool.map(share, [(n * each, each) for n in range(processes)])))
+"""
+
+
+def chain_alone(processes: int, count: int) -> float:
+    """Records/s of the chain alone in `processes` processes at once (see CHAIN_ALONE)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHAIN_ALONE, str(processes), str(count), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return count // processes * processes / float(done.stdout.split()[-1])
+
+
 class Run(NamedTuple):
     seconds: float
     rss_kib: int  # the child's own peak RSS
@@ -170,9 +212,12 @@ def main() -> None:
                 # Rounds of every worker count in turn, the median of each kept: a machine
                 # whose speed drifts (a shared host) moves every count alike, not one of them.
                 runs: dict[int, list[Run]] = {workers: [] for workers in args.workers}
+                alone: dict[int, list[float]] = {workers: [] for workers in args.workers}
                 for _ in range(args.repeat):
                     for workers in args.workers:
                         runs[workers].append(once(work, size, mode, workers))
+                        if mode == "process":
+                            alone[workers].append(chain_alone(workers, min(size, 100_000)))
                 one_worker_rate = None
                 for workers in args.workers:
                     rates = sorted(size / r.seconds for r in runs[workers])
@@ -193,11 +238,26 @@ def main() -> None:
                         f"{result.tree_rss_kib / 1024:>8.1f}MB {result.tree_pss_kib / 1024:>8.1f}MB"
                         f" {spread:>13}"
                     )
+                if mode == "process":  # the machine's own scaling, measured in the same rounds
+                    for workers in args.workers:
+                        rates = sorted(alone[workers])
+                        rate = rates[len(rates) // 2]
+                        base = sorted(alone[1])[len(alone[1]) // 2] if alone.get(1) else None
+                        scaling = f"{rate / base:.2f}x" if base else ""
+                        what = f"chain alone, {workers} process{'es' * (workers > 1)}"
+                        spread = f"{rates[0]:.0f}-{rates[-1]:.0f}" if len(rates) > 1 else ""
+                        print(
+                            f"{min(size, 100_000):>9} {what:<32} {'':>8} {rate:>10.0f} "
+                            f"{rate / min(cores, workers):>9.0f} {scaling:>8} {'':>10} {'':>8} "
+                            f"{'':>10} {'':>10} {'':>10} {spread:>13}"
+                        )
     print(f"load average at end: {' '.join(map(str, os.getloadavg()))}")
     print("per core: records/s over the cores the run can use (the service + its workers)")
     print("CPU us/rec: CPU time of the service and its workers per record (start-up included);")
     print("  1e6 / it is the records/s per core an idle machine would give")
     print("service: the CPU us/rec of the service's own process (reading, writing, checkpoints)")
+    print("chain alone: the processor chain with no service in N processes at once, on shares of")
+    print("  the same records: the machine's own scaling, the ceiling of the service's")
     print(f"each row: the median of {args.repeat} rounds (rows of a round run one after another)")
 
 
