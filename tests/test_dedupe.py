@@ -15,10 +15,10 @@ from processors.dedupe import (
     NAMESPACE,
     NEAR_NAMESPACE,
     Deduplicator,
-    MinHasher,
     normalise,
     set_exact_keys,
 )
+from processors.minhash import MinHasher
 from processors.records import Example, Message
 
 BULLET = (

@@ -160,14 +160,16 @@ def test_the_command_line_starts_the_forkserver_before_the_service_and_the_pool_
     run_python(script)
 
 
-def test_the_workers_code_and_the_config_load_no_http_client() -> None:
+def test_the_workers_code_and_the_config_load_no_http_client_nor_numpy() -> None:
     # What the forkserver imports before the pool can start (the start's critical path):
-    # the HTTP sources and aiohttp come only with a source that is built.
+    # the HTTP sources and aiohttp come only with a source that is built, numpy only with
+    # near dedupe (in the writer, not in a worker).
     script = (
         "import sys\n"
         "import collector.config, collector.workers\n"
         "assert 'aiohttp' not in sys.modules, 'aiohttp'\n"
         "assert 'collector.sources.github' not in sys.modules, 'github'\n"
+        "assert 'numpy' not in sys.modules, 'numpy'\n"
     )
     run_python(script)
 
