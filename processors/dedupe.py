@@ -56,22 +56,32 @@ class KeyIndex(Protocol):
 
 def normalise(text: str) -> str:
     """Case, whitespace, punctuation and PII tokens do not make two lines different."""
+    return _normalised(text).decode()
+
+
+def _normalised(text: str) -> bytes:
+    """`normalise(text)` in UTF-8: what the exact key hashes, with no round trip through str."""
     if "[" in text:
         text = TOKEN_PATTERN.sub(" ", text)
     if text.isascii():  # the usual case: a translation table, no regex
-        return b" ".join(text.encode().translate(_ASCII_FOLD).split()).decode()
+        return b" ".join(text.encode().translate(_ASCII_FOLD).split())
     text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_NON_WORD.sub(" ", text).split())
+    return " ".join(_NON_WORD.sub(" ", text).split()).encode()
 
 
 def content_of(example: Example) -> str:
     # The system prompt carries context only: two equal bullets with another context are equal.
-    return "\x1e".join(normalise(m.content) for m in example.messages if m.role != "system")
+    return "\x1e".join([normalise(m.content) for m in example.messages if m.role != "system"])
 
 
 def exact_key(example: Example, content: str | None = None) -> str:
-    body = content_of(example) if content is None else content
-    return hashlib.blake2b(f"{example.kind}\x1f{body}".encode(), digest_size=16).hexdigest()
+    """blake2b of the example's kind and `content_of` it (given, or computed here)."""
+    if content is None:
+        messages = example.messages
+        body = b"\x1e".join([_normalised(m.content) for m in messages if m.role != "system"])
+    else:
+        body = content.encode()
+    return hashlib.blake2b(example.kind.encode() + b"\x1f" + body, digest_size=16).hexdigest()
 
 
 def own_group(example: Example) -> str:

@@ -14,9 +14,10 @@ from processors.records import Split
 
 
 def assign_split(group_key: str, config: SplitConfig) -> Split:
-    prefix, train, validation = _bounds(config)
-    digest = hashlib.blake2b(prefix + group_key.encode(), digest_size=8).digest()
-    point = int.from_bytes(digest, "big") / 2**64
+    salted, train, validation = _bounds(config)
+    hasher = salted.copy()  # the digest of `{seed}\x1f{group_key}`, at half the cost of a new one
+    hasher.update(group_key.encode())
+    point = int.from_bytes(hasher.digest(), "big") / 2**64
     if point < train:
         return "train"
     if point < validation:
@@ -25,14 +26,14 @@ def assign_split(group_key: str, config: SplitConfig) -> Split:
 
 
 @lru_cache(maxsize=16)
-def _bounds(config: SplitConfig) -> tuple[bytes, float, float]:
-    """The hashed prefix and the upper bounds of train and validation, once per config: the
-    writer asks for every line it writes."""
+def _bounds(config: SplitConfig) -> tuple[hashlib.blake2b, float, float]:
+    """blake2b's state after the seed, and the upper bounds of train and validation, once per
+    config: every line written asks."""
     total = config.train + config.validation + config.test
     if total <= 0 or min(config.train, config.validation, config.test) < 0:
         raise ValueError("split proportions must be non-negative with a positive sum")
     return (
-        f"{config.seed}\x1f".encode(),
+        hashlib.blake2b(f"{config.seed}\x1f".encode(), digest_size=8),
         config.train / total,
         (config.train + config.validation) / total,
     )
