@@ -98,6 +98,16 @@ with get_context("fork").Pool(processes) as pool:
 """
 
 
+def _scaling(rates: list[float], ones: list[Run] | list[float] | None, size: int = 0) -> str:
+    """The median over the rounds of each round's rate over the 1-worker rate of the same
+    round: the two ran minutes apart at most, so a host's drift between rounds cancels out."""
+    if not ones:
+        return ""
+    base = [size / one.seconds if isinstance(one, Run) else one for one in ones]
+    ratios = sorted(rate / one for rate, one in zip(rates, base, strict=True))
+    return f"{ratios[len(ratios) // 2]:.2f}x"
+
+
 def chain_alone(processes: int, count: int) -> float:
     """Records/s of the chain alone in `processes` processes at once (see CHAIN_ALONE)."""
     done = subprocess.run(
@@ -218,14 +228,11 @@ def main() -> None:
                         runs[workers].append(once(work, size, mode, workers))
                         if mode == "process":
                             alone[workers].append(chain_alone(workers, min(size, 100_000)))
-                one_worker_rate = None
                 for workers in args.workers:
                     rates = sorted(size / r.seconds for r in runs[workers])
                     result = sorted(runs[workers], key=lambda r: r.seconds)[len(rates) // 2]
                     rate = size / result.seconds
-                    if workers == 1:
-                        one_worker_rate = rate
-                    scaling = f"{rate / one_worker_rate:.2f}x" if one_worker_rate else ""
+                    scaling = _scaling([size / r.seconds for r in runs[workers]], runs.get(1), size)
                     used = min(cores, workers + 1) if mode == "process" else min(cores, 2)
                     what = f"once, {workers} worker{'s' * (workers > 1)}, {mode}"
                     cpu = result.cpu_seconds / size * 1e6
@@ -242,8 +249,7 @@ def main() -> None:
                     for workers in args.workers:
                         rates = sorted(alone[workers])
                         rate = rates[len(rates) // 2]
-                        base = sorted(alone[1])[len(alone[1]) // 2] if alone.get(1) else None
-                        scaling = f"{rate / base:.2f}x" if base else ""
+                        scaling = _scaling(alone[workers], alone.get(1))
                         what = f"chain alone, {workers} process{'es' * (workers > 1)}"
                         spread = f"{rates[0]:.0f}-{rates[-1]:.0f}" if len(rates) > 1 else ""
                         print(
@@ -258,7 +264,8 @@ def main() -> None:
     print("service: the CPU us/rec of the service's own process (reading, writing, checkpoints)")
     print("chain alone: the processor chain with no service in N processes at once, on shares of")
     print("  the same records: the machine's own scaling, the ceiling of the service's")
-    print(f"each row: the median of {args.repeat} rounds (rows of a round run one after another)")
+    print(f"each row: the median of {args.repeat} rounds (rows of a round run one after another);")
+    print("  scaling: the median of each round's rate over the same round's 1-worker rate")
 
 
 def once(work: Path, size: int, mode: str, workers: int) -> Run:
