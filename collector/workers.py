@@ -43,7 +43,7 @@ import msgspec
 from collector import poolserver
 from collector.logging import Logger
 from collector.pipeline import PipelineFailed
-from collector.sinks.lines import RenderedBatch, for_writer
+from collector.sinks.lines import RenderedBatch, for_writer, renders_ahead
 from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.records import ProcessedBatch, RawRecord
@@ -178,7 +178,7 @@ class ProcessPool:
         here, not at the first batch. Not in this process, which never loads the lexicon."""
         key = msgspec.msgpack.encode((recipe, processing))
         self._call(0, _build_in_worker, key)
-        return PooledChain(self, key, rendered=not processing.dedupe.near)
+        return PooledChain(self, key, rendered=renders_ahead(processing))
 
     def run(
         self, key: bytes, records: list[RawRecord], rendered: bool = True

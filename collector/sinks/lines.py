@@ -228,13 +228,18 @@ def prerender(examples: list[Example], processing: ProcessingConfig) -> list[Out
     return render(examples)
 
 
+def renders_ahead(processing: ProcessingConfig) -> bool:
+    """Whether a worker process renders the lines (`RenderedBatch`): not when near dedupe will
+    read the examples' texts in the writer, and may move one into a cluster's group."""
+    return not processing.dedupe.near
+
+
 def for_writer(
     processed: ProcessedBatch, processing: ProcessingConfig
 ) -> ProcessedBatch | RenderedBatch:
-    """What a worker process returns for a batch: its lines rendered (`RenderedBatch`), or,
-    when near dedupe will read the examples' texts in the writer, the examples themselves with
-    their exact keys set (`ProcessedBatch`)."""
-    if processing.dedupe.near:
-        set_exact_keys(processed.examples)
-        return processed
-    return RenderedBatch(prerender(processed.examples, processing), processed.drops)
+    """What a worker process returns for a batch: its lines rendered (`RenderedBatch`), or the
+    examples themselves with their exact keys set (`ProcessedBatch`): see `renders_ahead`."""
+    if renders_ahead(processing):
+        return RenderedBatch(prerender(processed.examples, processing), processed.drops)
+    set_exact_keys(processed.examples)
+    return processed
