@@ -43,3 +43,52 @@ def test_formatter_drops_keep_their_reason() -> None:
         [RawRecord("inbox", "d", "9", {"messages": [{"role": "robot", "content": "x"}]})]
     )
     assert [d.reason for d in batch.drops] == ["unrecognized_role"]
+
+
+def test_a_batch_gives_what_its_records_give_one_at_a_time_in_the_same_order() -> None:
+    # The chain runs a step at a time over the whole batch (its caches stay warm); what it keeps
+    # and drops, and in which order, is what taking each record through every step gives.
+    chain = ProcessorChain(RecipeConfig(name="chat"), ProcessingConfig())
+    robot = RawRecord("inbox", "d", "robot", {"messages": [{"role": "robot", "content": "x"}]})
+    credited = RawRecord(
+        "inbox",
+        "d",
+        "credited",
+        {"messages": [{"role": "user", "content": "Who is she?"}]},
+        meta={
+            "license": "CC-BY-4.0",
+            "about_author": True,
+            "person_names": ["Ann Lee"],
+            "authors": [{"name": "Ann Lee", "url": ""}],
+        },
+    )
+    batch = [
+        record(
+            "1",
+            "Improve this resume bullet: worked on the billing service",
+            "Rebuilt the billing service's retry logic and on-call runbook with the payments team",
+        ),
+        record("2", "Improve this bullet please", "   "),
+        robot,
+        record("3", "Improve this bullet please", "Broken \ufffd answer text"),
+        credited,
+        record(
+            "4",
+            "Improve this resume bullet: did tests, ask Jane Doe at jd@example.com",
+            "Wrote the integration test suite for checkout and ran its nightly release gate",
+        ),
+        record("5", "Improve this bullet please", "   "),
+    ]
+    together = chain.run(batch)
+    alone = [chain.run([one]) for one in batch]
+    assert together.examples == [e for b in alone for e in b.examples]
+    assert together.drops == [d for b in alone for d in b.drops]
+    assert [e.record_id for e in together.examples] == ["1", "4"]
+    reasons = [d.reason for d in together.drops]
+    assert reasons == [
+        "assistant_empty",
+        "unrecognized_role",
+        "encoding_error",
+        "credit_would_identify",
+        "assistant_empty",
+    ]
