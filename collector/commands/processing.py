@@ -155,18 +155,24 @@ class _FileRun:
                 if example is None:
                     continue
                 example.dataset, example.record_id = name, f"{name}:{number}"
-                reason = self.stages.run(example)
-                if reason is not None:
-                    counts[f"drop:{reason}"] += 1
-                    continue
                 batch.append(example)
                 if len(batch) >= BATCH:
-                    self._flush(batch, counts, outputs, name)
+                    self._flush(self._kept(batch, counts), counts, outputs, name)
                     batch = []
-            self._flush(batch, counts, outputs, name)
+            self._flush(self._kept(batch, counts), counts, outputs, name)
         finally:
             outputs.close()
         return _write_report(self.state, out, name)
+
+    def _kept(self, batch: list[Example], counts: Counter[str]) -> list[Example]:
+        """The examples the steps keep (run a step at a time over the batch); drops counted."""
+        kept = []
+        for example, reason in zip(batch, self.stages.run_all(batch), strict=True):
+            if reason is None:
+                kept.append(example)
+            else:
+                counts[f"drop:{reason}"] += 1
+        return kept
 
     def _example(self, raw: bytes, counts: Counter[str]) -> Example | None:
         try:
