@@ -332,14 +332,11 @@ class Writer:
             self._counts[(source, dataset, item.fetched_as)] += n
         counts[item.fetched_as] += len(batch.records)
         drops = [*batch.drops, *processed.drops]
+        lines: list[OutputLine]
         if isinstance(processed, RenderedBatch):  # rendered in a worker (no near dedupe)
-            lines: list[OutputLine] = []
-            first_seen = self.deduplicator.first_seen([line.dedupe_key for line in processed.lines])
-            for line, new in zip(processed.lines, first_seen, strict=True):
-                if new:
-                    lines.append(line)
-                else:
-                    drops.append(Drop(line.source, line.dataset, line.record_id, DUPLICATE))
+            keys = [line.dedupe_key for line in processed.lines]
+            lines, seen = self.deduplicator.first_seen(processed.lines, keys)
+            drops += [Drop(s.source, s.dataset, s.record_id, DUPLICATE) for s in seen]
         else:
             kept, duplicates = self.deduplicator.filter(processed.examples)
             drops += [Drop(e.source, e.dataset, e.record_id, reason) for e, reason in duplicates]

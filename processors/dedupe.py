@@ -28,7 +28,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from processors.anonymize.spans import TOKEN_PATTERN
 from processors.config import DedupeConfig
@@ -37,6 +37,7 @@ from processors.records import Example
 if TYPE_CHECKING:
     from processors.minhash import MinHasher
 
+_T = TypeVar("_T")
 NAMESPACE = "set:dedupe:exact"
 DUPLICATE = "duplicate_exact"  # the drop reason of a line whose exact key was seen
 NEAR_NAMESPACE = "set:dedupe:near"
@@ -70,17 +71,19 @@ def _normalised(text: str) -> bytes:
 
 
 def content_of(example: Example) -> str:
+    return _content(example).decode()
+
+
+def _content(example: Example) -> bytes:
+    """`content_of(example)` in UTF-8."""
     # The system prompt carries context only: two equal bullets with another context are equal.
-    return "\x1e".join([normalise(m.content) for m in example.messages if m.role != "system"])
+    messages = example.messages
+    return b"\x1e".join([_normalised(m.content) for m in messages if m.role != "system"])
 
 
 def exact_key(example: Example, content: str | None = None) -> str:
     """blake2b of the example's kind and `content_of` it (given, or computed here)."""
-    if content is None:
-        messages = example.messages
-        body = b"\x1e".join([_normalised(m.content) for m in messages if m.role != "system"])
-    else:
-        body = content.encode()
+    body = _content(example) if content is None else content.encode()
     return hashlib.blake2b(example.kind.encode() + b"\x1f" + body, digest_size=16).hexdigest()
 
 
@@ -121,15 +124,8 @@ class Deduplicator:
             if not example.dedupe_key:  # unless set where the chain ran (`set_exact_keys`)
                 content = contents[id(example)] = content_of(example)
                 example.dedupe_key = exact_key(example, content)
-        kept = examples
-        if self.config.exact:
-            kept = []
-            keys = [e.dedupe_key for e in examples]
-            for example, new in zip(examples, self.first_seen(keys), strict=True):
-                if new:
-                    kept.append(example)
-                else:
-                    dropped.append((example, DUPLICATE))
+        kept, seen = self.first_seen(examples, [e.dedupe_key for e in examples])
+        dropped += [(example, DUPLICATE) for example in seen]
         if self.hasher is not None:
             texts = [contents[id(e)] if id(e) in contents else content_of(e) for e in kept]
             kept = self._near(kept, texts, dropped)
@@ -137,21 +133,24 @@ class Deduplicator:
             example.group_key = own_group(example)
         return kept, dropped
 
-    def first_seen(self, keys: list[str]) -> list[bool]:
-        """For each exact key, whether it is new: neither written before (the index) nor met
-        since the last checkpoint, earlier in `keys` included. The new ones become pending.
-        Without exact dedupe (`exact = false`) every key is new."""
+    def first_seen(self, items: list[_T], keys: list[str]) -> tuple[list[_T], list[_T]]:
+        """`items` (examples, or lines rendered in a worker) split by their exact `keys`:
+        (new, seen). A key is new when neither written before (the index) nor met since the
+        last checkpoint, earlier in `keys` included; the new ones become pending. Without
+        exact dedupe (`exact = false`) every item is new."""
         if not self.config.exact:
-            return [True] * len(keys)
+            return list(items), []
         known = self.index.get_many(NAMESPACE, keys)
         pending = self._pending
-        out: list[bool] = []
-        for key in keys:
-            new = key not in known and key not in pending
-            if new:
+        new: list[_T] = []
+        seen: list[_T] = []
+        for item, key in zip(items, keys, strict=True):
+            if key in known or key in pending:
+                seen.append(item)
+            else:
                 pending[key] = ""
-            out.append(new)
-        return out
+                new.append(item)
+        return new, seen
 
     def _near(
         self, examples: list[Example], contents: list[str], dropped: list[tuple[Example, str]]
