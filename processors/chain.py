@@ -64,11 +64,7 @@ class ExampleStages:
 
     def run(self, example: Example) -> str | None:
         """Runs every step on the example in place; the first drop reason, or None to keep it."""
-        for step in self.steps:
-            reason = step.run(example)
-            if reason is not None:
-                return reason
-        return None
+        return self.run_all([example])[0]
 
     def run_all(self, examples: list[Example]) -> list[str | None]:
         """`run` on each example, a step at a time over all of them: each one's drop reason,
