@@ -438,6 +438,23 @@ async def test_a_batch_ends_once_it_holds_batch_bytes_of_the_file_and_the_next_g
     ]
 
 
+async def test_items_passed_over_in_a_changed_json_file_do_not_count_toward_a_batch(
+    inbox: Path,
+) -> None:
+    # A `.json` file that changed since its cursor is read again from its start, passing over
+    # the items handed out already: those are not in the batch, so they do not fill it.
+    items = inbox / "list.json"
+    items.write_text(json.dumps([{"n": n, "pad": "p" * 80} for n in range(10)]))
+    age(items)
+    size = len(json.dumps({"n": 0, "pad": "p" * 80})) + 2
+    source = make_source(inbox, batch_bytes=3 * size - 10)
+    batches = await collect(source, {"list.json": "6+500+1:1"})  # another version's cursor
+    assert [[r.payload["n"] for r in b.records] for b in batches if b.records] == [
+        [6, 7, 8],
+        [9],
+    ]
+
+
 def test_batch_size_and_batch_bytes_are_checked_at_load() -> None:
     for field in ("batch_size", "batch_bytes"):
         raw = {"sources": [{"type": "inbox", "name": "box", field: 0}]}

@@ -255,12 +255,12 @@ class InboxSource:
         index -= skip
         size, most = 0, self.config.batch_bytes
         for row in json_items(handle, offset, self.config.max_record_bytes):
-            size += row.end - offset
-            offset = row.end
+            read, offset = row.end - offset, row.end
             if skip:
                 skip -= 1
                 index += 1
                 continue
+            size += read  # of the items in this batch, not of those passed over
             record_id = f"{stream}#{index}"
             if row.value is not None:
                 records.append(self._record(dataset, record_id, row.value, index + 1))
