@@ -85,6 +85,13 @@ def run(*args: str, crash_at: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
+def config_with_inbox(tmp_path: Path, data_dir: Path, url: str) -> Path:
+    """`make_config`'s config, its inbox holding COUNT records."""
+    config = make_config(tmp_path, data_dir, url)
+    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    return config
+
+
 def once(config: Path, *, sandbox: bool = False) -> None:
     done = run("once", *(["--sandbox"] if sandbox else []), "--config", str(config))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -146,9 +153,8 @@ def test_a_published_record_forgotten_is_gone_everywhere_and_stays_out(
     tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
 ) -> None:
     emulator, url = hub
-    config = make_config(tmp_path, data_dir, url)
-    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
-    once(config, sandbox=False)
+    config = config_with_inbox(tmp_path, data_dir, url)
+    once(config)
     assert numbers_in(hub_lines(emulator)) == list(range(COUNT))
     assert any("[EMAIL]" in line for line in hub_lines(emulator))  # anonymized, yet found below
     before = {p: emulator.writes(REPO, p) for p in emulator.files(REPO) if p.startswith("data/")}
@@ -226,8 +232,7 @@ def test_forget_killed_midway_and_run_again_finishes_and_loses_nothing(
     tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str], crash_at: str
 ) -> None:
     emulator, url = hub
-    config = make_config(tmp_path, data_dir, url)
-    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    config = config_with_inbox(tmp_path, data_dir, url)
     once(config)
     killed = run("forget", "--config", str(config), "--match", EMAIL, crash_at=crash_at)
     assert killed.returncode == -signal.SIGKILL
@@ -245,8 +250,7 @@ def test_forget_on_a_state_store_another_process_keeps_locked_says_so_and_exits_
 ) -> None:
     # A service stopped (SIGSTOP) inside a checkpoint holds the store's write lock this way.
     emulator, url = hub
-    config = make_config(tmp_path, data_dir, url)
-    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    config = config_with_inbox(tmp_path, data_dir, url)
     once(config)
     holder = sqlite3.connect(data_dir / "state.sqlite3", isolation_level=None)
     try:
@@ -314,8 +318,7 @@ def test_forget_with_the_daemon_running_is_served_in_it_and_the_daemon_goes_on(
     tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
 ) -> None:
     emulator, url = hub
-    config = make_config(tmp_path, data_dir, url)
-    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    config = config_with_inbox(tmp_path, data_dir, url)
     daemon = Daemon(config, tmp_path / "log.jsonl")
     try:
         daemon.wait_event("service_started")
@@ -363,8 +366,7 @@ def test_a_request_queued_before_the_daemon_is_killed_is_served_when_it_starts_a
     tmp_path: Path, data_dir: Path, hub: tuple[HubEmulator, str]
 ) -> None:
     emulator, url = hub
-    config = make_config(tmp_path, data_dir, url)
-    write_inbox(tmp_path / "inbox" / "inbox.jsonl", range(COUNT))
+    config = config_with_inbox(tmp_path, data_dir, url)
     daemon = Daemon(config, tmp_path / "log.jsonl")
     try:
         daemon.wait_event("service_started")
