@@ -98,13 +98,12 @@ with get_context("fork").Pool(processes) as pool:
 """
 
 
-def _scaling(rates: list[float], ones: list[Run] | list[float] | None, size: int = 0) -> str:
+def _scaling(rates: list[float], ones: list[float] | None) -> str:
     """The median over the rounds of each round's rate over the 1-worker rate of the same
     round: the two ran minutes apart at most, so a host's drift between rounds cancels out."""
     if not ones:
         return ""
-    base = [size / one.seconds if isinstance(one, Run) else one for one in ones]
-    ratios = sorted(rate / one for rate, one in zip(rates, base, strict=True))
+    ratios = sorted(rate / one for rate, one in zip(rates, ones, strict=True))
     return f"{ratios[len(ratios) // 2]:.2f}x"
 
 
@@ -228,11 +227,12 @@ def main() -> None:
                         runs[workers].append(once(work, size, mode, workers))
                         if mode == "process":
                             alone[workers].append(chain_alone(workers, min(size, 100_000)))
+                rates_of = {n: [size / r.seconds for r in rounds] for n, rounds in runs.items()}
                 for workers in args.workers:
-                    rates = sorted(size / r.seconds for r in runs[workers])
+                    rates = sorted(rates_of[workers])
                     result = sorted(runs[workers], key=lambda r: r.seconds)[len(rates) // 2]
                     rate = size / result.seconds
-                    scaling = _scaling([size / r.seconds for r in runs[workers]], runs.get(1), size)
+                    scaling = _scaling(rates_of[workers], rates_of.get(1))
                     used = min(cores, workers + 1) if mode == "process" else min(cores, 2)
                     what = f"once, {workers} worker{'s' * (workers > 1)}, {mode}"
                     cpu = result.cpu_seconds / size * 1e6
