@@ -279,7 +279,7 @@ def timed(label: str, run: Callable[[str], str], docs: list[ResumeDoc], startup:
 
 def ours() -> tuple[Callable[[str], str], float]:
     start = time.perf_counter()
-    from processors.anonymize import Anonymizer
+    from processors.anonymize.anonymizer import Anonymizer
     from processors.config import AnonymizeConfig
 
     anonymizer = Anonymizer(AnonymizeConfig())  # the defaults: every kind on

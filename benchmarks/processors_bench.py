@@ -296,7 +296,7 @@ def timed(label: str, run: Callable[[str], str], docs: list[Doc]) -> Run:
 
 
 def bench_ours(docs: list[Doc]) -> Run:
-    from processors.anonymize import Anonymizer
+    from processors.anonymize.anonymizer import Anonymizer
     from processors.config import AnonymizeConfig
 
     anonymizer = Anonymizer(AnonymizeConfig())  # the defaults: every kind on

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from processors.anonymize import Anonymizer
+from processors.anonymize.anonymizer import Anonymizer
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.credit import REASON as CREDIT_REASON
 from processors.credit import credit_identifies_subject

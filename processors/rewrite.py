@@ -34,7 +34,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from processors.anonymize import TOKEN_PATTERN, Anonymizer
+from processors.anonymize.anonymizer import Anonymizer
+from processors.anonymize.spans import TOKEN_PATTERN
 from processors.config import AnonymizeConfig, QualityConfig, RecipeConfig, RewriteCheckConfig
 from processors.dedupe import normalise
 from processors.formatters.base import Formatted, bullet_example, drop

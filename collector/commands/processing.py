@@ -27,7 +27,7 @@ import msgspec
 from collector.commands import Subparsers, print_config_error
 from collector.config import ConfigError, load_config
 from collector.sinks.formatted import CleanReport
-from processors.anonymize import Anonymizer
+from processors.anonymize.anonymizer import Anonymizer
 from processors.chain import ExampleStages
 from processors.config import AnonymizeConfig, DedupeConfig, ProcessingConfig, RecipeConfig
 from processors.dedupe import Deduplicator
@@ -230,7 +230,7 @@ def _write_report(state: Any, out: Path, name: str) -> CleanReport:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from processors.anonymize import RecordNames
+    from processors.anonymize.spans import RecordNames
 
     try:
         config = load_config(args.config).processing.anonymize if args.config else None
