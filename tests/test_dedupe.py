@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from processors.dedupe import (
 )
 from processors.minhash import MinHasher
 from processors.records import Example, Message
+from tests.conftest import subprocess_env
 
 BULLET = (
     "Built a real-time fraud detection pipeline on Kafka and Flink that screened 40 million "
@@ -268,3 +271,18 @@ def test_near_groups_do_not_depend_on_when_checkpoints_fall(tmp_path: Path) -> N
         groups.append(found)
     assert groups[0] == groups[1]
     assert 1 < len(set(groups[0])) < len(texts)  # some clusters, not one nor none
+
+
+def test_the_dedupe_keys_load_none_of_the_anonymizers_detectors() -> None:
+    # The writer, in the service, needs only the tokens' pattern: importing the detectors
+    # (their lexicons' code and some hundred regexes) cost the service's start a tenth of a second.
+    script = (
+        "import sys\n"
+        "import processors.dedupe\n"
+        "loaded = [m for m in sys.modules if m.startswith('processors.anonymize.')]\n"
+        "assert loaded == ['processors.anonymize.spans'], loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
