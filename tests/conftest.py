@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,17 @@ import pytest
 from collector.state.sqlite import SqliteStateStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The name lexicon's cache (processors/anonymize/lexicon.py) in a folder of this run, not
+    # the user's: set before the test modules, some of which build an anonymizer on import,
+    # and passed on to the collector subprocesses.
+    os.environ["RESUME_COLLECTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="resume-collector-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("RESUME_COLLECTOR_CACHE_DIR", ""), ignore_errors=True)
 
 
 def write_config(path: Path, body: str, data_dir: Path, service: str = "") -> Path:

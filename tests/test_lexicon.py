@@ -1,0 +1,79 @@
+"""The name lexicon's cache: read when it matches what the lexicon is built from, rebuilt when
+it does not or cannot be read, never in the way when it cannot be written."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from processors.anonymize import lexicon
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RESUME_COLLECTOR_CACHE_DIR", str(folder))
+    return folder
+
+
+def load() -> lexicon.NameLexicon:
+    return lexicon.load_lexicon.__wrapped__()  # past the per-process lru_cache
+
+
+def test_the_first_load_writes_the_cache_and_the_next_reads_the_same_lexicon(cache: Path) -> None:
+    built = load()
+    (path,) = cache.iterdir()
+    assert path == lexicon.cache_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    written = path.stat().st_mtime_ns
+    assert load() == built == lexicon.build_lexicon()
+    assert path.stat().st_mtime_ns == written  # read, not written again
+    assert {"Maria", "Garcia"} <= built.name_words and "Stack" in built.not_names
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93\xa3abc", b"not msgpack at all", b"\xc1"])
+def test_a_torn_or_foreign_cache_file_is_rebuilt_and_replaced(cache: Path, content: bytes) -> None:
+    expected = load()
+    path = lexicon.cache_path()
+    path.write_bytes(content)
+    assert load() == expected
+    assert path.read_bytes() != content
+    assert load() == expected
+
+
+def test_a_cache_folder_that_cannot_be_made_still_gives_the_lexicon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RESUME_COLLECTOR_CACHE_DIR", str(blocker / "cache"))
+    assert load() == lexicon.build_lexicon()
+    assert blocker.read_text() == ""
+
+
+def test_a_change_to_any_source_names_another_cache_file(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = tmp_path / "extra.txt"
+    extra.write_text("one")
+    monkeypatch.setattr(lexicon, "_SOURCES", (*lexicon._SOURCES, extra))
+    before = lexicon.cache_path()
+    extra.write_text("two")
+    assert lexicon.cache_path() != before
+    assert lexicon.cache_path().parent == cache
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("RESUME_COLLECTOR_CACHE_DIR", "CACHE_DIRECTORY", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert lexicon.cache_dir() == Path("/home/someone/.cache/resume-collector")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert lexicon.cache_dir() == Path("/xdg/resume-collector")
+    monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/resume-collector")  # systemd's
+    assert lexicon.cache_dir() == Path("/var/cache/resume-collector")
+    monkeypatch.setenv("RESUME_COLLECTOR_CACHE_DIR", "/chosen")
+    assert lexicon.cache_dir() == Path("/chosen")
