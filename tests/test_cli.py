@@ -6,13 +6,15 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_collector, wait_for, write_config
+from tests.conftest import run_collector, subprocess_env, wait_for, write_config
 from tests.daemon_process import inbox_source, write_pairs
 
 
@@ -222,3 +224,21 @@ def test_a_quiet_source_logs_one_idle_pass_at_info_and_the_rest_at_debug(
     # The pass that wrote the five records, then the first idle one; the rest are debug.
     assert [e["fetched"] for e in at_info] == [5, 5]
     assert len(passes) - len(at_info) >= 6
+
+
+def test_the_command_line_registers_its_commands_without_loading_what_they_run() -> None:
+    # Every start builds the whole parser (`--help` lists every command): the processors, the
+    # raw archive and the HTTP client load with the command that runs them, not before.
+    script = (
+        "import sys\n"
+        "from collector.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = ['aiohttp', 'processors.chain', 'processors.anonymize.anonymizer',\n"
+        "         'collector.sources.archive', 'collector.service']\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()

@@ -20,21 +20,22 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
 from collector.commands import Subparsers, print_config_error
 from collector.config import ConfigError, load_config
-from collector.sinks.formatted import CleanReport
-from processors.anonymize.anonymizer import Anonymizer
-from processors.chain import ExampleStages
 from processors.config import AnonymizeConfig, DedupeConfig, ProcessingConfig, RecipeConfig
-from processors.dedupe import Deduplicator
-from processors.grounding import COUNTER_PREFIX, GroundingCheck, outcome_counts
 from processors.records import Example
-from processors.split import assign_split
-from processors.validate import EncodingRepair, Validator
+
+# The processors are imported by the commands that run them, not here: every command of the
+# command line is registered on each start, the service's included.
+if TYPE_CHECKING:
+    from collector.sinks.formatted import CleanReport
+    from processors.anonymize.anonymizer import Anonymizer
+    from processors.chain import ExampleStages
+    from processors.dedupe import Deduplicator
 
 SPLITS = ("train", "validation", "test")
 BATCH = 2000
@@ -91,6 +92,9 @@ class _Outputs:
 
 def _process(args: argparse.Namespace) -> int:
     from collector.state.sqlite import SqliteStateStore
+    from processors.chain import ExampleStages
+    from processors.dedupe import Deduplicator
+    from processors.grounding import GroundingCheck
 
     try:
         config = _processing_config(args)
@@ -188,6 +192,9 @@ class _FileRun:
     def _flush(
         self, batch: list[Example], counts: Counter[str], outputs: _Outputs, name: str
     ) -> None:
+        from processors.grounding import COUNTER_PREFIX
+        from processors.split import assign_split
+
         kept, duplicates = self.deduplicator.filter(batch)
         for _example, reason in duplicates:
             counts[f"drop:{reason}"] += 1
@@ -205,6 +212,9 @@ class _FileRun:
 
 
 def _write_report(state: Any, out: Path, name: str) -> CleanReport:
+    from collector.sinks.formatted import CleanReport
+    from processors.grounding import outcome_counts
+
     counts: Counter[str] = Counter()
     for source, dataset, what, n in state.counts():
         if source == SOURCE and dataset == name:
@@ -230,6 +240,7 @@ def _write_report(state: Any, out: Path, name: str) -> CleanReport:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
+    from processors.anonymize.anonymizer import Anonymizer
     from processors.anonymize.spans import RecordNames
 
     try:
@@ -332,6 +343,8 @@ class ValidationReport(msgspec.Struct):
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from processors.validate import EncodingRepair, Validator
+
     try:
         config = load_config(args.config).processing.validate if args.config else None
     except ConfigError as error:
