@@ -12,6 +12,8 @@ import pty
 import signal
 import sqlite3
 import struct
+import subprocess
+import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Callable
@@ -416,3 +418,19 @@ async def test_the_rewrite_command_draws_a_progress_bar_on_a_terminal(
         os.close(leader)
     assert code == 0 and "rewritten: 4" in out
     assert b"100%|" in drawn and NAME.encode() in drawn
+
+
+def test_a_service_loads_the_rewrite_stage_only_when_it_starts_one() -> None:
+    # Every service builds its components; the stage (its LLM client, the rewriter, a chain of
+    # its own) is imported by the component's start, so a service without one never loads it.
+    script = (
+        "import sys\n"
+        "import collector.service\n"
+        "stage = ('collector.rewrite.stage', 'processors.rewrite')\n"
+        "loaded = [m for m in stage if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()

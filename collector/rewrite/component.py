@@ -14,19 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from collector.components import Component, Host, Mode
 from collector.datalock import FolderBusy
-from collector.rewrite.source import RUNNER_NAME
-from collector.rewrite.stage import (
-    StageLock,
-    build_source,
-    rewrite_chain,
-    runner_config,
-    shared_instance,
-)
 from collector.sources.base import SourceContext
-from processors.rewrite import pii_scanner
 
 if TYPE_CHECKING:
     from collector.config import Config
+    from collector.rewrite.stage import StageLock
 
 
 class RewriteComponent(Component):
@@ -42,6 +34,18 @@ class RewriteComponent(Component):
         return cls(config, mode) if config.rewrite.enabled else None
 
     async def start(self, host: Host) -> None:
+        # The stage (its LLM client, the rewriter, a chain of its own) is imported when it
+        # starts: every service builds its components, and most run no rewrite stage.
+        from collector.rewrite.source import RUNNER_NAME
+        from collector.rewrite.stage import (
+            StageLock,
+            build_source,
+            rewrite_chain,
+            runner_config,
+            shared_instance,
+        )
+        from processors.rewrite import pii_scanner
+
         data_dir = host.layout.data_dir
         log = host.log.bind(source=RUNNER_NAME)
         lock = StageLock(data_dir)
