@@ -65,7 +65,6 @@ from collector.state.open import instance_name, open_state_store
 from collector.systemd import SystemdNotifier
 from collector.upload.component import UploadComponent
 from collector.workers import Chain, ProcessPool, resolve_mode
-from processors.chain import ProcessorChain
 from processors.records import Drop, ProcessedBatch
 
 # Redis could not be reached while the service started (EX_UNAVAILABLE); systemd restarts it.
@@ -569,6 +568,8 @@ class Service:
         if self.pool is not None:
             chain = self.pool.chain(config.recipe, self.config.processing)
         else:
+            from processors.chain import ProcessorChain  # in this process only in thread mode
+
             chain = ProcessorChain(config.recipe, self.config.processing)
         self.add_runner(config, source, context, chain, optout=self.optout)
 
@@ -645,6 +646,8 @@ class Service:
                 return
             self.emit("reloading")
             try:
+                from processors.chain import ProcessorChain  # built to refuse a bad config
+
                 new = self.resolve(await asyncio.to_thread(load_config, self.config_path))
                 for source in new.sources:
                     if source.enabled:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gc
 
-import collector.workers  # noqa: F401  (the code a worker runs)
+import collector.workers  # noqa: F401  (the code a worker runs: the pool's side of it,
+import processors.chain  # noqa: F401  and the chains)
 from processors.anonymize.lexicon import load_lexicon
 
 load_lexicon()

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -44,9 +44,13 @@ from collector import poolserver
 from collector.logging import Logger
 from collector.pipeline import PipelineFailed
 from collector.sinks.lines import RenderedBatch, for_writer, renders_ahead
-from processors.chain import ProcessorChain
 from processors.config import ProcessingConfig, RecipeConfig
 from processors.records import ProcessedBatch, RawRecord
+
+# The chain's code is the workers' (collector/workerboot.py loads it in the forkserver), not the
+# service's: a service whose chains run in processes never imports it.
+if TYPE_CHECKING:
+    from processors.chain import ProcessorChain
 
 WorkerMode = Literal["auto", "process", "thread"]
 _T = TypeVar("_T")
@@ -109,6 +113,8 @@ def _exit_when_orphaned(service_pid: int, parent: int) -> None:
 def _chain(key: bytes) -> tuple[ProcessorChain, ProcessingConfig]:
     chain = _chains.get(key)
     if chain is None:
+        from processors.chain import ProcessorChain
+
         recipe, processing = _KEY.decode(key)
         chain = _chains[key] = (ProcessorChain(recipe, processing), processing)
         while len(_chains) > CHAINS_PER_WORKER:

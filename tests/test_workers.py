@@ -174,6 +174,19 @@ def test_the_workers_code_and_the_config_load_no_http_client_nor_numpy() -> None
     run_python(script)
 
 
+def test_a_service_whose_chains_run_in_processes_imports_no_chain() -> None:
+    # The chain's code (the anonymizer's detectors, the formatters) is the workers': the
+    # forkserver loads it, and the service itself only in thread mode or to check a reload.
+    script = (
+        "import sys\n"
+        "import collector.service, collector.workers\n"
+        "chain = ('processors.chain', 'processors.anonymize.anonymizer', 'processors.formatters')\n"
+        "loaded = [m for m in chain if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    run_python(script)
+
+
 def test_a_batch_whose_workers_die_twice_is_an_error_not_a_hang(
     pool: ProcessPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
