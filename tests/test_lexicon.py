@@ -66,6 +66,16 @@ def test_a_change_to_any_source_names_another_cache_file(
     assert lexicon.cache_path().parent == cache
 
 
+def test_writing_a_cache_file_removes_those_of_other_sources(cache: Path) -> None:
+    cache.mkdir()
+    stale = cache / "lexicon-0123456789abcdef0123456789abcdef.msgpack"
+    stale.write_bytes(b"an older lexicon")
+    unrelated = cache / "notes.txt"
+    unrelated.write_text("kept")
+    load()
+    assert {p.name for p in cache.iterdir()} == {"notes.txt", lexicon.cache_path().name}
+
+
 def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("RESUME_COLLECTOR_CACHE_DIR", "CACHE_DIRECTORY", "XDG_CACHE_HOME"):
         monkeypatch.delenv(variable, raising=False)

@@ -130,8 +130,9 @@ def load_lexicon() -> NameLexicon:
 
 
 def _store(path: Path, lexicon: NameLexicon) -> None:
-    """Writes the cache file whole (a reader sees the old file or the new one, never a part).
-    Best effort: a read-only or full disk leaves the next start to build the lexicon again."""
+    """Writes the cache file whole (a reader sees the old file or the new one, never a part),
+    and removes those of other sources. Best effort: a read-only or full disk leaves the next
+    start to build the lexicon again."""
     stored = _Stored(
         sorted(lexicon.first),
         sorted(lexicon.last),
@@ -148,6 +149,9 @@ def _store(path: Path, lexicon: NameLexicon) -> None:
         except BaseException:
             os.unlink(temporary)
             raise
+        for stale in path.parent.glob("lexicon-*.msgpack"):  # built from older sources
+            if stale != path:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass
 
