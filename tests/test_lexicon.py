@@ -22,10 +22,16 @@ def load() -> lexicon.NameLexicon:
     return lexicon.load_lexicon.__wrapped__()  # past the per-process lru_cache
 
 
+def cache_file() -> Path:
+    path = lexicon.cache_path()
+    assert path is not None
+    return path
+
+
 def test_the_first_load_writes_the_cache_and_the_next_reads_the_same_lexicon(cache: Path) -> None:
     built = load()
     (path,) = cache.iterdir()
-    assert path == lexicon.cache_path()
+    assert path == cache_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     written = path.stat().st_mtime_ns
@@ -37,7 +43,7 @@ def test_the_first_load_writes_the_cache_and_the_next_reads_the_same_lexicon(cac
 @pytest.mark.parametrize("content", [b"", b"\x93\xa3abc", b"not msgpack at all", b"\xc1"])
 def test_a_torn_or_foreign_cache_file_is_rebuilt_and_replaced(cache: Path, content: bytes) -> None:
     expected = load()
-    path = lexicon.cache_path()
+    path = cache_file()
     path.write_bytes(content)
     assert load() == expected
     assert path.read_bytes() != content
@@ -60,10 +66,10 @@ def test_a_change_to_any_source_names_another_cache_file(
     extra = tmp_path / "extra.txt"
     extra.write_text("one")
     monkeypatch.setattr(lexicon, "_SOURCES", (*lexicon._SOURCES, extra))
-    before = lexicon.cache_path()
+    before = cache_file()
     extra.write_text("two")
-    assert lexicon.cache_path() != before
-    assert lexicon.cache_path().parent == cache
+    assert cache_file() != before
+    assert cache_file().parent == cache
 
 
 def test_writing_a_cache_file_removes_those_of_other_sources(cache: Path) -> None:
@@ -73,7 +79,7 @@ def test_writing_a_cache_file_removes_those_of_other_sources(cache: Path) -> Non
     unrelated = cache / "notes.txt"
     unrelated.write_text("kept")
     load()
-    assert {p.name for p in cache.iterdir()} == {"notes.txt", lexicon.cache_path().name}
+    assert {p.name for p in cache.iterdir()} == {"notes.txt", cache_file().name}
 
 
 def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +93,16 @@ def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     assert lexicon.cache_dir() == Path("/var/cache/resume-collector")
     monkeypatch.setenv("RESUME_COLLECTOR_CACHE_DIR", "/chosen")
     assert lexicon.cache_dir() == Path("/chosen")
+
+
+def test_a_user_with_no_home_builds_the_lexicon_and_writes_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("RESUME_COLLECTOR_CACHE_DIR", "CACHE_DIRECTORY", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    # expanduser gives "~" back when neither $HOME nor a passwd entry names a home
+    monkeypatch.setattr(lexicon.os.path, "expanduser", lambda path: path)
+    monkeypatch.chdir(tmp_path)
+    assert lexicon.cache_dir() is None and lexicon.cache_path() is None
+    assert load() == lexicon.build_lexicon()
+    assert list(tmp_path.iterdir()) == []  # no "~" folder made in the working directory

@@ -90,29 +90,36 @@ class _Stored(msgspec.Struct, array_like=True):
     not_names: list[str]
 
 
-def cache_dir() -> Path:
+def cache_dir() -> Path | None:
     """Where the lexicon's cache file goes: `$RESUME_COLLECTOR_CACHE_DIR`, systemd's
     `$CACHE_DIRECTORY` (the unit's `CacheDirectory=`), else `$XDG_CACHE_HOME/resume-collector`
-    or `~/.cache/resume-collector`."""
+    or `~/.cache/resume-collector`; None for a user with no home (a container's arbitrary uid)."""
     for variable in ("RESUME_COLLECTOR_CACHE_DIR", "CACHE_DIRECTORY"):
         if os.environ.get(variable):
             return Path(os.environ[variable])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "resume-collector"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "resume-collector"
+    home = os.path.expanduser("~")  # "~" itself when neither $HOME nor the passwd entry says
+    return Path(home) / ".cache" / "resume-collector" if os.path.isabs(home) else None
 
 
-def cache_path() -> Path:
-    """The cache file of the lexicon these sources and this Faker build."""
+def cache_path() -> Path | None:
+    """The cache file of the lexicon these sources and this Faker build (None: no cache)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
     digest = hashlib.sha256(importlib.metadata.version("faker").encode())
     for path in _SOURCES:
         digest.update(path.read_bytes())
-    return cache_dir() / f"lexicon-{digest.hexdigest()[:32]}.msgpack"
+    return folder / f"lexicon-{digest.hexdigest()[:32]}.msgpack"
 
 
 @lru_cache(maxsize=1)
 def load_lexicon() -> NameLexicon:
     """The lexicon: read from its cache file, else built and written there."""
     path = cache_path()
+    if path is None:
+        return build_lexicon()
     try:
         stored = msgspec.msgpack.decode(path.read_bytes(), type=_Stored)
     except (OSError, msgspec.DecodeError):  # not built yet, or a torn or foreign file
