@@ -60,6 +60,15 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def run_python(script: str) -> None:
+    """`script` in a fresh interpreter (what it imports, a process-wide pool or forkserver: its
+    own), which must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def run_collector(
     *args: str, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_collector, subprocess_env, wait_for, write_config
+from tests.conftest import run_collector, run_python, wait_for, write_config
 from tests.daemon_process import inbox_source, write_pairs
 
 
@@ -238,7 +236,4 @@ def test_the_command_line_registers_its_commands_without_loading_what_they_run()
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    run_python(script)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from processors.dedupe import (
 )
 from processors.minhash import MinHasher
 from processors.records import Example, Message
-from tests.conftest import subprocess_env
+from tests.conftest import run_python
 
 BULLET = (
     "Built a real-time fraud detection pipeline on Kafka and Flink that screened 40 million "
@@ -282,7 +280,4 @@ def test_the_dedupe_keys_load_none_of_the_anonymizers_detectors() -> None:
         "loaded = [m for m in sys.modules if m.startswith('processors.anonymize.')]\n"
         "assert loaded == ['processors.anonymize.spans'], loaded\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    run_python(script)

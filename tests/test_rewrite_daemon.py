@@ -12,8 +12,6 @@ import pty
 import signal
 import sqlite3
 import struct
-import subprocess
-import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +31,7 @@ from collector.sandbox.openai import CHAT, ChatEmulator, improve
 from processors.config import ValidateConfig
 from processors.records import Example, Message
 from processors.validate import Validator
-from tests.conftest import collector_command, subprocess_env, write_config
+from tests.conftest import collector_command, run_python, subprocess_env, write_config
 
 NAME = "local__bullets"
 
@@ -430,7 +428,4 @@ def test_a_service_loads_the_rewrite_stage_only_when_it_starts_one() -> None:
         "loaded = [m for m in stage if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    run_python(script)

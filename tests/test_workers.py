@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +19,7 @@ from collector.workers import PooledChain, ProcessPool, WorkerProcessDied
 from processors.chain import ProcessorChain
 from processors.config import DedupeConfig, ProcessingConfig, RecipeConfig, ValidateConfig
 from processors.records import ProcessedBatch, RawRecord
-from tests.conftest import subprocess_env, wait_for, write_config
+from tests.conftest import run_python, wait_for, write_config
 from tests.daemon_process import Daemon, inbox_source, write_pairs
 
 
@@ -40,15 +38,6 @@ def records(count: int) -> list[RawRecord]:
         )
         for i in range(count)
     ]
-
-
-def run_python(script: str) -> None:
-    """`script` in a fresh interpreter (a process-wide pool or forkserver of its own), which
-    must succeed."""
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=subprocess_env(), timeout=90, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 @pytest.fixture
