@@ -75,6 +75,9 @@ def expired_archives(raw_dir: Path, names: list[str]) -> list[tuple[str, Expired
 
 
 def replaying(factory: Any, raw_dir: Path, replayed: list[ArchiveSource]) -> Any:
+    """A source factory (`collector.sources.SOURCES`) that builds the live source, for its
+    parsing code, and hands out an `ArchiveSource` replaying it, kept in `replayed`."""
+
     def build(config: Any, context: SourceContext) -> Source:
         source = ArchiveSource(factory(config, context), context, raw_dir, config.batch_size)
         replayed.append(source)
