@@ -1,8 +1,8 @@
 """The worker pool's forkserver (collector/workers.py), and its early start.
 
 The forkserver imports the processors' code and loads the anonymizer's lexicon
-(collector/workerboot.py): about a second of CPU before the first worker exists. Started at the
-very beginning of the commands that run the service, it does that on another core while the
+(collector/workerboot.py): about half a second of CPU before the first worker exists. Started at
+the very beginning of the commands that run the service, it does that on another core while the
 service imports its own modules and reads its config, instead of after them. This module
 imports nothing heavy, so the start really is early.
 """
