@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 
-import collector.workers  # noqa: F401  (the code a worker runs: the pool's side of it,
-import processors.chain  # noqa: F401  and the chains)
+# The code a worker runs: the pool's side of it, and the chains (which collector.workers
+# imports only when a worker first builds one).
+import collector.workers  # noqa: F401
+import processors.chain  # noqa: F401
 from processors.anonymize.lexicon import load_lexicon
 
 load_lexicon()
