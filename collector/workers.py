@@ -187,7 +187,7 @@ class ProcessPool:
         return PooledChain(self, key, rendered=renders_ahead(processing))
 
     def run(
-        self, key: bytes, records: list[RawRecord], rendered: bool = True
+        self, key: bytes, records: list[RawRecord], rendered: bool
     ) -> ProcessedBatch | RenderedBatch:
         """Process one batch in a worker (blocking: called from a pipeline thread); what it
         returns is `for_writer`'s: `rendered` tells which."""
