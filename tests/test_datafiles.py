@@ -264,6 +264,27 @@ def test_jsonl_truncated_and_malformed_lines_are_counted_and_skipped(tmp_path: P
     assert rows(path, "jsonl", result[2].end)[0].value == {"a": 3}
 
 
+def test_jsonl_white_space_around_a_value_and_blank_lines_are_no_error(tmp_path: Path) -> None:
+    """A value with spaces, tabs, a CR, a form feed or a vertical tab around it is read; a
+    blank or white line is skipped, not counted; the offsets still land after each line."""
+    path = tmp_path / "w.jsonl"
+    lines = [b'  {"a": 1}\t\r\n', b"\n", b" \t \r\n", b'\x0c{"a": 2}\x0b\n', b'{"a": 3}']
+    path.write_bytes(b"".join(lines))
+    result = rows(path, "jsonl")
+    assert [(r.value, r.error) for r in result] == [({"a": 1}, ""), ({"a": 2}, ""), ({"a": 3}, "")]
+    ends = [sum(len(line) for line in lines[: i + 1]) for i in (0, 3, 4)]
+    assert [r.end for r in result] == ends
+
+
+def test_a_jsonl_line_at_the_limit_is_read_and_one_byte_over_it_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    at_limit = b'{"a": "' + b"x" * 91 + b'"}'  # 100 bytes, then its newline
+    over = b'{"a": "' + b"y" * 92 + b'"}'
+    path.write_bytes(at_limit + b"\n" + over + b"\n" + at_limit)
+    found = list(read_rows(path, "jsonl", max_record_bytes=100))
+    assert [(r.error, r.end) for r in found] == [("", 101), ("record_too_large", 203), ("", 303)]
+
+
 def test_a_json_array_is_streamed_item_by_item_and_resumes(tmp_path: Path) -> None:
     items = [{"t": 'quote " and ] bracket'}, {"nested": {"list": [1, {"x": "}"}]}}, {"u": "é"}]
     path = tmp_path / "a.json"

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from collector.datafiles.rows import CHUNK, RECORD_TOO_LARGE, Row, bounded_lines
+from collector.datafiles.rows import CHUNK, RECORD_TOO_LARGE, Row, read_past
 
 
 def json_error_reason(data: bytes) -> str:
@@ -39,26 +39,41 @@ def jsonl_rows(handle: BinaryIO, offset: int, limit: int, *, settled: bool = Tru
     """
     handle.seek(offset)
     position = offset
-    for line, size, ended, _ in bounded_lines(handle, limit):
-        if not ended and not settled:
-            return  # still being written: wait for the next pass
+    # `bounded_lines` inlined: this loop runs for every line of every JSON Lines file, and the
+    # inbox reads them in the service's own process, whose cost per record caps what any
+    # number of worker processes can give.
+    readline, decode, too_long = handle.readline, msgspec.json.decode, limit + 1
+    while line := readline(too_long):
+        size = len(line)
+        ended = line[-1] == 10  # a newline
+        if not ended:
+            if size == too_long:  # over the limit: read past, never held whole
+                del line
+                size, ended, _ = read_past(handle, size)
+                if not ended and not settled:
+                    return
+                position += size
+                yield Row(None, position, RECORD_TOO_LARGE, f"a line of {size} bytes, over {limit}")
+                continue
+            if not settled:
+                return  # still being written: wait for the next pass
         position += size
-        if line is None:
-            yield Row(None, position, RECORD_TOO_LARGE, f"a line of {size} bytes, over {limit}")
-            continue
-        text = line.strip()
-        if not text:
-            continue
         try:
-            value = msgspec.json.decode(text)
-        except (msgspec.DecodeError, UnicodeDecodeError) as error:
-            reason = json_error_reason(text)
-            if reason == "invalid_utf8":
-                yield Row(None, position, reason)
-            else:
-                reason = "truncated_json" if not ended else reason
-                yield Row(None, position, reason, str(error)[:200])
-            continue
+            value = decode(line)  # JSON's own white space around a value is no error
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            text = line.strip()  # and a blank line is no record
+            if not text:
+                continue
+            try:
+                value = decode(text)
+            except (msgspec.DecodeError, UnicodeDecodeError) as error:
+                reason = json_error_reason(text)
+                if reason == "invalid_utf8":
+                    yield Row(None, position, reason)
+                else:
+                    reason = "truncated_json" if not ended else reason
+                    yield Row(None, position, reason, str(error)[:200])
+                continue
         if isinstance(value, dict):
             yield Row(value, position)
         else:

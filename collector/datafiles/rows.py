@@ -50,12 +50,21 @@ def bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes | None, 
         if len(line) <= limit or line.endswith(b"\n"):
             yield line, len(line), line.endswith(b"\n"), 0
             continue
-        size, quotes, ended = len(line), line.count(b'"'), False
+        size, quotes = len(line), line.count(b'"')
         del line
-        while piece := handle.readline(CHUNK):
-            size += len(piece)
-            quotes += piece.count(b'"')
-            if piece.endswith(b"\n"):
-                ended = True
-                break
+        size, ended, quotes = read_past(handle, size, quotes)
         yield None, size, ended, quotes
+
+
+def read_past(handle: BinaryIO, size: int, quotes: int = 0) -> tuple[int, bool, int]:
+    """The rest of a line over the limit, whose first `size` bytes (with `quotes` `"` in them)
+    were read: read past in 1 MiB pieces, never held whole. (size, ended, quotes) of the whole
+    line, as `bounded_lines` gives them."""
+    ended = False
+    while piece := handle.readline(CHUNK):
+        size += len(piece)
+        quotes += piece.count(b'"')
+        if piece.endswith(b"\n"):
+            ended = True
+            break
+    return size, ended, quotes

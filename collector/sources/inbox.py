@@ -78,7 +78,8 @@ class InboxSource:
     def _origin(self) -> dict[str, Any]:
         """A fresh meta per record (formatters may add to it): its licence and credit."""
         origin = self._origin_of_all
-        return {**origin, "authors": [dict(author) for author in origin["authors"]]}
+        authors = origin["authors"]  # most inboxes credit nobody: no list to copy
+        return {**origin, "authors": [dict(author) for author in authors] if authors else []}
 
     def _files(self) -> list[tuple[Path, str]]:
         """Every path to read or refuse, sorted: (path, "") to read, (path, reason) to refuse.
@@ -215,19 +216,23 @@ class InboxSource:
                 offset = max(offset, table.start)
         else:
             rows = jsonl_rows(handle, offset, limit, settled=settled)
-        size, most = 0, self.config.batch_bytes
+        # The loop runs once per line, in the service's own process: what it looks up is
+        # looked up once, and a batch's records share the time they were read at.
+        start, name, now, origin = offset, self.name, time.time(), self._origin
+        most_rows, most_bytes = self.config.batch_size, start + self.config.batch_bytes
+        add = records.append
         for row in rows:
-            record_id = f"{stream}:{offset}"
-            size += row.end - offset
-            if row.error == RECORD_TOO_LARGE:
-                detail = f"{row.end - offset} bytes, over max_record_bytes {limit}"
-                drops.append(Drop(self.name, dataset, record_id, row.error, detail))
-            elif row.error or row.value is None:
-                drops.append(Drop(self.name, dataset, record_id, row.error, row.detail))
+            end = row.end
+            if row.value is not None:
+                key = f"{stream}:{offset}"
+                add(RawRecord(name, dataset, key, row.value, str(end), now, origin()))
+            elif row.error == RECORD_TOO_LARGE:
+                detail = f"{end - offset} bytes, over max_record_bytes {limit}"
+                drops.append(Drop(name, dataset, f"{stream}:{offset}", row.error, detail))
             else:
-                records.append(self._record(dataset, record_id, row.value, row.end))
-            offset = row.end
-            if len(records) + len(drops) >= self.config.batch_size or size >= most:
+                drops.append(Drop(name, dataset, f"{stream}:{offset}", row.error, row.detail))
+            offset = end
+            if len(records) + len(drops) >= most_rows or end >= most_bytes:
                 return _Chunk(records, drops, str(offset), False)
         return _Chunk(records, drops, str(offset), True)
 
