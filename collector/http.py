@@ -64,6 +64,7 @@ from collector.ratelimit import (
     server_wait,
 )
 from collector.reporting import HttpFigures, Report
+from collector.stopping import SourceStopping
 
 if TYPE_CHECKING:  # not at run time: collector.sources imports the sources, which import this
     from collector.sources.config import RateConfig, RetryConfig
@@ -122,14 +123,6 @@ class ResponseTooLarge(HttpError):
 
 class MalformedResponse(HttpError):
     """The body could not be decoded (truncated or not JSON), even after the retries."""
-
-
-class SourceStopping(Exception):
-    """The source's stop event (the drain) cut a retry's backoff short: the pass ends here.
-
-    Not an `HttpError`: a source that counts a failed request as a drop must not count this
-    one, since nothing failed; the runner ends the pass quietly and the next start fetches again
-    from the saved cursor."""
 
 
 class HttpSettings(Protocol):

@@ -35,9 +35,8 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -47,6 +46,9 @@ from collector.config import ConfigError, MetricsConfig
 from collector.health import Health, PipelineMonitor
 from collector.logging import Logger, get_logger
 from collector.scaleout.placement import PlacementView
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 PREFIX = "resume_collector"
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -315,6 +317,10 @@ class MetricsServer(Component):
         """Listen before any source starts: a port that cannot be bound stops the start."""
         self.host = host
         self.monitor = PipelineMonitor(host.snapshot, host.config.service.stall_timeout)
+        # Imported here: a service without the listener (the default) never loads aiohttp's
+        # server, nor, with no HTTP source, aiohttp at all.
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -353,6 +359,8 @@ class MetricsServer(Component):
         counts = await asyncio.to_thread(self.host.state.counts)
         self.collector.update(counts, live)
         body = generate_latest(self.registry)
+        from aiohttp import web
+
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -372,4 +380,6 @@ class MetricsServer(Component):
             "stalled_for": round(health.stalled_for, 3),
             "stall_timeout": self.monitor.detector.timeout,
         }
+        from aiohttp import web
+
         return web.json_response(body, status=503 if health.stuck else 200)

@@ -36,7 +36,6 @@ from collector.diskfull import EXIT_DISK_FULL, DiskWait, as_disk_full
 from collector.erasure import ForgottenList
 from collector.erasure_requests import RequestServer
 from collector.filemodes import apply_file_modes, data_dir_warning
-from collector.http import SourceStopping
 from collector.logging import ERRORS, Logger, configure_logging, get_logger
 from collector.metrics import MetricsServer
 from collector.optout import OptOutFile
@@ -62,6 +61,7 @@ from collector.sources import Source, SourceBatch, SourceContext, build_source
 from collector.sources.config import AnySourceConfig
 from collector.state import StateStore
 from collector.state.open import instance_name, open_state_store
+from collector.stopping import SourceStopping
 from collector.systemd import SystemdNotifier
 from collector.upload.component import UploadComponent
 from collector.workers import Chain, ProcessPool, resolve_mode

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import collector_command, subprocess_env, wait_for, write_config
+from tests.conftest import collector_command, run_python, subprocess_env, wait_for, write_config
 from tests.daemon_process import SANDBOX_SOURCES, Daemon, inbox_source, write_pairs
 
 
@@ -431,3 +431,17 @@ retry = {{ attempts = 10, initial_wait = 60, max_wait = 60 }}
     names = daemon.names()
     assert "source_pass_failed" not in names
     assert "stackexchange_request_failed" not in names  # nothing failed: it stopped
+
+
+def test_an_inbox_service_starts_without_the_http_client_the_hub_or_the_document_readers() -> None:
+    # The service's imports are its start's critical path (the workers wait for them): aiohttp
+    # comes with an HTTP source or the metrics listener, huggingface_hub with the first card,
+    # the document readers' text tools with the first document.
+    script = (
+        "import sys\n"
+        "import collector.service, collector.sources.inbox\n"
+        "unneeded = ('aiohttp', 'huggingface_hub', 'collector.http', 'processors.formatters')\n"
+        "loaded = [m for m in unneeded if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    run_python(script)

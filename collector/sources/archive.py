@@ -35,11 +35,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from collector.diskfull import DiskFull, DiskWait, replacing
-from collector.http import HttpResponse, SourceStopping
 from collector.sinks.naming import safe_part
+from collector.stopping import SourceStopping
 from processors.records import Drop, RawRecord
 
 if TYPE_CHECKING:
+    from collector.http import HttpResponse
     from collector.sources.base import SourceContext
 
 REDACTED = "[REDACTED]"

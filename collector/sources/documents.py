@@ -34,10 +34,6 @@ from collections import Counter
 
 import msgspec
 
-from processors.formatters.bullets import html_to_text, normalize_text
-from processors.formatters.document import DOCUMENT_KEY, ResumeDocument
-from processors.formatters.sections import ACHIEVEMENT_KINDS, resume_sections
-
 
 def document_id(stream: str) -> str:
     """A document's record id: a digest of its path in the inbox, never its file name, which
@@ -86,6 +82,12 @@ def document_format(name: str) -> str | None:
 
 def read_document(data: bytes, name: str) -> dict[str, object]:
     """The payload of a record for one document file (`{DOCUMENT_KEY: {...}}`)."""
+    # The processors' text tools load with the first document read, not with the inbox: most
+    # inboxes hold data files only, and the service's start is shorter by their import.
+    from processors.formatters.bullets import html_to_text, normalize_text
+    from processors.formatters.document import DOCUMENT_KEY, ResumeDocument
+    from processors.formatters.sections import ACHIEVEMENT_KINDS, resume_sections
+
     kind = document_format(name)
     if kind is None:
         raise DocumentRefused("unsupported_file_type", f"{name}: not a document")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
-from huggingface_hub import DatasetCard, DatasetCardData
 
 from collector.config import Config
 from collector.licences import UNKNOWN, hub_license, requires_attribution, spdx
@@ -86,6 +85,10 @@ def build_card(
     counts: list[tuple[str, str, str, int]],
 ) -> str:
     """The card for a repo that holds exactly `entries` (committed, or in this commit)."""
+    # Here, not at the top: huggingface_hub is a tenth of a second of the service's start,
+    # and the first card is written at the first commit, when the workers are busy.
+    from huggingface_hub import DatasetCard, DatasetCardData
+
     upload = config.upload
     described = {e.path.removeprefix(PROVENANCE) for e in entries if e.folder == PROVENANCE}
     entries = [e for e in entries if e.folder == DATA]  # what the counts are of
