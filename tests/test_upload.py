@@ -431,6 +431,23 @@ async def test_the_card_counts_match_the_files(
     assert ["inbox", "local/set-0", "too_short", "4"] in tables["Dropped records"]
 
 
+async def test_the_card_is_what_the_hubs_own_card_class_reads_and_writes_back(
+    tmp_path: Path, state: SqliteStateStore, hub: tuple[HubEmulator, str]
+) -> None:
+    # The card is rendered without huggingface_hub's `DatasetCard` (which imports the whole
+    # API client): the Hub's class must parse it and give the same text back, byte for byte.
+    from huggingface_hub import DatasetCard
+
+    emulator, url = hub
+    await make_chunks(tmp_path, state, 3, per_chunk=2)
+    state.commit({}, {("inbox", "local/set-0", "drop:too_short"): 1})
+    await uploader(make_config(url), state, tmp_path).run()
+    text = emulator.files(REPO)["README.md"].decode()
+    card = DatasetCard(text)
+    assert str(card) == text
+    assert card.data.to_dict()["configs"][0]["config_name"] == "default"
+
+
 # --- the folder target ------------------------------------------------------------------------
 
 

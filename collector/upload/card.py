@@ -85,9 +85,12 @@ def build_card(
     counts: list[tuple[str, str, str, int]],
 ) -> str:
     """The card for a repo that holds exactly `entries` (committed, or in this commit)."""
-    # Here, not at the top: huggingface_hub is a tenth of a second of the service's start,
-    # and the first card is written at the first commit, when the workers are busy.
-    from huggingface_hub import DatasetCard, DatasetCardData
+    # The card's metadata class alone, here rather than at the top: huggingface_hub's
+    # `DatasetCard` imports its whole API client (0.15 s, at the start, or, imported here, at
+    # the end of a `once` with every worker idle). The text it renders is the metadata's YAML
+    # between `---` lines, then the body: exactly what is built here (tests/test_upload.py
+    # reads it back with `DatasetCard`).
+    from huggingface_hub.repocard_data import DatasetCardData
 
     upload = config.upload
     described = {e.path.removeprefix(PROVENANCE) for e in entries if e.folder == PROVENANCE}
@@ -227,8 +230,7 @@ def build_card(
         f"- Validation: {_settings(processing.validate)}.",
         "",
     ]
-    card = DatasetCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
-    return str(card)
+    return "---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body)
 
 
 def _attribution(
