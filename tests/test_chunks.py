@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import msgspec
@@ -313,3 +314,38 @@ async def test_an_empty_open_file_left_by_a_cut_back_is_removed_not_warned_about
     again.write(render([example(2)]))
     await checkpoint(again, state)
     assert len(Ledger(state).entries()) == 1  # the next chunk is written and closed as usual
+
+
+async def test_a_batch_fills_its_chunks_as_a_line_at_a_time_would(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    # The roller takes runs of lines (collector/upload/chunks.py `_write_group`); the rule is
+    # still the line-at-a-time one, which this model states: a line that would pass
+    # `max_bytes` goes to the next chunk, and a chunk closes once it reaches either limit.
+    rng = random.Random(7)
+    for round_ in range(40):
+        max_records, max_bytes = rng.randint(1, 8), rng.randint(150, 900)
+        batches = [
+            [example(i, size=rng.choice([0, 0, 10, 100, 400])) for i in range(rng.randint(1, 20))]
+            for _ in range(rng.randint(1, 4))
+        ]
+        closed, records, size = [], 0, 0
+        for batch in batches:
+            for line in render(batch):
+                if records and size + len(line.line) > max_bytes:
+                    closed, records, size = [*closed, records], 0, 0
+                records, size = records + 1, size + len(line.line)
+                if records >= max_records or size >= max_bytes:
+                    closed, records, size = [*closed, records], 0, 0
+        folder = tmp_path / str(round_)
+        store = SqliteStateStore(folder / "state.sqlite3")
+        chunks = roller(folder, store, max_records=max_records, max_bytes=max_bytes)
+        await chunks.open()
+        for batch in batches:
+            chunks.write(render(batch))
+            await checkpoint(chunks, store)
+        assert [e.records for e in Ledger(store).entries("pending")] == closed, round_
+        assert [c.records for c in chunks.open_chunks() if c.folder == "data"] == (
+            [records] if records else []
+        )
+        store.close()

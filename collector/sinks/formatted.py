@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from operator import attrgetter
 from pathlib import Path
 
 import msgspec
@@ -21,10 +22,13 @@ import structlog
 from collector.diskfull import replacing
 from collector.layout import formatted_dir
 from collector.sinks.files import DurableFiles
-from collector.sinks.lines import OutputLine
+from collector.sinks.lines import OutputLine, grouped
 from collector.sinks.naming import output_name
 from collector.state import StateStore
 from processors.grounding import outcome_counts
+
+# What places a line in its files: its output name and whether it is a rewrite.
+_OUTPUT = attrgetter("source", "dataset", "rewritten")
 
 
 class CleanReport(msgspec.Struct):
@@ -84,19 +88,17 @@ class FormattedSink:
         return self.files.pending_bytes
 
     def write(self, lines: list[OutputLine]) -> None:
-        # Lines per file for the whole batch, handed to the files once per file: `append`
-        # per line was a good part of the cost of a line.
-        batch: dict[str, list[bytes]] = {}
-        for line in lines:
-            name, training, provenance, pairs = self._file_keys(line)
+        # Each file's lines for the whole batch, handed to it at once: `append` per line was a
+        # good part of the cost of a line. A group's lines all go to the same files.
+        for group in grouped(lines, _OUTPUT):
+            name, training, provenance, pairs = self._file_keys(group[0])
             self._touched.add(name)
-            if line.kind == "pairs":
-                batch.setdefault(pairs, []).append(line.line)
-                continue
-            batch.setdefault(training, []).append(line.line)
-            batch.setdefault(provenance, []).append(line.provenance)
-        for key, data in batch.items():
-            self.files.extend(key, data)
+            kept = [line for line in group if line.kind != "pairs"]
+            if len(kept) != len(group):
+                self.files.extend(pairs, [line.line for line in group if line.kind == "pairs"])
+            if kept:
+                self.files.extend(training, [line.line for line in kept])
+                self.files.extend(provenance, [line.provenance for line in kept])
 
     async def flush(self) -> dict[str, dict[str, str]]:
         return {"files": await asyncio.to_thread(self.files.flush)}

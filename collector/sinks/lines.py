@@ -15,6 +15,8 @@ with it its split), so the worker returns the examples themselves (`for_writer`)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+
 import msgspec
 
 from collector.licences import OWN, attribution_text, authors_of, requires_attribution
@@ -208,6 +210,27 @@ def render(examples: list[Example]) -> list[OutputLine]:
             )
         )
     return out
+
+
+def grouped(
+    lines: list[OutputLine], key: Callable[[OutputLine], Hashable]
+) -> list[list[OutputLine]]:
+    """`lines` in groups of equal `key` (first met, first), each in the batch's order.
+
+    For the sinks, which hand each file its lines once per batch: a batch is mostly of one
+    dataset and split, told here in C (`map`, `list.count`) rather than a line at a time."""
+    keys = list(map(key, lines))
+    if not keys:
+        return []
+    if keys.count(keys[0]) == len(keys):
+        return [lines]
+    groups: dict[Hashable, list[OutputLine]] = {}
+    for ident, line in zip(keys, lines, strict=True):
+        group = groups.get(ident)
+        if group is None:
+            group = groups[ident] = []
+        group.append(line)
+    return list(groups.values())
 
 
 class RenderedBatch(msgspec.Struct):
