@@ -30,6 +30,15 @@ def test_what_the_filter_lets_through_is_checked_against_the_runs(tmp_path: Path
     assert sets.members("set:x", present + absent) == set(present)
 
 
+def test_a_keys_bloom_bits_lie_in_one_cache_line_and_are_distinct() -> None:
+    # One cache miss per key to add or ask it, not seven (runs.py `Bloom`); a filter smaller
+    # than a line still gives each key its seven bits.
+    for bits in (1 << 27, 1 << 12, 64):
+        where, bit = Bloom(bits)._positions(fingerprints(f"key{i}" for i in range(2000)))
+        assert (where.max(axis=1) // 64 == where.min(axis=1) // 64).all()
+        assert all(len(set(zip(w, b, strict=True))) == 7 for w, b in zip(where, bit, strict=True))
+
+
 def test_a_bloom_filter_never_forgets_and_rarely_says_maybe_to_a_new_key() -> None:
     bloom = Bloom(1 << 20)
     known = fingerprints(f"k{i}" for i in range(50_000))

@@ -46,8 +46,9 @@ CREATE TABLE IF NOT EXISTS run_blocks (
 """
 BLOCK = 256  # fingerprints per block row (2 KiB, inside one page)
 CHUNK_BLOCKS = 64  # blocks read at a time while loading or merging runs (128 KiB)
-BLOOM_BITS = 1 << 27  # 16 MiB, 7 bits per key: 0.2% false positives at 10M keys
+BLOOM_BITS = 1 << 27  # 16 MiB, 13 bits per key at 10M keys: 0.35% false positives
 _HASHES = 7
+_LINE_BITS = 512  # a 64-byte cache line
 _U64 = np.dtype("<u8")
 
 
@@ -69,19 +70,31 @@ class Run:
 
 
 class Bloom:
+    """A blocked Bloom filter: the bits of a key all lie in one 64-byte line of the filter (a
+    cache line), chosen by its fingerprint's high half. Spread over the whole 16 MiB, a key's
+    seven bits were seven cache misses, which made updating and asking it most of what a
+    checkpoint's dedupe keys cost; a line per key costs one, and a few more false "maybe"s
+    (0.35% at 10M keys rather than 0.2%). It lives in memory only, built from the runs."""
+
     def __init__(self, bits: int = BLOOM_BITS) -> None:
         if bits & (bits - 1):
             raise ValueError("the Bloom filter's size must be a power of two")
-        self.mask = np.uint64(bits - 1)
+        line = min(bits, _LINE_BITS)
+        self.lines = np.uint64(bits // line - 1)  # a mask: the lines are a power of two
+        self.line_shift = np.uint64(line.bit_length() - 1)
+        self.in_line = np.uint64(line - 1)
         # np.zeros maps zeroed pages lazily: a small set touches few of them.
         self.bytes = np.zeros(bits // 8, dtype=np.uint8)
 
     def _positions(self, fps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        low = fps & np.uint64(0xFFFFFFFF)
-        step = (fps >> np.uint64(32)) | np.uint64(1)
-        with np.errstate(over="ignore"):
-            spread: np.ndarray = low[:, None] + step[:, None] * np.arange(_HASHES, dtype=np.uint64)
-        spread &= self.mask
+        # The line from the high half, the bits in it by double hashing the low half: the step
+        # is odd, so a key's `_HASHES` bits are distinct in a line of any power of two above it.
+        line = ((fps >> np.uint64(32)) & self.lines) << self.line_shift
+        first = fps & self.in_line
+        step = ((fps >> np.uint64(16)) & self.in_line) | np.uint64(1)
+        spread: np.ndarray = first[:, None] + step[:, None] * np.arange(_HASHES, dtype=np.uint64)
+        spread &= self.in_line
+        spread |= line[:, None]
         return (spread >> np.uint64(3)).astype(np.intp), (
             np.uint8(1) << (spread & np.uint64(7)).astype(np.uint8)
         )
@@ -197,7 +210,7 @@ class RunSets:
         """Write the keys as a new run (merging runs as it goes) inside the caller's open
         transaction; the returned function updates memory once that transaction commits."""
         self._fresh()
-        fps = np.unique(fingerprints(keys))
+        fps = _unique(fingerprints(keys))
         if not len(fps):
             return lambda: None
         runs = list(self.runs.get(namespace, []))
@@ -281,7 +294,20 @@ def _merge(sources: list[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
             if left is not None:
                 live.append((left, source))
         heads = live
-        yield np.unique(np.concatenate(taken))
+        yield _unique(np.concatenate(taken))
+
+
+def _unique(fps: np.ndarray) -> np.ndarray:
+    """`np.unique` of fingerprints: sorted, then each kept where it differs from the one before.
+    numpy 2's `unique` hashes first, at fifty times the cost of sorting what `_merge` gives it,
+    runs already sorted (a stable sort merges them in one pass)."""
+    ordered = np.sort(fps, kind="stable")
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _next_chunk(source: Iterator[np.ndarray]) -> np.ndarray | None:
