@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from collector.config import Config
 from collector.diskfull import DiskWait, as_disk_full
@@ -33,6 +34,10 @@ from processors.dedupe import DUPLICATE, Deduplicator
 from processors.grounding import COUNTER_PREFIX as GROUNDING_PREFIX
 from processors.records import Drop, ProcessedBatch
 from processors.split import assign_split
+
+# What the writer counts of a record, and of a line (`Writer._write`).
+_ORIGIN = attrgetter("source", "dataset")
+_TALLY = attrgetter("source", "dataset", "kind", "license", "grounding")
 
 CURSOR_NAMESPACE = "cursor"
 
@@ -327,7 +332,7 @@ class Writer:
         batch = item.batch
         # Counted per (source, dataset) first (a batch is mostly of one): one update of
         # `_counts` per pair rather than per record.
-        fetched = Counter((record.source, record.dataset) for record in batch.records)
+        fetched = Counter(map(_ORIGIN, batch.records))
         for (source, dataset), n in fetched.items():
             self._counts[(source, dataset, item.fetched_as)] += n
         counts[item.fetched_as] += len(batch.records)
@@ -350,24 +355,21 @@ class Writer:
                 note = getattr(sink, "note_drops", None)
                 if note is not None:
                     note(drop.source, drop.dataset)
-        # Tallied per (source, dataset, what, licence, grounding) first, a few per batch, then
-        # added to the counters: one update each rather than several per line.
-        tally: dict[tuple[str, str, str, str, str], int] = {}
-        for line in lines:
-            what = "pairs" if line.kind == "pairs" else "written"
-            # `license:{spdx}`: the licences the card lists per source
-            licence = line.license if what == "written" else ""
-            key = (line.source, line.dataset, what, licence, line.grounding)
-            tally[key] = tally.get(key, 0) + 1
-            for kind, n in line.residual.items():
-                self._counts[(line.source, line.dataset, f"residual:{kind}")] += n
-        for (source, dataset, what, licence, grounding), n in tally.items():
+        # Tallied per (source, dataset, kind, licence, grounding) first, a few per batch (in C:
+        # `Counter` of a `map`), then added to the counters: one update each, not several a line.
+        for (source, dataset, kind, licence, grounding), n in Counter(map(_TALLY, lines)).items():
+            what = "pairs" if kind == "pairs" else "written"
             self._counts[(source, dataset, what)] += n
             counts[what] += n
-            if licence:
+            # `license:{spdx}`: the licences the card lists per source
+            if licence and what == "written":
                 self._counts[(source, dataset, f"license:{licence}")] += n
             if grounding:  # "masked" or "kept" (a drop is counted with the drops)
                 self._counts[(source, dataset, f"{GROUNDING_PREFIX}{grounding}")] += n
+        for line in lines:
+            if line.residual:  # most lines: nothing left for the anonymizer's last check
+                for kind, n in line.residual.items():
+                    self._counts[(line.source, line.dataset, f"residual:{kind}")] += n
         for sink in self.sinks:
             sink.write(lines)
         for stream, cursor in batch.cursors.items():
