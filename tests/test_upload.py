@@ -480,6 +480,35 @@ async def test_the_folder_target_loads_with_datasets_by_files_and_by_the_card(
     assert (published / "README.md").read_bytes() == card
 
 
+async def test_the_folder_target_links_the_closed_chunks_and_copies_across_file_systems(
+    tmp_path: Path, state: SqliteStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A closed chunk never changes: on the same file system it is published by a hard link,
+    # without a byte copied, and stays when the local chunk goes.
+    await make_chunks(tmp_path, state, 2, per_chunk=3)
+    chunks = {p.relative_to(tmp_path / "chunks"): p for p in (tmp_path / "chunks").rglob("*.jsonl")}
+    closed = {path: (file.stat().st_ino, file.read_bytes()) for path, file in chunks.items()}
+    closed = {p: c for p, c in closed.items() if p.parts[0] in ("data", "provenance")}
+    await uploader(make_config(), state, tmp_path).run()
+    published = tmp_path / "published"
+    for path, (inode, data) in closed.items():
+        assert (published / path).stat().st_ino == inode, path
+        assert (published / path).read_bytes() == data
+
+    def no_link(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    other = tmp_path / "other"
+    other.mkdir()
+    other_state = SqliteStateStore(other / "state.sqlite3")
+    await make_chunks(other, other_state, 1, per_chunk=3)
+    copied = {p: p.read_bytes() for p in (other / "chunks" / "data").rglob("*.jsonl")}
+    await uploader(make_config(), other_state, other).run()
+    for file, data in copied.items():
+        assert (other / "published" / file.relative_to(other / "chunks")).read_bytes() == data
+
+
 # --- the daemon and the command ---------------------------------------------------------------
 
 

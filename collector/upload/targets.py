@@ -165,12 +165,20 @@ class FolderTarget:
 
 
 def _copy_durably(source: Path, target: Path) -> None:
+    """A closed chunk at `target`, durably: a hard link where both are on one file system (a
+    closed chunk is never written again, and its bytes were synced when its checkpoint
+    committed), else a copy. Copying, and syncing the copy, cost the service a microsecond a
+    record, in its one process; a link costs nothing per byte."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
-    with source.open("rb") as reader, temporary.open("wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
-        writer.flush()
-        os.fsync(writer.fileno())
+    temporary.unlink(missing_ok=True)  # left by a crash: a link is not made over a file
+    try:
+        os.link(source, temporary)
+    except OSError:  # another file system (EXDEV), or one without hard links
+        with source.open("rb") as reader, temporary.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
     os.replace(temporary, target)
     fsync_dir(target.parent)
 
