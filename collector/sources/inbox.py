@@ -222,15 +222,14 @@ class InboxSource:
         most_rows, most_bytes = self.config.batch_size, start + self.config.batch_bytes
         add = records.append
         for row in rows:
-            end = row.end
+            end, record_id = row.end, f"{stream}:{offset}"
             if row.value is not None:
-                key = f"{stream}:{offset}"
-                add(RawRecord(name, dataset, key, row.value, str(end), now, origin()))
+                add(RawRecord(name, dataset, record_id, row.value, str(end), now, origin()))
             elif row.error == RECORD_TOO_LARGE:
                 detail = f"{end - offset} bytes, over max_record_bytes {limit}"
-                drops.append(Drop(name, dataset, f"{stream}:{offset}", row.error, detail))
+                drops.append(Drop(name, dataset, record_id, row.error, detail))
             else:
-                drops.append(Drop(name, dataset, f"{stream}:{offset}", row.error, row.detail))
+                drops.append(Drop(name, dataset, record_id, row.error, row.detail))
             offset = end
             if len(records) + len(drops) >= most_rows or end >= most_bytes:
                 return _Chunk(records, drops, str(offset), False)
